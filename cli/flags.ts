@@ -1,0 +1,48 @@
+// Parsers for command-line values. Each throws a CONFIG_INVALID error that names the flag and
+// shows the expected form, so a typo stops the command before anything starts.
+import { isIP } from 'node:net';
+import { ErrorCodes, SrtGwError } from '../errors.js';
+import { normalizeHost } from '../policies/host.js';
+import type { ListenAddress } from '../gateway/gateway.js';
+
+function invalid(message: string): never {
+  throw new SrtGwError(ErrorCodes.CONFIG_INVALID, message);
+}
+
+/** "127.0.0.1:8080", "[::1]:8080", ":8080" (loopback) or "8080". */
+export function parseListenAddress(flag: string, value: string): ListenAddress {
+  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*))?:?([0-9]{1,5})$/.exec(value.trim());
+  const host = match?.[1] ?? (match?.[2] || '127.0.0.1');
+  const port = Number(match?.[3]);
+  if (!match || port > 65535 || (isIP(host) === 0 && host !== 'localhost')) {
+    invalid(`${flag} ${value}: expected IP:PORT, e.g. 127.0.0.1:8080`);
+  }
+  return { host, port };
+}
+
+/** "HOST=IP[,IP...]" → [host, ips]. */
+export function parseResolveOverride(value: string): [string, string[]] {
+  const [name, addresses] = value.split('=', 2);
+  const host = name ? normalizeHost(name) : null;
+  const ips = (addresses ?? '').split(',').map((ip) => ip.trim().replace(/^\[|\]$/g, '')).filter(Boolean);
+  if (!host || ips.length === 0 || ips.some((ip) => isIP(ip) === 0)) {
+    invalid(`--resolve ${value}: expected HOST=IP (e.g. api.example.test=127.0.0.1)`);
+  }
+  return [host, ips];
+}
+
+/** "IP" or "IP:PORT" / "[IPv6]:PORT". */
+export function parseDnsServer(value: string): string {
+  const bracketed = /^\[([0-9a-fA-F:.]+)\](?::([0-9]{1,5}))?$/.exec(value);
+  const plain = /^([0-9.]+)(?::([0-9]{1,5}))?$/.exec(value);
+  const ip = bracketed?.[1] ?? plain?.[1] ?? (isIP(value) === 6 ? value : undefined);
+  const port = bracketed?.[2] ?? plain?.[2];
+  if (!ip || isIP(ip) === 0 || (port !== undefined && (Number(port) < 1 || Number(port) > 65535))) {
+    invalid(`--dns-upstream ${value}: expected IP or IP:PORT (e.g. 127.0.0.1:5353)`);
+  }
+  return value;
+}
+
+export function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}

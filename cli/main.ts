@@ -1,0 +1,57 @@
+#!/usr/bin/env node
+// srt-gw command line. Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
+import { Command, Option } from 'commander';
+import { isSrtGwError } from '../errors.js';
+import { collect } from './flags.js';
+
+const program = new Command();
+program
+  .name('srt-gw')
+  .description('Egress-first security gateway for AI agents: every request checked against per-API rules.')
+  .version('0.1.0')
+  .showHelpAfterError('(run srt-gw help <command> for the flags)');
+
+program
+  .command('serve')
+  .description('Run the gateway as an explicit HTTP proxy (CONNECT and absolute-form), terminating TLS with the local CA')
+  .option('--policy <file>', 'policy YAML file')
+  .option('--allow <host>', 'allow every request to HOST (repeatable; adds to --policy)', collect, [])
+  .option('--listen <ip:port>', 'proxy listener address', '127.0.0.1:8080')
+  .option('--ca-dir <dir>', 'local CA directory (default: $SRT_GW_CA_DIR or ~/.config/srt-gw/ca)')
+  .option('--upstream-ca <file>', 'extra PEM CA trusted for upstream certificates (repeatable)', collect, [])
+  .option('--resolve <host=ip>', 'resolve HOST to IP for upstream connections (repeatable)', collect, [])
+  .option('--dns-upstream <ip:port>', 'DNS server for the gateway\'s own lookups (repeatable; default: the system\'s)', collect, [])
+  .option('--log <file>', 'audit log file (JSON lines; default: stderr)')
+  .option('--metrics <ip:port>', 'serve Prometheus metrics at http://IP:PORT/metrics')
+  .addOption(new Option('--monitor', 'report mode: log what would be denied, deny nothing').default(false))
+  .action(async (flags) => {
+    const { serve } = await import('./serve.js');
+    await serve(flags);
+  });
+
+const ca = program.command('ca').description('Manage the local certificate authority');
+ca.command('init')
+  .description('Create the CA if absent (idempotent) and print its certificate path')
+  .option('--ca-dir <dir>', 'CA directory (default: $SRT_GW_CA_DIR or ~/.config/srt-gw/ca)')
+  .action(async (flags: { caDir?: string }) => {
+    const { initCa } = await import('./ca.js');
+    await initCa(flags.caDir);
+  });
+ca.command('path')
+  .description('Print the CA certificate path (for --cacert, NODE_EXTRA_CA_CERTS, ...)')
+  .option('--ca-dir <dir>', 'CA directory')
+  .action(async (flags: { caDir?: string }) => {
+    const { printCaPath } = await import('./ca.js');
+    await printCaPath(flags.caDir);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  if (isSrtGwError(error)) {
+    process.stderr.write(`srt-gw: ${error.message}\n`);
+    process.exit(error.code === 'SRTGW_CONFIG_INVALID' || error.code === 'SRTGW_POLICY_INVALID' || error.code === 'SRTGW_POLICY_UNREADABLE' || error.code === 'SRTGW_CA_INVALID' ? 2 : 1);
+  }
+  process.stderr.write(`srt-gw: ${(error as Error).stack ?? String(error)}\n`);
+  process.exit(1);
+}

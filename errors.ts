@@ -1,0 +1,41 @@
+// Every error srt-gw raises on purpose: one base class with a stable `code`, so callers (the CLI,
+// the library API, tests) branch on codes, never on message text. Messages say what to do.
+
+export const ErrorCodes = {
+  /** A policy file does not parse or does not validate; the message names file:line:column. */
+  POLICY_INVALID: 'SRTGW_POLICY_INVALID',
+  /** A policy file cannot be read. */
+  POLICY_UNREADABLE: 'SRTGW_POLICY_UNREADABLE',
+  /** The CA directory or key is unusable (wrong permissions, corrupt PEM, ...). */
+  CA_INVALID: 'SRTGW_CA_INVALID',
+  /** A command-line flag or library option is invalid. */
+  CONFIG_INVALID: 'SRTGW_CONFIG_INVALID',
+  /** A listener could not bind. */
+  LISTEN_FAILED: 'SRTGW_LISTEN_FAILED',
+  /** The upstream host name did not resolve. */
+  UPSTREAM_DNS: 'SRTGW_UPSTREAM_DNS',
+  /** The upstream refused or reset the connection. */
+  UPSTREAM_REFUSED: 'SRTGW_UPSTREAM_REFUSED',
+  /** The upstream certificate did not verify. */
+  UPSTREAM_CERT: 'SRTGW_UPSTREAM_CERT',
+  /** The upstream did not answer in time. */
+  UPSTREAM_TIMEOUT: 'SRTGW_UPSTREAM_TIMEOUT',
+  /** Any other upstream failure. */
+  UPSTREAM_FAILED: 'SRTGW_UPSTREAM_FAILED',
+} as const;
+
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class SrtGwError extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SrtGwError';
+    this.code = code;
+  }
+}
+
+export function isSrtGwError(value: unknown, code?: ErrorCode): value is SrtGwError {
+  return value instanceof SrtGwError && (code === undefined || value.code === code);
+}

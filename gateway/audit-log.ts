@@ -1,0 +1,44 @@
+// The audit log: one pino JSON line per request, CONNECT decision and failed TLS handshake,
+// written by subscribing to the gateway's events. The field names are the published schema
+// (docs/audit-log.schema.json); change them only with a version bump.
+import pino from 'pino';
+import type { GatewayEvents } from './events.js';
+
+export interface AuditLog {
+  /** Flushes and closes the destination. */
+  close(): Promise<void>;
+}
+
+/** `destination`: a file path (appended), or a file descriptor (2 = stderr). */
+export function startAuditLog(events: GatewayEvents, destination: string | number): AuditLog {
+  const stream = pino.destination({ dest: destination, sync: false, mkdir: typeof destination === 'string', minLength: 0 });
+  const logger = pino({ base: null, timestamp: pino.stdTimeFunctions.epochTime, messageKey: 'msg' }, stream);
+  const unsubscribe = [
+    events.on('request', (event) => logger.info(event)),
+    events.on('connect', (event) => logger.info(event)),
+    events.on('tls', (event) => {
+      if (event.outcome === 'failed') logger.warn(event);
+    }),
+  ];
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const stop of unsubscribe) stop();
+        const finish = () => {
+          try {
+            stream.flushSync();
+          } catch {
+            // not yet open or already closed: nothing buffered to lose
+          }
+          if (typeof destination === 'number') {
+            resolve(); // never close stderr
+            return;
+          }
+          stream.once('close', () => resolve());
+          stream.end();
+        };
+        if ((stream as unknown as { fd: number }).fd >= 0) finish();
+        else stream.once('ready', finish);
+      }),
+  };
+}

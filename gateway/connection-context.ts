@@ -1,0 +1,33 @@
+// What the gateway knows about one client connection before any request arrives: which host
+// and port the tunnel was opened for. Every request on the connection is checked against it.
+import type net from 'node:net';
+
+export interface ConnectionContext {
+  /** Short id shared by the connection's audit lines. */
+  readonly id: string;
+  /** Client address as "ip:port" (for the transparent mode: the jail side). */
+  readonly client: string;
+  /** Normalised host the tunnel is for (CONNECT target, or the name behind a synthetic address). */
+  readonly host: string;
+  readonly port: number;
+  /** "https" once TLS is terminated on it; "http" for plain HTTP inside a tunnel or absolute-form. */
+  scheme: 'http' | 'https';
+}
+
+let nextConnectionId = 0;
+
+export function newConnectionId(): string {
+  nextConnectionId = (nextConnectionId + 1) % Number.MAX_SAFE_INTEGER;
+  return `c${nextConnectionId.toString(36)}`;
+}
+
+export function describeClient(socket: net.Socket): string {
+  const address = socket.remoteAddress ?? 'unix';
+  return socket.remotePort === undefined ? address : `${address}:${socket.remotePort}`;
+}
+
+/** Formats host:port for Host headers and messages, bracketing IPv6 literals. */
+export function formatAuthority(host: string, port: number, defaultPort?: number): string {
+  const shownHost = host.includes(':') ? `[${host}]` : host;
+  return port === defaultPort ? shownHost : `${shownHost}:${port}`;
+}

@@ -1,0 +1,121 @@
+// The observability seam: every decision the gateway makes is published on a diagnostics
+// channel. The audit log, the Prometheus collector and the library API subscribe; nothing
+// else writes decisions anywhere. Field names here are the audit log's schema.
+import diagnosticsChannel from 'node:diagnostics_channel';
+
+export const CHANNELS = {
+  request: 'srt-gw:request:decision',
+  connect: 'srt-gw:connect:decision',
+  tls: 'srt-gw:tls:handshake',
+  leafCache: 'srt-gw:tls:leaf-cache',
+  connections: 'srt-gw:connections',
+} as const;
+
+export type HttpProtocol = 'http/1.1' | 'h2';
+export type RequestOutcome = 'allow' | 'deny' | 'error';
+
+/** One per HTTP request (or WebSocket upgrade), published when the exchange ends. */
+export interface RequestEvent {
+  kind: 'request';
+  conn: string;
+  protocol: HttpProtocol;
+  method: string;
+  host: string;
+  port: number;
+  /** Normalised path without the query string (queries often carry secrets), capped in length. */
+  path: string;
+  decision: RequestOutcome;
+  /** Deciding rule id; null for checks that come before the policy (framing, authority). */
+  rule: string | null;
+  reason: string;
+  /** Which pipeline step decided: framing, authority, policy, upstream. */
+  step: 'framing' | 'authority' | 'policy' | 'upstream';
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  durationMs: number;
+  /** For step "upstream": what kind of failure it was. */
+  upstreamError?: 'dns' | 'refused' | 'certificate' | 'timeout' | 'reset' | 'other';
+  /** Only for denials that --monitor let through. */
+  monitored?: boolean;
+}
+
+/** One per CONNECT tunnel (or transparent connection) decision. */
+export interface ConnectEvent {
+  kind: 'connect';
+  conn: string;
+  client: string;
+  host: string;
+  port: number;
+  decision: 'allow' | 'deny';
+  rule: string | null;
+  reason: string;
+}
+
+export interface TlsHandshakeEvent {
+  kind: 'tls';
+  conn: string;
+  host: string;
+  outcome: 'ok' | 'failed';
+  reason?: string;
+  alpn?: string;
+}
+
+export interface LeafCacheEvent {
+  hit: boolean;
+}
+
+export interface ConnectionsEvent {
+  /** +1 when a client connection opens, -1 when it closes. */
+  delta: 1 | -1;
+}
+
+export interface GatewayEventMap {
+  request: RequestEvent;
+  connect: ConnectEvent;
+  tls: TlsHandshakeEvent;
+  leafCache: LeafCacheEvent;
+  connections: ConnectionsEvent;
+}
+
+type Listener<T> = (event: T) => void;
+
+/**
+ * One gateway's event fan-out. Subscribers of this gateway (its audit log, its metrics, the
+ * library's decision stream) are called synchronously; the same event also goes to the
+ * process-wide diagnostics channel, tagged with the gateway id, for outside observers.
+ * Channels are process-global, so two gateways in one process must not share subscribers.
+ */
+export class GatewayEvents {
+  private readonly listeners: { [K in keyof GatewayEventMap]: Listener<GatewayEventMap[K]>[] } = {
+    request: [],
+    connect: [],
+    tls: [],
+    leafCache: [],
+    connections: [],
+  };
+  private readonly channels = {
+    request: diagnosticsChannel.channel(CHANNELS.request),
+    connect: diagnosticsChannel.channel(CHANNELS.connect),
+    tls: diagnosticsChannel.channel(CHANNELS.tls),
+    leafCache: diagnosticsChannel.channel(CHANNELS.leafCache),
+    connections: diagnosticsChannel.channel(CHANNELS.connections),
+  };
+
+  constructor(readonly gatewayId: string) {}
+
+  on<K extends keyof GatewayEventMap>(kind: K, listener: Listener<GatewayEventMap[K]>): () => void {
+    const list = this.listeners[kind] as Listener<GatewayEventMap[K]>[];
+    list.push(listener);
+    return () => {
+      const index = list.indexOf(listener);
+      if (index >= 0) list.splice(index, 1);
+    };
+  }
+
+  emit<K extends keyof GatewayEventMap>(kind: K, event: GatewayEventMap[K]): void {
+    for (const listener of this.listeners[kind] as Listener<GatewayEventMap[K]>[]) listener(event);
+    const channel = this.channels[kind];
+    if (channel.hasSubscribers) channel.publish({ gateway: this.gatewayId, ...event });
+  }
+}

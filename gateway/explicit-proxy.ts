@@ -1,0 +1,95 @@
+// The explicit proxy listener: CONNECT host:port (tunnels, checked before anything is resolved)
+// and absolute-form plain HTTP requests. Everything after the tunnel opens is the terminator's.
+import http from 'node:http';
+import type net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { normalizeHost } from '../policies/host.js';
+import type { CompiledPolicy } from '../policies/match.js';
+import { describeClient, newConnectionId, type ConnectionContext } from './connection-context.js';
+import type { GatewayEvents } from './events.js';
+import { splitAuthority } from './exchange.js';
+import type { GatewayLimits } from './limits.js';
+import type { RequestPipeline } from './request-pipeline.js';
+import { denialResponse, writeRawResponse } from './responses.js';
+import { answerParseError, type TunnelTerminator } from './tunnel-terminator.js';
+
+export interface ExplicitProxyOptions {
+  currentPolicy(): CompiledPolicy;
+  terminator: TunnelTerminator;
+  pipeline: RequestPipeline;
+  events: GatewayEvents;
+  limits: GatewayLimits;
+  monitor: boolean;
+}
+
+export function createExplicitProxyServer(options: ExplicitProxyOptions): http.Server {
+  const { events, limits } = options;
+  const connectionIds = new WeakMap<object, string>();
+  const server = http.createServer({
+    maxHeaderSize: limits.maxHeaderBytes,
+    headersTimeout: limits.headersTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    requestTimeout: 0,
+    noDelay: true,
+  });
+  server.maxConnections = limits.maxConnections;
+  server.setTimeout(limits.idleTimeoutMs, (socket) => socket.destroy());
+
+  server.on('connection', (socket: net.Socket) => {
+    socket.on('error', () => undefined);
+    connectionIds.set(socket, newConnectionId());
+    events.emit('connections', { delta: 1 });
+    socket.once('close', () => events.emit('connections', { delta: -1 }));
+  });
+
+  server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const connId = connectionIds.get(socket) ?? newConnectionId();
+    const client = describeClient(socket as net.Socket);
+    const target = parseConnectTarget(req.url ?? '');
+    if (!target) {
+      events.emit('connect', { kind: 'connect', conn: connId, client, host: '-', port: 0, decision: 'deny', rule: null, reason: 'CONNECT target must be host:port' });
+      writeRawResponse(socket, denialResponse(400, null, 'CONNECT target must be host:port'));
+      return;
+    }
+    // SECURITY: decide on the name alone, before any lookup, so a denied name never reaches a
+    // DNS server (no DNS exfiltration through the proxy) — test/e2e/no-dns-on-deny.test.ts
+    const admitted = options.currentPolicy().couldAllowHost(target.host, target.port);
+    if (!admitted && !options.monitor) {
+      const reason = `no rule allows host ${target.host} on port ${target.port}`;
+      events.emit('connect', { kind: 'connect', conn: connId, client, host: target.host, port: target.port, decision: 'deny', rule: 'default-deny', reason });
+      writeRawResponse(socket, denialResponse(403, 'default-deny', reason));
+      return;
+    }
+    events.emit('connect', {
+      kind: 'connect',
+      conn: connId,
+      client,
+      host: target.host,
+      port: target.port,
+      decision: admitted ? 'allow' : 'deny',
+      rule: null,
+      reason: admitted ? 'some rule may allow requests to this host; each request is checked' : 'monitor mode: no rule allows this host',
+    });
+    const context: ConnectionContext = { id: connId, client, host: target.host, port: target.port, scheme: 'https' };
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    options.terminator.accept(socket, context, head);
+  });
+
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    options.pipeline.handleRequest(req, res, null, connectionIds.get(req.socket) ?? '-');
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    options.pipeline.handleUpgrade(req, socket, head, null, connectionIds.get(socket) ?? '-');
+  });
+  server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => {
+    answerParseError(error, socket, undefined, events);
+  });
+  return server;
+}
+
+function parseConnectTarget(target: string): { host: string; port: number } | null {
+  const parts = splitAuthority(target);
+  if (!parts || parts.port === null) return null;
+  const host = normalizeHost(parts.host);
+  return host ? { host, port: parts.port } : null;
+}

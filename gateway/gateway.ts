@@ -1,0 +1,142 @@
+// Assembles and starts one gateway: CA, policy, resolver, upstream client, pipeline, listeners,
+// audit log and metrics. `srt-gw serve`, `srt-gw run` and the library API all start it here.
+import { randomBytes } from 'node:crypto';
+import type http from 'node:http';
+import type net from 'node:net';
+import { loadOrCreateCertificateAuthority, LeafContextCache, type CertificateAuthority } from '../ca/index.js';
+import { defaultCaDir } from '../ca/paths.js';
+import { ErrorCodes, SrtGwError } from '../errors.js';
+import { compilePolicy, type CompiledPolicy } from '../policies/match.js';
+import type { Policy } from '../policies/types.js';
+import { startAuditLog, type AuditLog } from './audit-log.js';
+import { UpstreamResolver } from './dns/upstream-resolver.js';
+import { GatewayEvents } from './events.js';
+import { createExplicitProxyServer } from './explicit-proxy.js';
+import { DEFAULT_LIMITS, type GatewayLimits } from './limits.js';
+import { createMetricsServer, startGatewayMetrics, type GatewayMetrics } from './metrics.js';
+import { RequestPipeline } from './request-pipeline.js';
+import { loadUpstreamTrust } from './trust-store.js';
+import { TunnelTerminator } from './tunnel-terminator.js';
+import { UpstreamClient } from './upstream-client.js';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export interface GatewayOptions {
+  policy: Policy;
+  /** Directory of the local CA; created on first use. Default: SRT_GW_CA_DIR or ~/.config/srt-gw/ca. */
+  caDir?: string;
+  /** Explicit proxy listener. Default 127.0.0.1, a free port. */
+  listen?: ListenAddress;
+  /** Extra PEM files trusted for upstream certificates, on top of the system store. */
+  upstreamCaFiles?: readonly string[];
+  /** Host → addresses overrides for upstream connections (like curl --resolve). */
+  resolve?: ReadonlyMap<string, string[]>;
+  /** DNS servers ("ip" or "ip:port") for the gateway's own upstream lookups. Default: the system's. */
+  dnsUpstream?: readonly string[];
+  /** Audit log destination: a file path, a file descriptor (2 = stderr), or false for none. */
+  auditLog?: string | number | false;
+  /** Serve Prometheus metrics here. */
+  metrics?: ListenAddress | null;
+  /** Report mode: policy denials are logged but let through. */
+  monitor?: boolean;
+  limits?: Partial<GatewayLimits>;
+}
+
+export interface Gateway {
+  readonly proxyAddress: ListenAddress;
+  readonly metricsAddress: ListenAddress | null;
+  readonly events: GatewayEvents;
+  readonly ca: CertificateAuthority;
+  /** The compiled policy in force now. */
+  readonly policy: CompiledPolicy;
+  /** Swaps the policy atomically: requests already decided keep their decision. */
+  reload(policy: Policy): void;
+  close(): Promise<void>;
+}
+
+export async function startGateway(options: GatewayOptions): Promise<Gateway> {
+  const limits: GatewayLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const events = new GatewayEvents(randomBytes(4).toString('hex'));
+  let policy = compilePolicy(options.policy);
+  const ca = await loadOrCreateCertificateAuthority(options.caDir ?? defaultCaDir());
+  const leafContexts = new LeafContextCache(ca, { onLookup: (hit) => events.emit('leafCache', { hit }) });
+  const resolver = new UpstreamResolver({
+    overrides: options.resolve,
+    dnsServers: options.dnsUpstream ? [...options.dnsUpstream] : undefined,
+  });
+  const upstream = new UpstreamClient({ trustedCa: loadUpstreamTrust(options.upstreamCaFiles), lookup: resolver.lookup });
+
+  const auditLog: AuditLog | null = options.auditLog === false ? null : startAuditLog(events, options.auditLog ?? 2);
+  const metrics: GatewayMetrics | null = options.metrics ? startGatewayMetrics(events, policy) : null;
+
+  const monitor = options.monitor ?? false;
+  const currentPolicy = () => policy;
+  const pipeline = new RequestPipeline({ currentPolicy, upstream, events, monitor });
+  const terminator = new TunnelTerminator({ ca, leafContexts, pipeline, events, limits });
+  const proxyServer = createExplicitProxyServer({ currentPolicy, terminator, pipeline, events, limits, monitor });
+
+  const sockets = new Set<net.Socket>();
+  proxyServer.on('connection', (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+
+  const servers: http.Server[] = [];
+  const closeAll = async () => {
+    for (const socket of sockets) socket.destroy();
+    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    await upstream.close();
+    metrics?.close();
+    await auditLog?.close();
+  };
+
+  try {
+    const proxyAddress = await listen(proxyServer, options.listen ?? { host: '127.0.0.1', port: 0 }, 'proxy');
+    servers.push(proxyServer);
+    let metricsAddress: ListenAddress | null = null;
+    if (metrics && options.metrics) {
+      const metricsServer = createMetricsServer(metrics.registry);
+      metricsAddress = await listen(metricsServer, options.metrics, 'metrics');
+      servers.push(metricsServer);
+    }
+    let closing: Promise<void> | null = null;
+    return {
+      proxyAddress,
+      metricsAddress,
+      events,
+      ca,
+      get policy() {
+        return policy;
+      },
+      reload(next: Policy) {
+        const compiled = compilePolicy(next);
+        policy = compiled;
+        metrics?.setPolicy(compiled);
+      },
+      close() {
+        closing ??= closeAll();
+        return closing;
+      },
+    };
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+}
+
+function listen(server: http.Server, address: ListenAddress, what: string): Promise<ListenAddress> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException) => {
+      reject(new SrtGwError(ErrorCodes.LISTEN_FAILED, `cannot listen for ${what} on ${address.host}:${address.port}: ${error.code ?? error.message}`, { cause: error }));
+    };
+    server.once('error', onError);
+    server.listen(address.port, address.host, () => {
+      server.off('error', onError);
+      const bound = server.address() as net.AddressInfo;
+      resolve({ host: bound.address, port: bound.port });
+    });
+  });
+}

@@ -1,0 +1,27 @@
+// Resource bounds for client connections: no slowloris, no unbounded headers or sessions.
+export interface GatewayLimits {
+  /** Largest request head accepted (bytes); larger → 431 and the connection closes. */
+  maxHeaderBytes: number;
+  /** Time for a client to send a complete request head. */
+  headersTimeoutMs: number;
+  /** Idle keep-alive connections are closed after this. */
+  keepAliveTimeoutMs: number;
+  /** A socket with no traffic at all for this long is closed. */
+  idleTimeoutMs: number;
+  /** Time for a TLS handshake to complete. */
+  handshakeTimeoutMs: number;
+  /** Open client connections at once; further ones are refused. */
+  maxConnections: number;
+  /** Concurrent streams per HTTP/2 connection. */
+  maxConcurrentStreams: number;
+}
+
+export const DEFAULT_LIMITS: GatewayLimits = {
+  maxHeaderBytes: 16 * 1024,
+  headersTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 30_000,
+  idleTimeoutMs: 120_000,
+  handshakeTimeoutMs: 10_000,
+  maxConnections: 4096,
+  maxConcurrentStreams: 128,
+};

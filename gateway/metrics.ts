@@ -1,0 +1,154 @@
+// The Prometheus metrics: a closed list of names, each with help text, fed by the gateway's
+// events. Label values are bounded: hosts only as a rule names them (else "other"), methods
+// from a fixed list, rules from the policy.
+import http from 'node:http';
+import client from 'prom-client';
+import type { CompiledPolicy } from '../policies/match.js';
+import { hostMatchesPattern } from '../policies/host.js';
+import type { GatewayEvents } from './events.js';
+
+const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE']);
+
+export const METRIC_NAMES = {
+  requests: 'srtgw_requests_total',
+  deniedRequests: 'srtgw_denied_requests_total',
+  requestDuration: 'srtgw_request_duration_seconds',
+  bytes: 'srtgw_bytes_total',
+  connects: 'srtgw_connect_decisions_total',
+  tlsHandshakes: 'srtgw_tls_handshakes_total',
+  leafCache: 'srtgw_leaf_cache_lookups_total',
+  openConnections: 'srtgw_open_connections',
+  upstreamErrors: 'srtgw_upstream_errors_total',
+} as const;
+
+export interface GatewayMetrics {
+  readonly registry: client.Registry;
+  /** Call after a policy reload so host labels follow the new rules. */
+  setPolicy(policy: CompiledPolicy): void;
+  close(): void;
+}
+
+export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolicy): GatewayMetrics {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+
+  const requests = new client.Counter({
+    name: METRIC_NAMES.requests,
+    help: 'HTTP requests by final decision (allow, deny, error), deciding rule, host as named by a rule (else "other") and method.',
+    labelNames: ['decision', 'rule', 'host', 'method'] as const,
+    registers: [registry],
+  });
+  const denied = new client.Counter({
+    name: METRIC_NAMES.deniedRequests,
+    help: 'Denied requests and tunnels by the step that denied them: framing (400), authority (421), policy (403), connect (CONNECT refused).',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const duration = new client.Histogram({
+    name: METRIC_NAMES.requestDuration,
+    help: 'Time from request head to the end of the response, by decision.',
+    labelNames: ['decision'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const bytes = new client.Counter({
+    name: METRIC_NAMES.bytes,
+    help: 'Body bytes relayed, by direction (up = to the upstream, down = to the client) and rule.',
+    labelNames: ['direction', 'rule'] as const,
+    registers: [registry],
+  });
+  const connects = new client.Counter({
+    name: METRIC_NAMES.connects,
+    help: 'CONNECT tunnel decisions (allow, deny).',
+    labelNames: ['decision'] as const,
+    registers: [registry],
+  });
+  const tls = new client.Counter({
+    name: METRIC_NAMES.tlsHandshakes,
+    help: 'TLS handshakes with clients by outcome (ok, failed).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  const leafCache = new client.Counter({
+    name: METRIC_NAMES.leafCache,
+    help: 'Leaf certificate cache lookups by result (hit, miss).',
+    labelNames: ['result'] as const,
+    registers: [registry],
+  });
+  const open = new client.Gauge({
+    name: METRIC_NAMES.openConnections,
+    help: 'Client connections open now.',
+    registers: [registry],
+  });
+  const upstreamErrors = new client.Counter({
+    name: METRIC_NAMES.upstreamErrors,
+    help: 'Upstream failures answered with 502, by kind of failure (dns, refused, certificate, timeout, reset, other).',
+    labelNames: ['kind'] as const,
+    registers: [registry],
+  });
+  // Every label combination that always exists starts at zero, so dashboards and alerts see
+  // a series before the first event of its kind.
+  for (const outcome of ['ok', 'failed']) tls.inc({ outcome }, 0);
+  for (const result of ['hit', 'miss']) leafCache.inc({ result }, 0);
+  for (const decision of ['allow', 'deny']) connects.inc({ decision }, 0);
+  for (const reason of ['framing', 'authority', 'policy', 'connect']) denied.inc({ reason }, 0);
+
+  let hostLabel = hostLabeller(policy);
+  const unsubscribe = [
+    events.on('request', (event) => {
+      const rule = event.rule ?? 'none';
+      requests.inc({ decision: event.decision, rule, host: hostLabel(event.host), method: KNOWN_METHODS.has(event.method) ? event.method : 'OTHER' });
+      duration.observe({ decision: event.decision }, event.durationMs / 1000);
+      if (event.decision === 'deny' && !event.monitored) denied.inc({ reason: event.step });
+      if (event.upstreamError) upstreamErrors.inc({ kind: event.upstreamError });
+      if (event.bytesIn > 0) bytes.inc({ direction: 'up', rule }, event.bytesIn);
+      if (event.bytesOut > 0) bytes.inc({ direction: 'down', rule }, event.bytesOut);
+    }),
+    events.on('connect', (event) => {
+      connects.inc({ decision: event.decision });
+      if (event.decision === 'deny') denied.inc({ reason: 'connect' });
+    }),
+    events.on('tls', (event) => tls.inc({ outcome: event.outcome })),
+    events.on('leafCache', (event) => leafCache.inc({ result: event.hit ? 'hit' : 'miss' })),
+    events.on('connections', (event) => open.inc(event.delta)),
+  ];
+
+  return {
+    registry,
+    setPolicy(next) {
+      hostLabel = hostLabeller(next);
+    },
+    close() {
+      for (const stop of unsubscribe) stop();
+      registry.clear();
+    },
+  };
+}
+
+/** Maps a host to the rule host that names it (exact or wildcard pattern), else "other". */
+function hostLabeller(policy: CompiledPolicy): (host: string) => string {
+  const patterns = [...new Set(policy.policy.rules.map((rule) => rule.host))];
+  const cache = new Map<string, string>();
+  return (host) => {
+    let label = cache.get(host);
+    if (label === undefined) {
+      label = patterns.includes(host) ? host : patterns.find((pattern) => hostMatchesPattern(host, pattern)) ?? 'other';
+      if (cache.size < 10_000) cache.set(host, label);
+    }
+    return label;
+  };
+}
+
+/** Serves GET /metrics in the Prometheus text format. */
+export function createMetricsServer(registry: client.Registry): http.Server {
+  return http.createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url !== '/metrics' && !req.url?.startsWith('/metrics?'))) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('srt-gw serves metrics at /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      () => res.writeHead(500).end(),
+    );
+  });
+}

@@ -1,0 +1,58 @@
+// Responses the gateway itself writes into the sandbox. Bodies name the rule and the reason,
+// never host paths, secrets or internal error text (DESIGN: messages sent into the sandbox).
+import type { Duplex } from 'node:stream';
+
+export const REASON_HEADER = 'x-srt-gw-reason';
+
+export interface GatewayResponse {
+  status: number;
+  body: string;
+  headers: Record<string, string>;
+}
+
+/** Header values must be a single line of visible ASCII; reasons are ours, but hosts come from clients. */
+export function headerSafe(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 512);
+}
+
+export function denialResponse(status: number, rule: string | null, reason: string): GatewayResponse {
+  const error = status === 421 ? 'misdirected' : status === 400 || status === 431 ? 'bad-request' : 'denied';
+  return jsonResponse(status, { error, rule, reason });
+}
+
+export function upstreamFailureResponse(reason: string, status = 502): GatewayResponse {
+  return jsonResponse(status, { error: 'upstream', rule: null, reason });
+}
+
+function jsonResponse(status: number, payload: { error: string; rule: string | null; reason: string }): GatewayResponse {
+  const body = JSON.stringify(payload) + '\n';
+  return {
+    status,
+    body,
+    headers: {
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(body)),
+      'cache-control': 'no-store',
+      [REASON_HEADER]: headerSafe(payload.reason),
+    },
+  };
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  200: 'Connection Established',
+  400: 'Bad Request',
+  403: 'Forbidden',
+  421: 'Misdirected Request',
+  431: 'Request Header Fields Too Large',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+};
+
+/** Writes a complete HTTP/1.1 response on a raw socket (CONNECT replies, parser errors) and closes it. */
+export function writeRawResponse(socket: Duplex, response: GatewayResponse): void {
+  if (socket.destroyed || !socket.writable) return;
+  let head = `HTTP/1.1 ${response.status} ${STATUS_TEXT[response.status] ?? 'Error'}\r\n`;
+  for (const [name, value] of Object.entries(response.headers)) head += `${name}: ${value}\r\n`;
+  head += 'connection: close\r\n\r\n';
+  socket.end(head + response.body);
+}

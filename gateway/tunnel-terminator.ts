@@ -1,0 +1,217 @@
+// Takes a client connection that is already bound to one host (a CONNECT tunnel, or later a
+// transparent connection from the jail) and serves HTTP on it: TLS terminated with a leaf for
+// that host (ALPN h2 or http/1.1), or plain HTTP when the first byte is not a TLS record.
+import http from 'node:http';
+import http2 from 'node:http2';
+import { isIP } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type tls from 'node:tls';
+import type { CertificateAuthority, LeafContextCache } from '../ca/index.js';
+import { normalizeHost } from '../policies/host.js';
+import type { ConnectionContext } from './connection-context.js';
+import type { GatewayEvents } from './events.js';
+import type { GatewayLimits } from './limits.js';
+import type { RequestPipeline } from './request-pipeline.js';
+import { denialResponse, writeRawResponse } from './responses.js';
+
+const TLS_HANDSHAKE_RECORD = 0x16;
+const MAX_IP_SERVERS = 64;
+
+export interface TunnelTerminatorOptions {
+  ca: CertificateAuthority;
+  leafContexts: LeafContextCache;
+  pipeline: RequestPipeline;
+  events: GatewayEvents;
+  limits: GatewayLimits;
+}
+
+/** Node sets `_parent` on a TLSSocket to the socket it wraps; the tunnel context hangs off that. */
+interface WrappedSocket {
+  _parent?: unknown;
+}
+
+export class TunnelTerminator {
+  /** Raw tunnel socket → its context. Weak, so a closed tunnel leaves nothing behind. */
+  private readonly tunnels = new WeakMap<object, ConnectionContext>();
+  private readonly sniFailures = new WeakMap<object, string>();
+  private readonly tlsServer: http2.Http2SecureServer;
+  private readonly plainServer: http.Server;
+  /** IP-literal targets: clients send no SNI, so each IP gets a server whose default leaf is for it. */
+  private readonly ipServers = new Map<string, http2.Http2SecureServer>();
+
+  constructor(private readonly options: TunnelTerminatorOptions) {
+    this.tlsServer = this.createTlsServer();
+    this.plainServer = this.createPlainServer();
+  }
+
+  /** Serves HTTP on `socket`, which carries traffic meant for `context.host:context.port`. */
+  accept(socket: Duplex, context: ConnectionContext, head?: Buffer): void {
+    socket.on('error', () => undefined); // client resets are normal; never crash the gateway
+    if (head && head.length > 0) {
+      socket.unshift(head);
+      this.route(socket, context, head[0]!);
+      return;
+    }
+    const timer = setTimeout(() => socket.destroy(), this.options.limits.headersTimeoutMs);
+    socket.once('data', (chunk: Buffer) => {
+      clearTimeout(timer);
+      socket.pause();
+      socket.unshift(chunk);
+      this.route(socket, context, chunk[0]!);
+    });
+    socket.once('close', () => clearTimeout(timer));
+  }
+
+  private route(socket: Duplex, context: ConnectionContext, firstByte: number): void {
+    this.tunnels.set(socket, context);
+    if (firstByte === TLS_HANDSHAKE_RECORD) {
+      context.scheme = 'https';
+      const server = isIP(context.host) === 0 ? this.tlsServer : this.ipServerFor(context.host);
+      server.emit('connection', socket);
+    } else {
+      context.scheme = 'http';
+      this.plainServer.emit('connection', socket);
+    }
+  }
+
+  private contextOf(socket: unknown): ConnectionContext | undefined {
+    if (!socket || typeof socket !== 'object') return undefined;
+    return this.tunnels.get((socket as WrappedSocket)._parent as object) ?? this.tunnels.get(socket);
+  }
+
+  private createTlsServer(extra: http2.SecureServerOptions = {}): http2.Http2SecureServer {
+    const { leafContexts, events, limits } = this.options;
+    const terminator = this;
+    const server = http2.createSecureServer({
+      allowHTTP1: true,
+      ALPNProtocols: ['h2', 'http/1.1'],
+      minVersion: 'TLSv1.2',
+      handshakeTimeout: limits.handshakeTimeoutMs,
+      maxSessionMemory: 32,
+      settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
+      ...extra,
+      SNICallback(this: tls.TLSSocket, servername: string, callback: (err: Error | null, ctx?: tls.SecureContext) => void) {
+        const context = terminator.contextOf(this);
+        const name = normalizeHost(servername);
+        // SECURITY: the TLS name must be the tunnel's (policy-checked) host, else domain
+        // fronting — test/e2e/fronting.test.ts
+        if (!context || name !== context.host) {
+          const reason = `TLS server name ${servername.slice(0, 253)} does not match the tunnel host ${context?.host ?? '?'}`;
+          terminator.sniFailures.set(this, reason);
+          callback(new Error(reason));
+          return;
+        }
+        try {
+          callback(null, leafContexts.secureContextFor(context.host));
+        } catch (error) {
+          callback(error as Error);
+        }
+      },
+    });
+    server.maxHeaderSize = limits.maxHeaderBytes;
+    server.headersTimeout = limits.headersTimeoutMs;
+    server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+    server.requestTimeout = 0; // long uploads are fine; stalls are caught by the idle timeout
+    server.setTimeout(limits.idleTimeoutMs);
+    server.on('secureConnection', (socket: tls.TLSSocket) => {
+      const context = this.contextOf(socket);
+      events.emit('tls', { kind: 'tls', conn: context?.id ?? '-', host: context?.host ?? '-', outcome: 'ok', alpn: socket.alpnProtocol || 'none' });
+    });
+    server.on('tlsClientError', (error: Error & { code?: string }, socket: tls.TLSSocket) => {
+      const context = this.contextOf(socket);
+      const reason = this.sniFailures.get(socket) ?? (socket.servername === false || socket.servername === undefined ? `client sent no TLS server name (${error.code ?? error.message})` : error.code ?? error.message);
+      events.emit('tls', { kind: 'tls', conn: context?.id ?? '-', host: context?.host ?? '-', outcome: 'failed', reason });
+      socket.destroy();
+    });
+    server.on('request', (req: http2.Http2ServerRequest | http.IncomingMessage, res: http2.Http2ServerResponse | http.ServerResponse) => {
+      const context = this.contextOf(req.socket);
+      if (!context) {
+        res.destroy();
+        return;
+      }
+      this.options.pipeline.handleRequest(req, res, context, context.id);
+    });
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => answerParseError(error, socket, this.contextOf(socket), this.options.events));
+    server.on('sessionError', () => undefined);
+    server.on('timeout', (socketOrSession: { destroy(): void }) => socketOrSession.destroy());
+    return server;
+  }
+
+  private createPlainServer(): http.Server {
+    const { limits } = this.options;
+    const server = http.createServer({
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      requestTimeout: 0,
+    });
+    server.setTimeout(limits.idleTimeoutMs, (socket) => socket.destroy());
+    server.on('request', (req, res) => {
+      const context = this.contextOf(req.socket);
+      if (!context) {
+        res.destroy();
+        return;
+      }
+      this.options.pipeline.handleRequest(req, res, context, context.id);
+    });
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => answerParseError(error, socket, this.contextOf(socket), this.options.events));
+    return server;
+  }
+
+  private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const context = this.contextOf(socket);
+    if (!context) {
+      socket.destroy();
+      return;
+    }
+    this.options.pipeline.handleUpgrade(req, socket, head, context, context.id);
+  }
+
+  private ipServerFor(ip: string): http2.Http2SecureServer {
+    let server = this.ipServers.get(ip);
+    if (!server) {
+      if (this.ipServers.size >= MAX_IP_SERVERS) {
+        const oldest = this.ipServers.keys().next().value as string;
+        this.ipServers.delete(oldest);
+      }
+      const leaf = this.options.ca.issueLeafCertificate(ip);
+      server = this.createTlsServer({ cert: leaf.certPem, key: leaf.keyPem });
+      this.ipServers.set(ip, server);
+    }
+    return server;
+  }
+}
+
+/**
+ * node's HTTP/1 parser rejected the request (CL+TE, duplicate Content-Length, oversized head,
+ * garbage): answer 400/431, close, and report it as a framing denial so it is in the audit log.
+ */
+export function answerParseError(error: Error & { code?: string }, socket: Duplex, context: { id: string; host: string; port: number } | undefined, events: GatewayEvents): void {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+  const status = tooLarge ? 431 : 400;
+  const reason = tooLarge ? 'request headers are too large' : `malformed HTTP request (${error.code ?? 'parse error'})`;
+  writeRawResponse(socket, denialResponse(status, null, reason));
+  events.emit('request', {
+    kind: 'request',
+    conn: context?.id ?? '-',
+    protocol: 'http/1.1',
+    method: '-',
+    host: context?.host ?? '-',
+    port: context?.port ?? 0,
+    path: '-',
+    decision: 'deny',
+    rule: null,
+    reason,
+    step: 'framing',
+    status,
+    bytesIn: 0,
+    bytesOut: 0,
+    durationMs: 0,
+  });
+}

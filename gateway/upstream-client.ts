@@ -1,0 +1,196 @@
+// Sends allowed requests upstream with undici and streams the answer back with backpressure.
+// The gateway picks the address (its own resolver) and the TLS name (the policy-checked host):
+// nothing the client said about addresses is used.
+import type { Duplex, Readable } from 'node:stream';
+import { isIP } from 'node:net';
+import { Pool, type Dispatcher } from 'undici';
+import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
+
+export type LookupFunction = (hostname: string, options: object, callback: (...args: any[]) => void) => void;
+
+export interface UpstreamClientOptions {
+  /** PEM bundles trusted for upstream certificates. */
+  trustedCa: string[];
+  /** The gateway's own resolver (never the client's idea of an address). */
+  lookup: LookupFunction;
+  connectTimeoutMs?: number;
+  headersTimeoutMs?: number;
+  bodyTimeoutMs?: number;
+  /** Idle upstream connections are reused for this long. */
+  keepAliveTimeoutMs?: number;
+  /** Bound on distinct upstream origins with open pools. */
+  maxOrigins?: number;
+  connectionsPerOrigin?: number;
+}
+
+export interface UpstreamTarget {
+  scheme: 'http' | 'https';
+  host: string;
+  port: number;
+}
+
+export interface UpstreamRequest {
+  method: string;
+  /** Origin-form path + query. */
+  path: string;
+  /** Flat [name, value, ...] list, Host included (set by the gateway). */
+  headers: string[];
+  body: Readable | null;
+}
+
+/** Where the upstream response goes: an http.ServerResponse or an Http2ServerResponse. */
+export interface ResponseSink {
+  readonly headersSent: boolean;
+  writeHead(status: number, headers: Record<string, string | string[]>): unknown;
+  write(chunk: Buffer): boolean;
+  end(): unknown;
+  destroy(error?: Error): unknown;
+  once(event: 'drain' | 'close', listener: () => void): unknown;
+  readonly writableFinished: boolean;
+}
+
+export type ForwardResult =
+  | { ok: true; status: number; bytesOut: number }
+  | { ok: false; failure: UpstreamFailure; headersSent: boolean; bytesOut: number };
+
+/** Response headers that describe one hop (and are illegal in HTTP/2 responses). */
+const RESPONSE_HOP_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
+
+export class UpstreamClient {
+  private readonly pools = new Map<string, Pool>();
+  private readonly options: Required<UpstreamClientOptions>;
+
+  constructor(options: UpstreamClientOptions) {
+    this.options = {
+      connectTimeoutMs: 10_000,
+      headersTimeoutMs: 60_000,
+      bodyTimeoutMs: 300_000,
+      keepAliveTimeoutMs: 30_000,
+      maxOrigins: 256,
+      connectionsPerOrigin: 64,
+      ...options,
+    };
+  }
+
+  /** Forwards one request and streams the response into `sink`; resolves when the exchange ends. */
+  forward(target: UpstreamTarget, request: UpstreamRequest, sink: ResponseSink): Promise<ForwardResult> {
+    const pool = this.poolFor(target);
+    return new Promise<ForwardResult>((resolve) => {
+      let bytesOut = 0;
+      let status = 0;
+      let controller: Dispatcher.DispatchController | null = null;
+      let settled = false;
+      const settle = (result: ForwardResult) => {
+        if (settled) return;
+        settled = true;
+        resolve(result);
+      };
+      // If the client goes away, stop reading from upstream at once.
+      sink.once('close', () => {
+        if (!sink.writableFinished) controller?.abort(new Error('client closed the connection'));
+      });
+      const handler: Dispatcher.DispatchHandler = {
+        onRequestStart(c) {
+          controller = c;
+        },
+        onResponseStart(c, statusCode, headers) {
+          if (statusCode < 200) return; // 1xx informational: node answers 100-continue itself
+          status = statusCode;
+          const outgoing: Record<string, string | string[]> = {};
+          for (const name in headers) {
+            if (!RESPONSE_HOP_HEADERS.has(name)) outgoing[name] = headers[name]!;
+          }
+          try {
+            sink.writeHead(statusCode, outgoing);
+          } catch (error) {
+            c.abort(error as Error);
+          }
+        },
+        onResponseData(c, chunk) {
+          bytesOut += chunk.length;
+          // SECURITY/DoS: stream, never buffer — a client that stops reading pauses the upstream.
+          if (!sink.write(chunk)) {
+            c.pause();
+            sink.once('drain', () => c.resume());
+          }
+        },
+        onResponseEnd() {
+          sink.end();
+          settle({ ok: true, status, bytesOut });
+        },
+        onResponseError(_c, error) {
+          const failure = classifyUpstreamError(error, target.host);
+          settle({ ok: false, failure, headersSent: sink.headersSent, bytesOut });
+        },
+      };
+      pool.dispatch(
+        {
+          origin: originOf(target),
+          path: request.path,
+          method: request.method,
+          headers: request.headers,
+          body: request.body,
+          // undici derives SNI from Host unless told; the policy-checked host is the only name.
+          servername: target.scheme === 'https' && isIP(target.host) === 0 ? target.host : undefined,
+        } as Dispatcher.DispatchOptions,
+        handler,
+      );
+    });
+  }
+
+  /** Opens an upgraded (WebSocket) stream to the upstream. */
+  async upgrade(target: UpstreamTarget, request: Omit<UpstreamRequest, 'body'>, protocol: string): Promise<{ headers: Record<string, string | string[]>; socket: Duplex }> {
+    const pool = this.poolFor(target);
+    const result = await pool.upgrade({
+      path: request.path,
+      method: request.method as Dispatcher.HttpMethod,
+      headers: request.headers,
+      protocol,
+    });
+    return { headers: result.headers as Record<string, string | string[]>, socket: result.socket };
+  }
+
+  async close(): Promise<void> {
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map((pool) => pool.destroy().catch(() => undefined)));
+  }
+
+  private poolFor(target: UpstreamTarget): Pool {
+    const origin = originOf(target);
+    let pool = this.pools.get(origin);
+    if (pool) {
+      // Keep recently used origins at the end of the map (LRU order).
+      this.pools.delete(origin);
+      this.pools.set(origin, pool);
+      return pool;
+    }
+    if (this.pools.size >= this.options.maxOrigins) {
+      const [oldestOrigin, oldest] = this.pools.entries().next().value as [string, Pool];
+      this.pools.delete(oldestOrigin);
+      void oldest.close().catch(() => undefined);
+    }
+    const isName = isIP(target.host) === 0;
+    pool = new Pool(origin, {
+      connections: this.options.connectionsPerOrigin,
+      connectTimeout: this.options.connectTimeoutMs,
+      headersTimeout: this.options.headersTimeoutMs,
+      bodyTimeout: this.options.bodyTimeoutMs,
+      keepAliveTimeout: this.options.keepAliveTimeoutMs,
+      connect: {
+        ca: this.options.trustedCa,
+        rejectUnauthorized: true,
+        ...(isName ? { servername: target.host } : {}),
+        lookup: this.options.lookup,
+        noDelay: true,
+      } as object,
+    });
+    this.pools.set(origin, pool);
+    return pool;
+  }
+}
+
+function originOf(target: UpstreamTarget): string {
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+  return `${target.scheme}://${host}:${target.port}`;
+}

@@ -1,0 +1,27 @@
+// Two projects: fast unit tests beside their subjects, and end-to-end tests under test/e2e that
+// start real processes (gateway, upstreams, curl, bwrap) and so run one file at a time.
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['{gateway,ca,policies,jail,cli}/**/*.test.ts', '*.test.ts'],
+          environment: 'node',
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});
