@@ -1,0 +1,109 @@
+// Turns zod issues from the policy file schema into one sentence each: which field, what is
+// wrong, what to write instead ("rules[0].paths[0] must start with "/" (got "v1/upload")").
+import type { z } from 'zod';
+import { POLICY_FILE_KEYS, RULE_FILE_KEYS } from './schema.js';
+
+export interface PolicyProblem {
+  /** Path of the offending node in the file. */
+  readonly path: readonly PropertyKey[];
+  /** Point at the node's key rather than its value (unknown keys). */
+  readonly at: 'value' | 'key';
+  readonly message: string;
+}
+
+const MAX_SHOWN_VALUE = 80;
+const MAX_SUGGESTION_DISTANCE = 2;
+
+export function problemsFromIssues(issues: readonly z.core.$ZodIssue[], data: unknown): PolicyProblem[] {
+  const problems: PolicyProblem[] = [];
+  for (const issue of issues) {
+    if (issue.code === 'unrecognized_keys') {
+      const knownKeys = issue.path.length === 0 ? POLICY_FILE_KEYS : RULE_FILE_KEYS;
+      const prefix = issue.path.length === 0 ? '' : `${formatFieldPath(issue.path)}: `;
+      for (const key of issue.keys) {
+        problems.push({ path: [...issue.path, key], at: 'key', message: `${prefix}unknown key '${key}'; ${suggestKey(key, knownKeys)}` });
+      }
+      continue;
+    }
+    const value = valueAt(data, issue.path);
+    const field = issue.path.length === 0 ? 'the policy file' : formatFieldPath(issue.path);
+    let got = '';
+    if (issue.path.length === 0 && (value === null || value === undefined)) got = ' (the file is empty)';
+    else if (value !== undefined && (isScalar(value) || issue.code === 'invalid_type')) got = ` (got ${describeValue(value)})`;
+    problems.push({ path: issue.path, at: 'value', message: `${field} ${issue.message}${got}` });
+  }
+  return problems;
+}
+
+/** ["rules", 0, "paths", 1] → "rules[0].paths[1]". */
+export function formatFieldPath(path: readonly PropertyKey[]): string {
+  let text = '';
+  for (const segment of path) {
+    if (typeof segment === 'number') text += `[${segment}]`;
+    else text += text.length === 0 ? String(segment) : `.${String(segment)}`;
+  }
+  return text;
+}
+
+function suggestKey(key: string, knownKeys: readonly string[]): string {
+  // Short keys get less slack, so "x" is not "corrected" to "id".
+  const allowed = Math.min(MAX_SUGGESTION_DISTANCE, Math.max(1, Math.floor(key.length / 3)));
+  let best: string | undefined;
+  let bestDistance = allowed + 1;
+  for (const known of knownKeys) {
+    const distance = editDistance(key.toLowerCase(), known.toLowerCase());
+    if (distance < bestDistance) {
+      best = known;
+      bestDistance = distance;
+    }
+  }
+  if (best !== undefined) return `did you mean '${best}'?`;
+  return `the keys allowed here are ${knownKeys.map((known) => `'${known}'`).join(', ')}`;
+}
+
+/** Edit distance where swapping two neighbouring letters ("prot" for "port") counts as one edit. */
+function editDistance(a: string, b: string): number {
+  const rows: number[][] = [];
+  for (let i = 0; i <= a.length; i++) {
+    const row: number[] = [i];
+    for (let j = 1; j <= b.length; j++) {
+      if (i === 0) {
+        row.push(j);
+        continue;
+      }
+      const above = rows[i - 1] ?? [];
+      let distance = Math.min((above[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (above[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        distance = Math.min(distance, (rows[i - 2]?.[j - 2] ?? 0) + 1);
+      }
+      row.push(distance);
+    }
+    rows.push(row);
+  }
+  return rows[a.length]?.[b.length] ?? 0;
+}
+
+function valueAt(data: unknown, path: readonly PropertyKey[]): unknown {
+  let value = data;
+  for (const segment of path) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[segment];
+  }
+  return value;
+}
+
+function isScalar(value: unknown): boolean {
+  return value === null || (typeof value !== 'object' && typeof value !== 'function');
+}
+
+function describeValue(value: unknown): string {
+  if (value === null) return 'an empty value';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a mapping';
+  if (typeof value === 'string') {
+    const shown = JSON.stringify(value);
+    return shown.length > MAX_SHOWN_VALUE ? `${shown.slice(0, MAX_SHOWN_VALUE)}..."` : shown;
+  }
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return typeof value;
+}

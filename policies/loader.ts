@@ -1,0 +1,133 @@
+// Loads a policy file: YAML (with positions) → zod file schema → runtime Policy. A file with any
+// problem never loads; the error lists every problem as "file:line:column: what to write instead".
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { LineCounter, parseDocument, type YAMLError } from 'yaml';
+import { ErrorCodes, SrtGwError } from '../errors.js';
+import { parseHostPattern } from './host.js';
+import { problemsFromIssues } from './issue-messages.js';
+import { normalizePathGlob } from './path.js';
+import { policyFileSchema, type PolicyFile, type RuleFile } from './schema.js';
+import type { Policy, Rule } from './types.js';
+import { YamlPositions, type Position } from './yaml-positions.js';
+
+/** Bounds alias expansion ("billion laughs"); a policy has no use for many aliases. */
+const MAX_ALIAS_COUNT = 100;
+
+const YAML_ERROR_ADVICE: Partial<Record<YAMLError['code'], string>> = {
+  DUPLICATE_KEY: 'this key appears twice in the same mapping; keep one',
+  MULTIPLE_DOCS: 'a policy file holds one YAML document; remove the second "---"',
+  TAB_AS_INDENT: 'tabs are not allowed as indentation; indent with spaces',
+};
+
+/** Parses and validates policy text. `file` names the source in error messages. */
+export function parsePolicy(text: string, file = '<inline>'): Policy {
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { lineCounter, prettyErrors: false });
+  const positions = new YamlPositions(document, lineCounter);
+  const where = (position: Position) => `${file}:${position.line}:${position.column}`;
+
+  if (document.errors.length > 0) {
+    const lines = document.errors.map(
+      (error) => `${where(positions.ofOffset(error.pos[0]))}: YAML syntax error: ${YAML_ERROR_ADVICE[error.code] ?? error.message}`,
+    );
+    throw new SrtGwError(ErrorCodes.POLICY_INVALID, lines.join('\n'));
+  }
+
+  let data: unknown;
+  try {
+    data = document.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new SrtGwError(ErrorCodes.POLICY_INVALID, `${file}:1:1: YAML could not be read: ${reason}`, { cause: error });
+  }
+
+  const result = policyFileSchema.safeParse(data);
+  if (!result.success) {
+    const located = problemsFromIssues(result.error.issues, data).map((problem) => ({
+      position: positions.of(problem.path, problem.at),
+      message: problem.message,
+    }));
+    located.sort((a, b) => a.position.line - b.position.line || a.position.column - b.position.column);
+    throw new SrtGwError(ErrorCodes.POLICY_INVALID, located.map(({ position, message }) => `${where(position)}: ${message}`).join('\n'));
+  }
+  return toRuntimePolicy(result.data, file, positions);
+}
+
+/** Reads and parses a policy file; errors name `path` as given. */
+export async function loadPolicyFile(path: string): Promise<Policy> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    throw unreadable(path, error);
+  }
+  return parsePolicy(text, path);
+}
+
+/** loadPolicyFile() for callers that cannot await (startup of the CLI). */
+export function loadPolicyFileSync(path: string): Policy {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw unreadable(path, error);
+  }
+  return parsePolicy(text, path);
+}
+
+/** The rule behind the CLI flag `--allow HOST`: any method, path and port to that host pattern. */
+export function allowHostRule(host: string): Rule {
+  const parsed = parseHostPattern(host);
+  if ('error' in parsed) throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `--allow ${JSON.stringify(host)}: the host ${parsed.error}`);
+  return Object.freeze({ id: `cli-allow-${parsed.text}`, host: parsed.text, action: 'allow', protocol: 'http' });
+}
+
+function toRuntimePolicy(file: PolicyFile, fileName: string, positions: YamlPositions): Policy {
+  const rules = file.rules.map((rule, index) => toRuntimeRule(rule, fileName, positions.of(['rules', index])));
+  return Object.freeze({ version: file.version, rules: Object.freeze(rules) });
+}
+
+function toRuntimeRule(rule: RuleFile, fileName: string, position: Position): Rule {
+  const host = parseHostPattern(rule.host);
+  if ('error' in host) throw new Error(`policy schema let an invalid host through: ${rule.host}`);
+  const runtime: Rule = {
+    id: rule.id,
+    host: host.text,
+    ...(rule.port === undefined ? {} : { port: rule.port }),
+    ...(rule.methods === undefined ? {} : { methods: Object.freeze(dedupe(rule.methods.map((method) => method.toUpperCase()))) }),
+    ...(rule.paths === undefined ? {} : { paths: Object.freeze(dedupe(rule.paths.map(normalizedGlob))) }),
+    action: rule.action,
+    protocol: rule.protocol,
+    source: Object.freeze({ file: fileName, line: position.line, column: position.column }),
+  };
+  return Object.freeze(runtime);
+}
+
+function normalizedGlob(glob: string): string {
+  const normalized = normalizePathGlob(glob);
+  if ('error' in normalized) throw new Error(`policy schema let an invalid path glob through: ${glob}`);
+  return normalized.glob;
+}
+
+function dedupe(values: readonly string[]): string[] {
+  return [...new Set(values)];
+}
+
+function unreadable(path: string, error: unknown): SrtGwError {
+  return new SrtGwError(ErrorCodes.POLICY_UNREADABLE, `cannot read policy file ${path}: ${whyUnreadable(error)}`, { cause: error });
+}
+
+function whyUnreadable(error: unknown): string {
+  switch ((error as NodeJS.ErrnoException).code) {
+    case 'ENOENT':
+      return 'it does not exist; check the path';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied; make it readable by this user';
+    case 'EISDIR':
+      return 'it is a directory; name the policy file inside it';
+    default:
+      return error instanceof Error ? error.message : String(error);
+  }
+}
