@@ -1,0 +1,91 @@
+// Per-host TLS SecureContexts for the gateway's SNICallback: a bounded LRU, so a handshake for a
+// known host costs a Map lookup and a new host costs one leaf signature plus createSecureContext.
+import tls from 'node:tls';
+import { ErrorCodes, SrtGwError } from '../errors.js';
+import type { CertificateAuthority } from './authority.js';
+
+export interface LeafContextCacheOptions {
+  /** Bound on cached hosts (default 1000); the least recently used goes first. */
+  maxEntries?: number;
+  /** Called on every lookup, for the gateway's hit/miss metrics. */
+  onLookup?: (hit: boolean) => void;
+}
+
+export interface LeafContextCacheStats {
+  hits: number;
+  misses: number;
+  size: number;
+}
+
+/** A cached leaf is re-issued once it is this close to its notAfter. */
+export const LEAF_RENEW_BEFORE_MS = 24 * 60 * 60 * 1000;
+const DEFAULT_MAX_ENTRIES = 1000;
+
+interface Entry {
+  context: tls.SecureContext;
+  renewAtMs: number;
+  /** Value of `inserted` when the entry was (re)inserted: how far it sits from the young end. */
+  position: number;
+}
+
+export class LeafContextCache {
+  private readonly entries = new Map<string, Entry>();
+  private readonly maxEntries: number;
+  private readonly onLookup: ((hit: boolean) => void) | undefined;
+  private inserted = 0;
+  private hits = 0;
+  private misses = 0;
+
+  constructor(
+    private readonly ca: CertificateAuthority,
+    options: LeafContextCacheOptions = {},
+  ) {
+    const maxEntries = options.maxEntries ?? DEFAULT_MAX_ENTRIES;
+    if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) {
+      throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `leaf cache maxEntries must be a positive integer (got ${String(maxEntries)})`);
+    }
+    this.maxEntries = maxEntries;
+    this.onLookup = options.onLookup;
+  }
+
+  get stats(): LeafContextCacheStats {
+    return { hits: this.hits, misses: this.misses, size: this.entries.size };
+  }
+
+  /** The SecureContext presenting a leaf for `host`; throws when `host` is not a valid leaf name. */
+  secureContextFor(host: string): tls.SecureContext {
+    const entry = this.entries.get(host);
+    if (entry !== undefined && entry.renewAtMs > Date.now()) {
+      // Map order is insertion order, and eviction takes the oldest. Moving an entry to the young
+      // end on every hit would cost a delete and a set; doing it only once the entry has drifted
+      // into the older half keeps most hits to one get, and a used entry still survives at least
+      // maxEntries/2 newer insertions.
+      if (this.inserted - entry.position > this.maxEntries >> 1) this.insert(host, entry);
+      this.hits += 1;
+      this.onLookup?.(true);
+      return entry.context;
+    }
+    this.misses += 1;
+    this.onLookup?.(false);
+    const leaf = this.ca.issueLeafCertificate(host);
+    const context = tls.createSecureContext({ cert: leaf.certPem, key: leaf.keyPem, minVersion: 'TLSv1.2' });
+    this.insert(host, { context, renewAtMs: leaf.notAfter.getTime() - LEAF_RENEW_BEFORE_MS, position: 0 });
+    return context;
+  }
+
+  /** Drops every cached context (after the CA changes, say). Counters are kept. */
+  clear(): void {
+    this.entries.clear();
+  }
+
+  private insert(host: string, entry: Entry): void {
+    this.entries.delete(host);
+    this.inserted += 1;
+    entry.position = this.inserted;
+    this.entries.set(host, entry);
+    while (this.entries.size > this.maxEntries) {
+      const oldest = this.entries.keys().next().value as string;
+      this.entries.delete(oldest);
+    }
+  }
+}
