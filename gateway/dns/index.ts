@@ -1,0 +1,20 @@
+// The gateway's DNS side: the sandbox-facing server (answers from policy, never forwards), the
+// synthetic address pool it hands out, and the resolver the gateway itself uses upstream.
+export { startDnsServer, DnsResponder, reverseLookupAddress } from './server.js';
+export type { DnsAdmission, DnsServer, DnsServerOptions, DnsResponderOptions } from './server.js';
+export {
+  SyntheticAddressPool,
+  SyntheticPoolExhaustedError,
+  SYNTHETIC_IPV4_CIDR,
+  SYNTHETIC_IPV6_CIDR,
+  SYNTHETIC_POOL_CAPACITY,
+  isSyntheticAddress,
+} from './synthetic-pool.js';
+export type { SyntheticAddressPoolOptions } from './synthetic-pool.js';
+export { UpstreamResolver, normalizeHost, parseHostsFile } from './upstream-resolver.js';
+export type { ResolvedAddress, UpstreamResolverOptions } from './upstream-resolver.js';
+export { DNS_QUERY_CHANNEL, dnsQueryChannel, loggableName, shannonEntropy, nameTunnelSignals } from './query-events.js';
+export type { DnsQueryEvent, DnsDecision, TunnelSignal } from './query-events.js';
+export { registerDnsMetrics, DNS_METRIC_NAMES } from './metrics.js';
+export type { DnsMetrics } from './metrics.js';
+export type { ClientRateLimitOptions } from './rate-limiter.js';

@@ -1,0 +1,187 @@
+import { randomBytes } from 'node:crypto';
+import diagnosticsChannel from 'node:diagnostics_channel';
+import dnsPacket from 'dns-packet';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DNS_QUERY_CHANNEL, type DnsQueryEvent } from './query-events.js';
+import { ClientRateLimiter } from './rate-limiter.js';
+import { DnsResponder, reverseLookupAddress, startDnsServer, type DnsAdmission } from './server.js';
+import { SyntheticAddressPool } from './synthetic-pool.js';
+import { parseDnsQuery } from './dns-message.js';
+import { decodeResponse, optRecord } from '../../test/support/dns-test-packets.js';
+
+const admission: DnsAdmission = {
+  couldAllowHost: (host) => host === 'api.example.test' || host.endsWith('.allowed.test'),
+};
+
+function ask(responder: DnsResponder, name: string, type = 'A', client = '10.0.0.2'): ReturnType<typeof decodeResponse> | null {
+  const packet = dnsPacket.encode({ type: 'query', id: 1, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: type as 'A', name }] });
+  const answer = responder.respond(packet, client, 'udp');
+  return answer ? decodeResponse(answer) : null;
+}
+
+let events: DnsQueryEvent[] = [];
+const onEvent = (m: unknown) => events.push(m as DnsQueryEvent);
+beforeEach(() => {
+  events = [];
+  diagnosticsChannel.subscribe(DNS_QUERY_CHANNEL, onEvent);
+});
+afterEach(() => {
+  diagnosticsChannel.unsubscribe(DNS_QUERY_CHANNEL, onEvent);
+});
+
+describe('DnsResponder decisions', () => {
+  const responder = new DnsResponder({ admission, pool: new SyntheticAddressPool() });
+
+  it.each([
+    { name: 'api.example.test', type: 'A', rcode: 'NOERROR', answers: 1, decision: 'synthetic' },
+    { name: 'x.allowed.test', type: 'AAAA', rcode: 'NOERROR', answers: 1, decision: 'synthetic' },
+    { name: 'api.example.test', type: 'TXT', rcode: 'NOERROR', answers: 0, decision: 'nodata' },
+    { name: 'api.example.test', type: 'NULL', rcode: 'NOERROR', answers: 0, decision: 'nodata' },
+    { name: 'api.example.test', type: 'UNKNOWN_65', rcode: 'NOERROR', answers: 0, decision: 'nodata' },
+    { name: 'api.example.test', type: 'PTR', rcode: 'NOERROR', answers: 0, decision: 'nodata' },
+    { name: 'evil.attacker.test', type: 'A', rcode: 'NXDOMAIN', answers: 0, decision: 'denied' },
+    { name: 'evil.attacker.test', type: 'TXT', rcode: 'NXDOMAIN', answers: 0, decision: 'denied' },
+    { name: 'example.test', type: 'A', rcode: 'NXDOMAIN', answers: 0, decision: 'denied' },
+    { name: 'api.example.test', type: 'AXFR', rcode: 'REFUSED', answers: 0, decision: 'refused' },
+    { name: '8.8.8.8.in-addr.arpa', type: 'PTR', rcode: 'NXDOMAIN', answers: 0, decision: 'denied' },
+  ])('$type $name → $rcode ($decision)', ({ name, type, rcode, answers, decision }) => {
+    const response = ask(responder, name, type);
+    expect(response?.rcode).toBe(rcode);
+    expect(response?.answers ?? []).toHaveLength(answers);
+    expect(events.at(-1)).toMatchObject({ decision, rcode, client: '10.0.0.2', transport: 'udp' });
+  });
+
+  it('PTR maps a synthetic address back to its name', () => {
+    const address = (ask(responder, 'back.allowed.test')?.answers?.[0] as { data: string }).data;
+    const reverse = `${address.split('.').reverse().join('.')}.in-addr.arpa`;
+    expect(ask(responder, reverse, 'PTR')?.answers?.[0]).toMatchObject({ type: 'PTR', data: 'back.allowed.test' });
+    expect(ask(responder, reverse, 'A')?.rcode).toBe('NOERROR');
+  });
+
+  it('a name whose label holds a "." byte is never admitted', () => {
+    // wire labels ["api", "example.test"] must not be read as api.example.test
+    const packet = Buffer.concat([
+      dnsPacket.encode({ type: 'query', id: 9, questions: [{ type: 'A', name: 'x' }] }).subarray(0, 12),
+      Buffer.from([3]), Buffer.from('api'), Buffer.from([12]), Buffer.from('example.test'), Buffer.from([0, 0, 1, 0, 1]),
+    ]);
+    expect(parseDnsQuery(packet).kind).toBe('query');
+    const answer = responder.respond(packet, '10.0.0.2', 'udp');
+    expect(answer && decodeResponse(answer).rcode).toBe('NXDOMAIN');
+  });
+
+  it('classes other than IN/ANY are refused', () => {
+    const packet = dnsPacket.encode({ type: 'query', id: 3, questions: [{ type: 'TXT', name: 'version.bind', class: 'CH' }] });
+    expect(decodeResponse(responder.respond(packet, '10.0.0.2', 'udp') ?? Buffer.alloc(12)).rcode).toBe('REFUSED');
+  });
+
+  it('denyRcode REFUSED', () => {
+    const refusing = new DnsResponder({ admission, pool: new SyntheticAddressPool(), denyRcode: 'REFUSED' });
+    expect(ask(refusing, 'evil.attacker.test')?.rcode).toBe('REFUSED');
+  });
+
+  it('fails closed: a throwing admission denies; a full pool answers SERVFAIL', () => {
+    const throwing = new DnsResponder({ admission: { couldAllowHost: () => { throw new Error('policy broke'); } }, pool: new SyntheticAddressPool() });
+    expect(ask(throwing, 'api.example.test')?.rcode).toBe('NXDOMAIN');
+    const tiny = new DnsResponder({ admission, pool: new SyntheticAddressPool({ capacity: 1 }) });
+    expect(ask(tiny, 'a.allowed.test')?.rcode).toBe('NOERROR');
+    const full = ask(tiny, 'b.allowed.test');
+    expect(full?.rcode).toBe('SERVFAIL');
+    expect(full?.answers).toHaveLength(0);
+    expect(ask(tiny, 'a.allowed.test')?.rcode).toBe('NOERROR');
+  });
+});
+
+describe('DnsResponder under hostile input', () => {
+  it('random, header-shaped and truncated packets never throw out of respond()', () => {
+    const responder = new DnsResponder({ admission, pool: new SyntheticAddressPool(), rateLimit: false });
+    const valid = dnsPacket.encode({ type: 'query', id: 5, questions: [{ type: 'A', name: 'api.example.test' }], additionals: [optRecord(1232)] });
+    let thrown = 0;
+    for (let i = 0; i < 5000; i++) {
+      const random = randomBytes(Math.floor(Math.random() * 200));
+      const shaped = Buffer.from(random);
+      if (shaped.length >= 12) {
+        shaped[2] = (shaped[2] ?? 0) & 0x07;
+        shaped.writeUInt16BE(1, 4);
+        shaped.fill(0, 6, 11);
+      }
+      for (const [packet, transport] of [[random, 'udp'], [shaped, 'tcp']] as const) {
+        try {
+          responder.respond(packet, '10.0.0.3', transport);
+        } catch {
+          thrown++;
+        }
+      }
+    }
+    expect(thrown).toBe(0);
+    for (let cut = 0; cut < valid.length; cut++) {
+      expect(responder.respond(valid.subarray(0, cut), '10.0.0.3', 'udp')).toBeNull();
+    }
+    expect(responder.respond(valid, '10.0.0.3', 'udp')).not.toBeNull();
+    expect(events.filter((e) => e.decision === 'malformed').length).toBeGreaterThan(1000);
+  });
+
+  it('rate limit: over the burst → REFUSED with a burst signal; drop mode stays silent', () => {
+    const refusing = new DnsResponder({ admission, pool: new SyntheticAddressPool(), rateLimit: { queriesPerSecond: 1, burst: 3 } });
+    const rcodes = Array.from({ length: 6 }, () => ask(refusing, 'api.example.test')?.rcode);
+    expect(rcodes).toEqual(['NOERROR', 'NOERROR', 'NOERROR', 'REFUSED', 'REFUSED', 'REFUSED']);
+    expect(events.at(-1)).toMatchObject({ decision: 'rate-limited', rcode: 'REFUSED', tunnelSignals: ['burst'] });
+    expect(ask(refusing, 'api.example.test', 'A', '10.0.0.9')?.rcode).toBe('NOERROR'); // per client
+
+    const dropping = new DnsResponder({ admission, pool: new SyntheticAddressPool(), rateLimit: { queriesPerSecond: 1, burst: 1, action: 'drop' } });
+    expect(ask(dropping, 'api.example.test')?.rcode).toBe('NOERROR');
+    expect(ask(dropping, 'api.example.test')).toBeNull();
+    expect(events.at(-1)).toMatchObject({ decision: 'rate-limited', rcode: 'none' });
+  });
+});
+
+describe('ClientRateLimiter', () => {
+  it('refills at the configured rate', () => {
+    let now = 0;
+    const limiter = new ClientRateLimiter({ queriesPerSecond: 10, burst: 2 }, () => now);
+    expect([limiter.take('a'), limiter.take('a'), limiter.take('a')]).toEqual([true, true, false]);
+    now += 100; // one token
+    expect([limiter.take('a'), limiter.take('a')]).toEqual([true, false]);
+  });
+
+  it('keeps its client table bounded', () => {
+    let now = 0;
+    const limiter = new ClientRateLimiter({ queriesPerSecond: 10, burst: 2, maxClients: 3 }, () => now);
+    for (let i = 0; i < 10; i++) {
+      limiter.take(`10.0.0.${i}`);
+      now += 1;
+    }
+    expect(limiter.trackedClients).toBeLessThanOrEqual(3);
+  });
+});
+
+describe('reverseLookupAddress', () => {
+  const q = (name: string) => ({ raw: Buffer.alloc(0), name, labels: name.split('.'), plain: true, qtype: 12, qclass: 1 });
+  it.each([
+    ['7.0.18.198.in-addr.arpa', '198.18.0.7'],
+    ['1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.7.7.7.6.4.7.2.7.3.7.d.f.ip6.arpa', 'fd73:7274:6777:0000:0000:0000:0000:0001'],
+    ['18.198.in-addr.arpa', undefined],
+    ['256.0.18.198.in-addr.arpa', undefined],
+    ['api.example.test', undefined],
+  ])('%s → %s', (name, address) => {
+    expect(reverseLookupAddress(q(name))).toBe(address);
+  });
+});
+
+describe('startDnsServer', () => {
+  it('reports a port that is taken as SRTGW_LISTEN_FAILED', async () => {
+    const first = await startDnsServer({ host: '127.0.0.1', port: 0, admission });
+    try {
+      await expect(startDnsServer({ host: '127.0.0.1', port: first.address.udp.port, admission })).rejects.toMatchObject({ code: 'SRTGW_LISTEN_FAILED' });
+    } finally {
+      await first.close();
+      await first.close(); // safe twice
+    }
+  });
+
+  it('binds IPv6 loopback too', async () => {
+    const v6 = await startDnsServer({ host: '::1', port: 0, admission });
+    expect(v6.address.udp.family).toBe('IPv6');
+    expect(v6.address.tcp.port).toBe(v6.address.udp.port);
+    await v6.close();
+  });
+});

@@ -1,0 +1,361 @@
+// The sandbox-facing DNS server (UDP and TCP on one port). It answers every query itself, from
+// policy: admitted names get a stable synthetic address, everything else NXDOMAIN.
+// SECURITY: nothing here opens a socket towards any other DNS server, so no query from the
+// sandbox ever causes an upstream query (DNS tunnelling) — test: test/e2e/dns-tunnel.test.ts.
+import dgram from 'node:dgram';
+import net, { isIPv4, type AddressInfo } from 'node:net';
+import { ErrorCodes, SrtGwError } from '../../errors.js';
+import {
+  QTYPE,
+  CLASS_ANY,
+  CLASS_IN,
+  encodeDnsResponse,
+  encodeErrorResponse,
+  encodeName,
+  parseDnsQuery,
+  qtypeName,
+  udpLimitFor,
+  type AnswerRecord,
+  type DnsQuestion,
+  type ParsedQuery,
+  type RcodeName,
+} from './dns-message.js';
+import { dnsQueryChannel, loggableName, nameTunnelSignals, type DnsDecision, type DnsQueryEvent, type TunnelSignal } from './query-events.js';
+import { ClientRateLimiter, type ClientRateLimitOptions } from './rate-limiter.js';
+import { SyntheticAddressPool, expandIPv6, isSyntheticAddress } from './synthetic-pool.js';
+
+/** What the DNS server needs from the policy: could any rule allow a connection to `host`? */
+export interface DnsAdmission {
+  /** `host` is normalised: lower-case, no trailing dot, only letters, digits, "-", "_" and dots. */
+  couldAllowHost(host: string): boolean;
+}
+
+export interface DnsResponderOptions {
+  admission: DnsAdmission;
+  pool: SyntheticAddressPool;
+  /** Answer for names no rule could allow (default NXDOMAIN). */
+  denyRcode?: 'NXDOMAIN' | 'REFUSED';
+  /** TTL of synthetic answers in seconds (default 60; the address is stable anyway). */
+  answerTtlSeconds?: number;
+  /** Per-client limit; false disables it. */
+  rateLimit?: (ClientRateLimitOptions & { action?: 'refuse' | 'drop' }) | false;
+  /**
+   * Receives every query decision. Default: the process-wide srt-gw:dns:query channel. A gateway
+   * passes its own event bus, so two gateways in one process keep their decisions apart.
+   */
+  onQuery?: (event: DnsQueryEvent) => void;
+}
+
+export interface DnsServerOptions extends Omit<DnsResponderOptions, 'pool'> {
+  host: string;
+  /** 0 picks a free port; UDP and TCP always share it. */
+  port: number;
+  /** Share a pool with the gateway (the redirector maps addresses back through it). Default: a new one. */
+  pool?: SyntheticAddressPool;
+  /** Idle TCP connections are closed after this long (default 10 s). */
+  tcpIdleTimeoutMs?: number;
+  /** Open TCP connections beyond this are refused (default 64). */
+  maxTcpConnections?: number;
+}
+
+export interface DnsServer {
+  readonly address: { udp: AddressInfo; tcp: AddressInfo };
+  readonly pool: SyntheticAddressPool;
+  close(): Promise<void>;
+}
+
+type Transport = 'udp' | 'tcp';
+type AcceptedQuery = Extract<ParsedQuery, { kind: 'query' }>;
+
+interface Outcome {
+  decision: DnsDecision;
+  rcode: RcodeName;
+  answers?: AnswerRecord[];
+}
+
+/** Turns one query packet into one answer packet (or none). No sockets: the server and tests drive it. */
+export class DnsResponder {
+  readonly pool: SyntheticAddressPool;
+  private readonly admission: DnsAdmission;
+  private readonly denyRcode: 'NXDOMAIN' | 'REFUSED';
+  private readonly ttl: number;
+  private readonly limiter: ClientRateLimiter | null;
+  private readonly overLimitAction: 'refuse' | 'drop';
+  private readonly onQuery: ((event: DnsQueryEvent) => void) | undefined;
+
+  constructor(options: DnsResponderOptions) {
+    this.onQuery = options.onQuery;
+    this.admission = options.admission;
+    this.pool = options.pool;
+    this.denyRcode = options.denyRcode ?? 'NXDOMAIN';
+    this.ttl = Math.max(0, Math.floor(options.answerTtlSeconds ?? 60));
+    this.limiter = options.rateLimit === false ? null : new ClientRateLimiter(options.rateLimit ?? {});
+    this.overLimitAction = (options.rateLimit && options.rateLimit.action) || 'refuse';
+  }
+
+  /** The answer to send back, or null to stay silent. Never throws. */
+  respond(packet: Buffer, client: string, transport: Transport): Buffer | null {
+    let parsed: ParsedQuery;
+    try {
+      parsed = parseDnsQuery(packet);
+    } catch {
+      parsed = { kind: 'drop', reason: 'parser failure' };
+    }
+    const name = parsed.kind === 'query' ? parsed.question.name : '';
+    const qtype = parsed.kind === 'query' ? qtypeName(parsed.question.qtype) : '';
+    const signals: TunnelSignal[] = parsed.kind === 'query' ? nameTunnelSignals(parsed.question.labels) : [];
+
+    // Malformed packets spend tokens too, so a flood of garbage is limited like a flood of queries.
+    if (this.limiter && !this.limiter.take(client)) {
+      signals.push('burst');
+      let answer: Buffer | null = null;
+      if (this.overLimitAction === 'refuse' && parsed.kind === 'query') {
+        answer = encodeDnsResponse({ query: parsed, rcode: 'REFUSED', maxBytes: this.limitFor(parsed, transport) });
+      } else if (this.overLimitAction === 'refuse' && parsed.kind === 'error') {
+        answer = encodeErrorResponse(parsed.id, parsed.recursionDesired, 'REFUSED');
+      }
+      this.publish(client, transport, name, qtype, 'rate-limited', answer ? 'REFUSED' : 'none', signals);
+      return answer;
+    }
+
+    if (parsed.kind === 'drop') {
+      this.publish(client, transport, '', '', 'malformed', 'none', signals);
+      return null;
+    }
+    if (parsed.kind === 'error') {
+      this.publish(client, transport, '', '', 'malformed', parsed.rcode, signals);
+      return encodeErrorResponse(parsed.id, parsed.recursionDesired, parsed.rcode);
+    }
+
+    let outcome: Outcome;
+    try {
+      outcome = this.decide(parsed);
+    } catch {
+      // Fail closed: a full synthetic pool (SyntheticPoolExhaustedError) or any other failure
+      // answers SERVFAIL, never an address.
+      outcome = { decision: 'refused', rcode: 'SERVFAIL' };
+    }
+    this.publish(client, transport, name, qtype, outcome.decision, outcome.rcode, signals);
+    return encodeDnsResponse({ query: parsed, rcode: outcome.rcode, answers: outcome.answers, maxBytes: this.limitFor(parsed, transport) });
+  }
+
+  private decide(query: AcceptedQuery): Outcome {
+    const { question } = query;
+    if (query.edns && query.edns.version > 0) return { decision: 'refused', rcode: 'BADVERS' };
+    if (question.qclass !== CLASS_IN && question.qclass !== CLASS_ANY) return { decision: 'refused', rcode: 'REFUSED' };
+    if (question.qtype === QTYPE.AXFR || question.qtype === QTYPE.IXFR) return { decision: 'refused', rcode: 'REFUSED' };
+
+    const reverse = reverseLookupAddress(question);
+    if (reverse !== undefined && isSyntheticAddress(reverse)) {
+      const target = this.pool.nameFor(reverse);
+      if (target === undefined) return { decision: 'denied', rcode: 'NXDOMAIN' };
+      if (question.qtype !== QTYPE.PTR) return { decision: 'nodata', rcode: 'NOERROR' };
+      return { decision: 'synthetic', rcode: 'NOERROR', answers: [{ type: QTYPE.PTR, ttl: this.ttl, data: encodeName(target) }] };
+    }
+    // PTR for any other address: we hold no real reverse data and must not ask anyone.
+    if (reverse !== undefined || !this.admits(question)) {
+      return { decision: 'denied', rcode: reverse !== undefined ? 'NXDOMAIN' : this.denyRcode };
+    }
+    if (question.qtype === QTYPE.A || question.qtype === QTYPE.AAAA) {
+      const family = question.qtype === QTYPE.A ? 4 : 6;
+      const address = this.pool.addressFor(question.name, family);
+      return { decision: 'synthetic', rcode: 'NOERROR', answers: [{ type: question.qtype, ttl: this.ttl, data: addressData(address, family) }] };
+    }
+    // TXT, NULL, MX, CNAME, SRV, HTTPS, ANY, ... for an admitted name: the name exists, with no
+    // data of that type. A tunnel needs payload-carrying answers; it gets none.
+    return { decision: 'nodata', rcode: 'NOERROR' };
+  }
+
+  private admits(question: DnsQuestion): boolean {
+    // SECURITY: only plain names reach the policy, so a label holding a "." (or any odd byte)
+    // cannot pose as an allowed name — test: gateway/dns/server.test.ts ("label holds a . byte").
+    if (!question.plain || question.name.length === 0 || question.name.length > 253) return false;
+    try {
+      return this.admission.couldAllowHost(question.name) === true;
+    } catch {
+      return false;
+    }
+  }
+
+  private limitFor(query: AcceptedQuery, transport: Transport): number {
+    return transport === 'tcp' ? 65535 : udpLimitFor(query.edns);
+  }
+
+  private publish(
+    client: string,
+    transport: Transport,
+    name: string,
+    qtype: string,
+    decision: DnsDecision,
+    rcode: string,
+    tunnelSignals: TunnelSignal[],
+  ): void {
+    const onQuery = this.onQuery;
+    if (!onQuery && !dnsQueryChannel.hasSubscribers) return;
+    const event: DnsQueryEvent = { client, transport, name: loggableName(name), qtype, decision, rcode, tunnelSignals };
+    if (onQuery) onQuery(event);
+    // Subscribers must not throw: node:diagnostics_channel re-raises their errors on the next tick.
+    else dnsQueryChannel.publish(event);
+  }
+}
+
+/** Starts the DNS server on host:port over UDP and TCP. */
+export async function startDnsServer(options: DnsServerOptions): Promise<DnsServer> {
+  const pool = options.pool ?? new SyntheticAddressPool();
+  const responder = new DnsResponder({ ...options, pool });
+  const idleTimeoutMs = options.tcpIdleTimeoutMs ?? 10_000;
+  const sockets = new Set<net.Socket>();
+
+  const tcp = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    serveTcpConnection(socket, responder, idleTimeoutMs);
+  });
+  tcp.maxConnections = options.maxTcpConnections ?? 64;
+  tcp.on('error', () => undefined);
+
+  // With port 0, UDP takes the port TCP was given; if that UDP port is taken, try another.
+  let lastError: unknown;
+  for (let attempt = 0; attempt < 10; attempt++) {
+    let udp: dgram.Socket | undefined;
+    try {
+      await listenTcp(tcp, options.host, options.port);
+      udp = createUdpSocket(options.host, responder);
+      await bindUdp(udp, options.host, (tcp.address() as AddressInfo).port);
+    } catch (error) {
+      lastError = error;
+      void closeQuietly(udp);
+      await new Promise<void>((resolve) => tcp.close(() => resolve()));
+      if (options.port === 0 && (error as { code?: string }).code === 'EADDRINUSE') continue;
+      break;
+    }
+    const bound = udp;
+    return {
+      address: { udp: bound.address(), tcp: tcp.address() as AddressInfo },
+      pool,
+      close: async () => {
+        for (const socket of sockets) socket.destroy();
+        await Promise.all([new Promise<void>((resolve) => tcp.close(() => resolve())), closeQuietly(bound)]);
+      },
+    };
+  }
+  throw new SrtGwError(
+    ErrorCodes.LISTEN_FAILED,
+    `DNS server could not listen on ${options.host}:${options.port}: ${(lastError as Error | undefined)?.message ?? 'unknown error'}`,
+    { cause: lastError },
+  );
+}
+
+function createUdpSocket(host: string, responder: DnsResponder): dgram.Socket {
+  // A larger receive buffer rides out bursts (a package manager resolving many hosts at once);
+  // the kernel caps it at net.core.rmem_max.
+  const udp = dgram.createSocket({ type: isIPv4(host) ? 'udp4' : 'udp6', recvBufferSize: 1 << 20 });
+  udp.on('message', (message, remote) => {
+    const answer = responder.respond(message, normalizeClient(remote.address), 'udp');
+    if (!answer) return;
+    try {
+      udp.send(answer, remote.port, remote.address, () => undefined);
+    } catch {
+      // e.g. a source port of 0: nowhere to answer
+    }
+  });
+  udp.on('error', () => undefined); // e.g. ICMP-induced errors: keep serving
+  return udp;
+}
+
+function closeQuietly(udp: dgram.Socket | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (!udp) return resolve();
+    try {
+      udp.close(() => resolve());
+    } catch {
+      resolve(); // never bound, or already closed
+    }
+  });
+}
+
+/**
+ * RFC 1035 §4.2.2 / RFC 7766 framing: each message is preceded by its 2-byte length. Frames may
+ * arrive split or coalesced, so bytes are buffered until a whole frame is present.
+ */
+function serveTcpConnection(socket: net.Socket, responder: DnsResponder, idleTimeoutMs: number): void {
+  const client = normalizeClient(socket.remoteAddress ?? '');
+  let buffered: Buffer = Buffer.alloc(0);
+  socket.setNoDelay(true);
+  socket.setTimeout(idleTimeoutMs, () => socket.destroy());
+  socket.on('error', () => socket.destroy());
+  socket.on('data', (chunk: Buffer) => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 2) {
+      const length = buffered.readUInt16BE(0);
+      if (buffered.length < 2 + length) break;
+      const message = buffered.subarray(2, 2 + length);
+      buffered = buffered.subarray(2 + length);
+      const answer = responder.respond(message, client, 'tcp');
+      if (!answer) {
+        // Garbage on a stream: the framing can no longer be trusted.
+        socket.destroy();
+        return;
+      }
+      const prefix = Buffer.alloc(2);
+      prefix.writeUInt16BE(answer.length, 0);
+      // A client that does not read its answers stops being read from (backpressure).
+      if (!socket.write(Buffer.concat([prefix, answer]))) {
+        socket.pause();
+        socket.once('drain', () => socket.resume());
+      }
+    }
+  });
+}
+
+function listenTcp(server: net.Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => reject(error);
+    server.once('error', onError);
+    server.listen({ host, port, exclusive: true }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function bindUdp(socket: dgram.Socket, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error) => reject(error);
+    socket.once('error', onError);
+    socket.bind({ address: host, port, exclusive: true }, () => {
+      socket.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function normalizeClient(address: string): string {
+  return address.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/i, '');
+}
+
+/** The address a reverse-lookup name stands for ("7.0.18.198.in-addr.arpa" → "198.18.0.7"), else undefined. */
+export function reverseLookupAddress(question: DnsQuestion): string | undefined {
+  const labels = question.labels;
+  const n = labels.length;
+  if (n === 6 && labels[4] === 'in-addr' && labels[5] === 'arpa') {
+    const octets = labels.slice(0, 4).reverse();
+    if (octets.every((o) => /^(0|[1-9][0-9]{0,2})$/.test(o) && Number(o) <= 255)) return octets.join('.');
+    return undefined;
+  }
+  if (n === 34 && labels[32] === 'ip6' && labels[33] === 'arpa') {
+    const nibbles = labels.slice(0, 32).reverse();
+    if (!nibbles.every((x) => /^[0-9a-f]$/.test(x))) return undefined;
+    const groups: string[] = [];
+    for (let i = 0; i < 32; i += 4) groups.push(nibbles.slice(i, i + 4).join(''));
+    return groups.join(':');
+  }
+  return undefined;
+}
+
+function addressData(address: string, family: 4 | 6): Buffer {
+  if (family === 4) return Buffer.from(address.split('.').map(Number));
+  const data = Buffer.alloc(16);
+  (expandIPv6(address) ?? []).forEach((group, i) => data.writeUInt16BE(group, i * 2));
+  return data;
+}
