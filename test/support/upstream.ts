@@ -186,7 +186,7 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
         'Connection: Upgrade\r\n' +
         `Sec-WebSocket-Accept: ${websocketAccept(key)}\r\n\r\n`,
     );
-    let pending = Buffer.from(head);
+    let pending: Buffer = Buffer.from(head);
     const drainFrames = (): void => {
       for (let decoded = decodeFrame(pending); decoded; decoded = decodeFrame(pending)) {
         pending = decoded.rest;
@@ -261,7 +261,10 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
       websocketFrames = 0;
     },
     close: async () => {
-      for (const res of stalled) res.destroy?.();
+      for (const res of stalled) {
+        if ('stream' in res) res.stream.destroy();
+        else res.destroy();
+      }
       stalled.clear();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of sockets) socket.destroy();

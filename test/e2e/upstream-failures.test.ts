@@ -1,0 +1,106 @@
+// When the upstream cannot be reached safely the client gets a 502 that says why: a certificate
+// the gateway does not trust (untrusted CA, expired, wrong name), a refused connection. Trust
+// comes from the system store plus --upstream-ca, and nothing else.
+import net, { type AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { capabilityGate, missingCommand } from '../support/capabilities.js';
+import { curlThroughProxy, startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
+import { createTestPki, type TestPki } from '../support/test-pki.js';
+import { startUpstream, type EchoResponse, type Upstream } from '../support/upstream.js';
+
+const skip = capabilityGate(missingCommand('curl'), missingCommand('openssl'));
+
+const API = 'api.example.test';
+
+const POLICY = `
+version: 1
+rules:
+  - id: api-all
+    host: ${API}
+`;
+
+interface UpstreamFailureBody {
+  error: string;
+  reason: string;
+}
+
+/** A port on 127.0.0.1 that nothing listens on (bound once, then closed). */
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe.skipIf(skip !== null)('upstream failures become 502 with the reason', () => {
+  let pki: TestPki;
+  let trusted: Upstream;
+  let untrusted: Upstream;
+  let expired: Upstream;
+  let wrongName: Upstream;
+  let deadPort: number;
+  let gateway: GatewayProcess;
+  let gatewayWithoutExtraCa: GatewayProcess;
+
+  beforeAll(async () => {
+    pki = createTestPki([API]);
+    trusted = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
+    untrusted = await startUpstream({ cert: pki.untrustedServer.cert, key: pki.untrustedServer.key, names: [API] });
+    expired = await startUpstream({ cert: pki.expiredServer.cert, key: pki.expiredServer.key, names: [API] });
+    wrongName = await startUpstream({ cert: pki.wrongNameServer.cert, key: pki.wrongNameServer.key, names: [API] });
+    deadPort = await closedPort();
+    const resolve = ['--resolve', `${API}=127.0.0.1`];
+    gateway = await startGatewayProcess({ policyYaml: POLICY, args: ['--upstream-ca', pki.ca.certPath, ...resolve] });
+    gatewayWithoutExtraCa = await startGatewayProcess({ policyYaml: POLICY, args: resolve });
+  });
+
+  afterAll(async () => {
+    await gateway?.stop();
+    await gatewayWithoutExtraCa?.stop();
+    for (const upstream of [trusted, untrusted, expired, wrongName]) await upstream?.close();
+    pki?.cleanup();
+  });
+
+  it('an upstream whose certificate chains to a CA given with --upstream-ca is reached (200)', async () => {
+    const res = await curlThroughProxy(gateway, [trusted.url('/ok')]);
+    expect(res.stderr).toBe('');
+    expect(res.status).toBe(200);
+    expect(res.json<EchoResponse>()).toMatchObject({ path: '/ok', servername: API });
+  });
+
+  it.each([
+    ['signed by a CA nobody configured', () => untrusted],
+    ['expired', () => expired],
+    ['issued for another name', () => wrongName],
+  ])('an upstream certificate %s → 502 naming the certificate, and no request is sent', async (_label, pick) => {
+    const upstream = pick();
+    const res = await curlThroughProxy(gateway, [upstream.url('/secret-upload')]);
+    expect(res.exitCode).toBe(0);
+    expect(res.status).toBe(502);
+    const body = res.json<UpstreamFailureBody>();
+    expect(body.error).toBe('upstream');
+    expect(body.reason).toMatch(/certificate/i);
+    expect(upstream.received).toEqual([]);
+  });
+
+  it('without --upstream-ca the same trusted-by-test-CA upstream is refused: 502 naming the certificate', async () => {
+    const before = trusted.received.length;
+    const res = await curlThroughProxy(gatewayWithoutExtraCa, [trusted.url('/needs-extra-ca')]);
+    expect(res.status).toBe(502);
+    expect(res.json<UpstreamFailureBody>()).toMatchObject({ error: 'upstream', reason: expect.stringMatching(/certificate/i) });
+    expect(trusted.received.length).toBe(before);
+  });
+
+  it('a name resolving to a closed port → 502 saying the connection was refused (HTTPS)', async () => {
+    const res = await curlThroughProxy(gateway, [`https://${API}:${deadPort}/anything`]);
+    expect(res.status).toBe(502);
+    expect(res.json<UpstreamFailureBody>()).toMatchObject({ error: 'upstream', reason: expect.stringMatching(/refused/i) });
+  });
+
+  it('a name resolving to a closed port → 502 saying the connection was refused (plain absolute-form)', async () => {
+    const res = await curlThroughProxy(gateway, [`http://${API}:${deadPort}/anything`]);
+    expect(res.status).toBe(502);
+    expect(res.json<UpstreamFailureBody>()).toMatchObject({ error: 'upstream', reason: expect.stringMatching(/refused/i) });
+  });
+});
