@@ -20,6 +20,8 @@ export const ErrorCodes = {
   UPSTREAM_CERT: 'SRTGW_UPSTREAM_CERT',
   /** The upstream did not answer in time. */
   UPSTREAM_TIMEOUT: 'SRTGW_UPSTREAM_TIMEOUT',
+  /** Every synthetic DNS address is taken (names are never silently reassigned). */
+  DNS_POOL_EXHAUSTED: 'SRTGW_DNS_POOL_EXHAUSTED',
   /** Any other upstream failure. */
   UPSTREAM_FAILED: 'SRTGW_UPSTREAM_FAILED',
 } as const;

@@ -2,6 +2,7 @@
 // shows the expected form, so a typo stops the command before anything starts.
 import { isIP } from 'node:net';
 import { ErrorCodes, SrtGwError } from '../errors.js';
+import { splitAuthority } from '../gateway/exchange.js';
 import { normalizeHost } from '../policies/host.js';
 import type { ListenAddress } from '../gateway/gateway.js';
 
@@ -9,12 +10,16 @@ function invalid(message: string): never {
   throw new SrtGwError(ErrorCodes.CONFIG_INVALID, message);
 }
 
-/** "127.0.0.1:8080", "[::1]:8080", ":8080" (loopback) or "8080". */
+/** "127.0.0.1:8080", "[::1]:8080", ":8080" or "8080" (the last two on 127.0.0.1). */
 export function parseListenAddress(flag: string, value: string): ListenAddress {
-  const match = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*))?:?([0-9]{1,5})$/.exec(value.trim());
-  const host = match?.[1] ?? (match?.[2] || '127.0.0.1');
-  const port = Number(match?.[3]);
-  if (!match || port > 65535 || (isIP(host) === 0 && host !== 'localhost')) {
+  const text = value.trim();
+  const portOnly = /^:?([0-9]{1,5})$/.exec(text);
+  const parts = portOnly ? { host: '127.0.0.1', port: Number(portOnly[1]) } : splitAuthority(text);
+  // Port 0 is allowed here (pick a free port), which splitAuthority refuses for authorities.
+  const zeroPort = !portOnly && /^(.*):0$/.exec(text);
+  const host = zeroPort ? zeroPort[1]!.replace(/^\[|\]$/g, '') : parts?.host;
+  const port = zeroPort ? 0 : parts?.port;
+  if (host === undefined || port === null || port === undefined || port > 65535 || (isIP(host) === 0 && host !== 'localhost')) {
     invalid(`${flag} ${value}: expected IP:PORT, e.g. 127.0.0.1:8080`);
   }
   return { host, port };

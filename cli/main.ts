@@ -23,6 +23,8 @@ program
   .option('--dns-upstream <ip:port>', 'DNS server for the gateway\'s own lookups (repeatable; default: the system\'s)', collect, [])
   .option('--log <file>', 'audit log file (JSON lines; default: stderr)')
   .option('--metrics <ip:port>', 'serve Prometheus metrics at http://IP:PORT/metrics')
+  .option('--dns <ip:port>', 'serve DNS (UDP+TCP): allowed names get synthetic addresses, the rest NXDOMAIN; nothing is forwarded')
+  .addOption(new Option('--dns-deny <rcode>', 'answer for names no rule allows').choices(['nxdomain', 'refused']).default('nxdomain'))
   .addOption(new Option('--monitor', 'report mode: log what would be denied, deny nothing').default(false))
   .action(async (flags) => {
     const { serve } = await import('./serve.js');

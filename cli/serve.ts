@@ -1,5 +1,6 @@
 // `srt-gw serve`: the gateway as a long-running explicit proxy.
 import { watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { startGateway } from '../gateway/gateway.js';
 import { parseDnsServer, parseListenAddress, parseResolveOverride } from './flags.js';
@@ -15,6 +16,8 @@ export interface ServeFlags {
   dnsUpstream: string[];
   log?: string;
   metrics?: string;
+  dns?: string;
+  dnsDeny: 'nxdomain' | 'refused';
   monitor: boolean;
 }
 
@@ -24,10 +27,18 @@ export async function serve(flags: ServeFlags): Promise<void> {
   }
   const listen = parseListenAddress('--listen', flags.listen);
   const metrics = flags.metrics ? parseListenAddress('--metrics', flags.metrics) : null;
+  const dns = flags.dns ? parseListenAddress('--dns', flags.dns) : null;
   const resolve = new Map(flags.resolve.map(parseResolveOverride));
   const dnsUpstream = flags.dnsUpstream.map(parseDnsServer);
   const policy = await policyFromFlags(flags.policy, flags.allow);
 
+  // Signal handlers go in before anything is announced: the kernel delivers a signal whenever
+  // it is sent, and one that arrives before a handler exists kills the process (exit by signal,
+  // not 0). They stay installed, so a second signal while closing is absorbed too.
+  const stopRequested = new Promise<void>((resolveStop) => {
+    process.on('SIGTERM', () => resolveStop());
+    process.on('SIGINT', () => resolveStop());
+  });
   const gateway = await startGateway({
     policy,
     caDir: flags.caDir,
@@ -37,18 +48,10 @@ export async function serve(flags: ServeFlags): Promise<void> {
     dnsUpstream,
     auditLog: flags.log ?? 2,
     metrics,
+    dns,
+    dnsDenyRcode: flags.dnsDeny === 'refused' ? 'REFUSED' : 'NXDOMAIN',
     monitor: flags.monitor,
   });
-  const format = (a: { host: string; port: number }) => `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
-  process.stdout.write(
-    JSON.stringify({
-      event: 'listening',
-      proxy: format(gateway.proxyAddress),
-      metrics: gateway.metricsAddress ? format(gateway.metricsAddress) : null,
-      ca: gateway.ca.certPath,
-    }) + '\n',
-  );
-
   // Reload on SIGHUP and when the policy file changes; a bad file keeps the old policy.
   const reload = async (why: string) => {
     try {
@@ -59,19 +62,30 @@ export async function serve(flags: ServeFlags): Promise<void> {
     }
   };
   process.on('SIGHUP', () => void reload('SIGHUP'));
+  const format = (a: { host: string; port: number }) => `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
+  process.stdout.write(
+    JSON.stringify({
+      event: 'listening',
+      proxy: format(gateway.proxyAddress),
+      metrics: gateway.metricsAddress ? format(gateway.metricsAddress) : null,
+      dns: gateway.dnsAddress ? format(gateway.dnsAddress) : null,
+      ca: gateway.ca.certPath,
+    }) + '\n',
+  );
+
+  // Watch the directory, not the file: editors and config tools replace files by rename,
+  // which would silently end a watch on the old inode.
   let debounce: NodeJS.Timeout | undefined;
-  const watcher = flags.policy
-    ? watch(flags.policy, { persistent: false }, () => {
+  const policyFile = flags.policy;
+  const watcher = policyFile
+    ? watch(dirname(policyFile), { persistent: false }, (_event, changed) => {
+        if (changed !== null && changed !== basename(policyFile)) return;
         clearTimeout(debounce);
         debounce = setTimeout(() => void reload('file changed'), 100);
       })
     : null;
 
-  await new Promise<void>((resolveStop) => {
-    const stop = () => resolveStop();
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
+  await stopRequested;
   watcher?.close();
   await gateway.close();
 }

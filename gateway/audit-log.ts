@@ -13,11 +13,22 @@ export interface AuditLog {
 export function startAuditLog(events: GatewayEvents, destination: string | number): AuditLog {
   const stream = pino.destination({ dest: destination, sync: false, mkdir: typeof destination === 'string', minLength: 0 });
   const logger = pino({ base: null, timestamp: pino.stdTimeFunctions.epochTime, messageKey: 'msg' }, stream);
+  let lastRateLimitedLine = 0;
   const unsubscribe = [
     events.on('request', (event) => logger.info(event)),
     events.on('connect', (event) => logger.info(event)),
     events.on('tls', (event) => {
       if (event.outcome === 'failed') logger.warn(event);
+    }),
+    events.on('dns', (event) => {
+      // A flood would otherwise become a flood of log lines: rate-limited queries are counted
+      // in metrics and logged at most once a second.
+      if (event.decision === 'rate-limited') {
+        const now = Date.now();
+        if (now - lastRateLimitedLine < 1000) return;
+        lastRateLimitedLine = now;
+      }
+      logger.info({ kind: 'dns', ...event });
     }),
   ];
   return {

@@ -2,6 +2,7 @@
 // channel. The audit log, the Prometheus collector and the library API subscribe; nothing
 // else writes decisions anywhere. Field names here are the audit log's schema.
 import diagnosticsChannel from 'node:diagnostics_channel';
+import { DNS_QUERY_CHANNEL, type DnsQueryEvent } from './dns/query-events.js';
 
 export const CHANNELS = {
   request: 'srt-gw:request:decision',
@@ -9,6 +10,7 @@ export const CHANNELS = {
   tls: 'srt-gw:tls:handshake',
   leafCache: 'srt-gw:tls:leaf-cache',
   connections: 'srt-gw:connections',
+  dns: DNS_QUERY_CHANNEL,
 } as const;
 
 export type HttpProtocol = 'http/1.1' | 'h2';
@@ -76,6 +78,7 @@ export interface GatewayEventMap {
   tls: TlsHandshakeEvent;
   leafCache: LeafCacheEvent;
   connections: ConnectionsEvent;
+  dns: DnsQueryEvent;
 }
 
 type Listener<T> = (event: T) => void;
@@ -93,6 +96,7 @@ export class GatewayEvents {
     tls: [],
     leafCache: [],
     connections: [],
+    dns: [],
   };
   private readonly channels = {
     request: diagnosticsChannel.channel(CHANNELS.request),
@@ -100,6 +104,7 @@ export class GatewayEvents {
     tls: diagnosticsChannel.channel(CHANNELS.tls),
     leafCache: diagnosticsChannel.channel(CHANNELS.leafCache),
     connections: diagnosticsChannel.channel(CHANNELS.connections),
+    dns: diagnosticsChannel.channel(CHANNELS.dns),
   };
 
   constructor(readonly gatewayId: string) {}

@@ -9,6 +9,9 @@ import { ErrorCodes, SrtGwError } from '../errors.js';
 import { compilePolicy, type CompiledPolicy } from '../policies/match.js';
 import type { Policy } from '../policies/types.js';
 import { startAuditLog, type AuditLog } from './audit-log.js';
+import { registerDnsMetrics } from './dns/metrics.js';
+import { startDnsServer, type DnsServer } from './dns/server.js';
+import { SyntheticAddressPool } from './dns/synthetic-pool.js';
 import { UpstreamResolver } from './dns/upstream-resolver.js';
 import { GatewayEvents } from './events.js';
 import { createExplicitProxyServer } from './explicit-proxy.js';
@@ -38,6 +41,13 @@ export interface GatewayOptions {
   dnsUpstream?: readonly string[];
   /** Audit log destination: a file path, a file descriptor (2 = stderr), or false for none. */
   auditLog?: string | number | false;
+  /**
+   * Serve DNS for the sandbox here (UDP and TCP): allowed names get synthetic addresses, all else
+   * NXDOMAIN, and no query is ever forwarded.
+   */
+  dns?: ListenAddress | null;
+  /** Answer for names no rule could allow. Default NXDOMAIN. */
+  dnsDenyRcode?: 'NXDOMAIN' | 'REFUSED';
   /** Serve Prometheus metrics here. */
   metrics?: ListenAddress | null;
   /** Report mode: policy denials are logged but let through. */
@@ -48,6 +58,9 @@ export interface GatewayOptions {
 export interface Gateway {
   readonly proxyAddress: ListenAddress;
   readonly metricsAddress: ListenAddress | null;
+  readonly dnsAddress: ListenAddress | null;
+  /** Names the DNS server handed synthetic addresses to, and back. */
+  readonly syntheticAddresses: SyntheticAddressPool;
   readonly events: GatewayEvents;
   readonly ca: CertificateAuthority;
   /** The compiled policy in force now. */
@@ -75,7 +88,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const monitor = options.monitor ?? false;
   const currentPolicy = () => policy;
   const pipeline = new RequestPipeline({ currentPolicy, upstream, events, monitor });
-  const terminator = new TunnelTerminator({ ca, leafContexts, pipeline, events, limits });
+  const terminator = new TunnelTerminator({ leafContexts, pipeline, events, limits });
   const proxyServer = createExplicitProxyServer({ currentPolicy, terminator, pipeline, events, limits, monitor });
 
   const sockets = new Set<net.Socket>();
@@ -84,9 +97,16 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     socket.once('close', () => sockets.delete(socket));
   });
 
+  const syntheticAddresses = new SyntheticAddressPool();
+  const dnsMetrics = metrics && options.dns ? registerDnsMetrics(metrics.registry, (listener) => events.on('dns', listener), syntheticAddresses) : null;
+  let dnsServer: DnsServer | null = null;
+
   const servers: http.Server[] = [];
   const closeAll = async () => {
+    await dnsServer?.close();
+    dnsMetrics?.close();
     for (const socket of sockets) socket.destroy();
+    terminator.close();
     await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
     await upstream.close();
     metrics?.close();
@@ -102,10 +122,27 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       metricsAddress = await listen(metricsServer, options.metrics, 'metrics');
       servers.push(metricsServer);
     }
+    if (options.dns) {
+      dnsServer = await startDnsServer({
+        host: options.dns.host,
+        port: options.dns.port,
+        pool: syntheticAddresses,
+        denyRcode: options.dnsDenyRcode,
+        // SECURITY: names are answered from the policy alone; nothing is ever forwarded, so a
+        // query cannot carry data to an outside DNS server — test/e2e/dns-tunnel.test.ts
+        admission: { couldAllowHost: (host) => policy.couldAllowHost(host) },
+        onQuery: (event) => events.emit('dns', event),
+      }).catch((error: NodeJS.ErrnoException) => {
+        throw new SrtGwError(ErrorCodes.LISTEN_FAILED, `cannot serve DNS on ${options.dns!.host}:${options.dns!.port}: ${error.code ?? error.message}`, { cause: error });
+      });
+    }
+    const dnsAddress = dnsServer ? { host: dnsServer.address.udp.address, port: dnsServer.address.udp.port } : null;
     let closing: Promise<void> | null = null;
     return {
       proxyAddress,
       metricsAddress,
+      dnsAddress,
+      syntheticAddresses,
       events,
       ca,
       get policy() {

@@ -3,10 +3,9 @@
 // that host (ALPN h2 or http/1.1), or plain HTTP when the first byte is not a TLS record.
 import http from 'node:http';
 import http2 from 'node:http2';
-import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
-import type { CertificateAuthority, LeafContextCache } from '../ca/index.js';
+import type { LeafContextCache } from '../ca/index.js';
 import { normalizeHost } from '../policies/host.js';
 import type { ConnectionContext } from './connection-context.js';
 import type { GatewayEvents } from './events.js';
@@ -15,10 +14,8 @@ import type { RequestPipeline } from './request-pipeline.js';
 import { denialResponse, writeRawResponse } from './responses.js';
 
 const TLS_HANDSHAKE_RECORD = 0x16;
-const MAX_IP_SERVERS = 64;
 
 export interface TunnelTerminatorOptions {
-  ca: CertificateAuthority;
   leafContexts: LeafContextCache;
   pipeline: RequestPipeline;
   events: GatewayEvents;
@@ -36,8 +33,6 @@ export class TunnelTerminator {
   private readonly sniFailures = new WeakMap<object, string>();
   private readonly tlsServer: http2.Http2SecureServer;
   private readonly plainServer: http.Server;
-  /** IP-literal targets: clients send no SNI, so each IP gets a server whose default leaf is for it. */
-  private readonly ipServers = new Map<string, http2.Http2SecureServer>();
 
   constructor(private readonly options: TunnelTerminatorOptions) {
     this.tlsServer = this.createTlsServer();
@@ -66,8 +61,20 @@ export class TunnelTerminator {
     this.tunnels.set(socket, context);
     if (firstByte === TLS_HANDSHAKE_RECORD) {
       context.scheme = 'https';
-      const server = isIP(context.host) === 0 ? this.tlsServer : this.ipServerFor(context.host);
-      server.emit('connection', socket);
+      let leafContext: tls.SecureContext;
+      try {
+        leafContext = this.options.leafContexts.secureContextFor(context.host);
+      } catch {
+        this.options.events.emit('tls', { kind: 'tls', conn: context.id, host: context.host, outcome: 'failed', reason: 'no certificate can be issued for this host' });
+        socket.destroy();
+        return;
+      }
+      // A client that sends no SNI (always the case for IP literals) gets the server's default
+      // credentials. node builds the TLSSocket synchronously inside emit('connection') from
+      // server._sharedCreds, so setting it just before the emit gives this connection the
+      // tunnel host's leaf — one shared server, no per-host servers.
+      (this.tlsServer as unknown as { _sharedCreds: tls.SecureContext })._sharedCreds = leafContext;
+      this.tlsServer.emit('connection', socket);
     } else {
       context.scheme = 'http';
       this.plainServer.emit('connection', socket);
@@ -79,9 +86,10 @@ export class TunnelTerminator {
     return this.tunnels.get((socket as WrappedSocket)._parent as object) ?? this.tunnels.get(socket);
   }
 
-  private createTlsServer(extra: http2.SecureServerOptions = {}): http2.Http2SecureServer {
-    const { leafContexts, events, limits } = this.options;
-    const terminator = this;
+  private createTlsServer(): http2.Http2SecureServer {
+    const { events, limits } = this.options;
+    const contextOf = (socket: unknown) => this.contextOf(socket);
+    const sniFailures = this.sniFailures;
     const server = http2.createSecureServer({
       allowHTTP1: true,
       ALPNProtocols: ['h2', 'http/1.1'],
@@ -89,29 +97,30 @@ export class TunnelTerminator {
       handshakeTimeout: limits.handshakeTimeoutMs,
       maxSessionMemory: 32,
       settings: { maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeaderBytes },
-      ...extra,
       SNICallback(this: tls.TLSSocket, servername: string, callback: (err: Error | null, ctx?: tls.SecureContext) => void) {
-        const context = terminator.contextOf(this);
+        const context = contextOf(this);
         const name = normalizeHost(servername);
         // SECURITY: the TLS name must be the tunnel's (policy-checked) host, else domain
         // fronting — test/e2e/fronting.test.ts
         if (!context || name !== context.host) {
           const reason = `TLS server name ${servername.slice(0, 253)} does not match the tunnel host ${context?.host ?? '?'}`;
-          terminator.sniFailures.set(this, reason);
+          sniFailures.set(this, reason);
           callback(new Error(reason));
           return;
         }
-        try {
-          callback(null, leafContexts.secureContextFor(context.host));
-        } catch (error) {
-          callback(error as Error);
-        }
+        // The connection already holds this host's leaf as its default context.
+        callback(null);
       },
     });
-    server.maxHeaderSize = limits.maxHeaderBytes;
-    server.headersTimeout = limits.headersTimeoutMs;
-    server.keepAliveTimeout = limits.keepAliveTimeoutMs;
-    server.requestTimeout = 0; // long uploads are fine; stalls are caught by the idle timeout
+    // With allowHTTP1, node serves HTTP/1.1 connections through http's own connection handler,
+    // which reads these fields off the server object (they are not in the h2 server's types).
+    Object.assign(server, {
+      maxHeaderSize: limits.maxHeaderBytes,
+      headersTimeout: limits.headersTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      requestTimeout: 0, // long uploads are fine; stalls are caught by the idle timeout
+    });
+    startHeaderTimeoutChecks(server);
     server.setTimeout(limits.idleTimeoutMs);
     server.on('secureConnection', (socket: tls.TLSSocket) => {
       const context = this.contextOf(socket);
@@ -147,6 +156,7 @@ export class TunnelTerminator {
       requestTimeout: 0,
     });
     server.setTimeout(limits.idleTimeoutMs, (socket) => socket.destroy());
+    startHeaderTimeoutChecks(server);
     server.on('request', (req, res) => {
       const context = this.contextOf(req.socket);
       if (!context) {
@@ -160,6 +170,12 @@ export class TunnelTerminator {
     return server;
   }
 
+  /** Stops the servers' timers; connections are closed by their owners. */
+  close(): void {
+    this.tlsServer.close();
+    this.plainServer.close();
+  }
+
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     const context = this.contextOf(socket);
     if (!context) {
@@ -168,20 +184,16 @@ export class TunnelTerminator {
     }
     this.options.pipeline.handleUpgrade(req, socket, head, context, context.id);
   }
+}
 
-  private ipServerFor(ip: string): http2.Http2SecureServer {
-    let server = this.ipServers.get(ip);
-    if (!server) {
-      if (this.ipServers.size >= MAX_IP_SERVERS) {
-        const oldest = this.ipServers.keys().next().value as string;
-        this.ipServers.delete(oldest);
-      }
-      const leaf = this.options.ca.issueLeafCertificate(ip);
-      server = this.createTlsServer({ cert: leaf.certPem, key: leaf.keyPem });
-      this.ipServers.set(ip, server);
-    }
-    return server;
-  }
+/**
+ * SECURITY: node enforces headersTimeout (slowloris) from a timer it starts on 'listening'.
+ * These servers never listen (connections are handed to them), so start the timer ourselves;
+ * server.close() stops it.
+ */
+function startHeaderTimeoutChecks(server: http.Server | http2.Http2SecureServer): void {
+  Object.assign(server, { connectionsCheckingInterval: 1000 });
+  server.emit('listening');
 }
 
 /**

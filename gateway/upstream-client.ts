@@ -3,10 +3,12 @@
 // nothing the client said about addresses is used.
 import type { Duplex, Readable } from 'node:stream';
 import { isIP } from 'node:net';
+import tls from 'node:tls';
 import { Pool, type Dispatcher } from 'undici';
+import type { UpstreamResolver } from './dns/upstream-resolver.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
 
-export type LookupFunction = (hostname: string, options: object, callback: (...args: any[]) => void) => void;
+export type LookupFunction = UpstreamResolver['lookup'];
 
 export interface UpstreamClientOptions {
   /** PEM bundles trusted for upstream certificates. */
@@ -59,6 +61,11 @@ const RESPONSE_HOP_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connect
 export class UpstreamClient {
   private readonly pools = new Map<string, Pool>();
   private readonly options: Required<UpstreamClientOptions>;
+  /**
+   * Built once: passing `ca` per connection makes node parse the whole system bundle into a
+   * new context for every upstream TLS connection (25-30 ms of CPU each, measured by the bench).
+   */
+  private readonly trustContext: tls.SecureContext;
 
   constructor(options: UpstreamClientOptions) {
     this.options = {
@@ -70,6 +77,7 @@ export class UpstreamClient {
       connectionsPerOrigin: 64,
       ...options,
     };
+    this.trustContext = tls.createSecureContext({ ca: options.trustedCa });
   }
 
   /** Forwards one request and streams the response into `sink`; resolves when the exchange ends. */
@@ -143,7 +151,7 @@ export class UpstreamClient {
     const pool = this.poolFor(target);
     const result = await pool.upgrade({
       path: request.path,
-      method: request.method as Dispatcher.HttpMethod,
+      method: request.method,
       headers: request.headers,
       protocol,
     });
@@ -178,7 +186,7 @@ export class UpstreamClient {
       bodyTimeout: this.options.bodyTimeoutMs,
       keepAliveTimeout: this.options.keepAliveTimeoutMs,
       connect: {
-        ca: this.options.trustedCa,
+        secureContext: this.trustContext,
         rejectUnauthorized: true,
         ...(isName ? { servername: target.host } : {}),
         lookup: this.options.lookup,
