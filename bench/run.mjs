@@ -1,0 +1,842 @@
+#!/usr/bin/env node
+// `npm run bench`: the same HTTPS load, in one run, straight to a local upstream and through
+// srt-gw and the peers a user would pick instead (squid ssl-bump, mitmproxy) when installed.
+// Prints a table with each system's ratio to direct, CPU per request and peak RSS, checks the
+// targets of issue 3 section 6, and writes everything as JSON to bench/results/.
+// Method and caveats: bench/README.md. Expects dist/ to be built (the npm script builds it).
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { memoryMb } from './proc-stats.mjs';
+import { ensureUpstreamCertificates, UPSTREAM_NAME } from './upstream.mjs';
+
+const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+const REPO_ROOT = resolve(BENCH_DIR, '..');
+const GATEWAY_CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js');
+const RESULTS_DIR = join(BENCH_DIR, 'results');
+// The first two CPUs this process may run on (normally 0 and 1); set by setUpPinning().
+let SERVER_CPU = 0;
+let CLIENT_CPU = 1;
+const START_TIMEOUT_MS = 20_000;
+const MIB = 1024 * 1024;
+/** Other load on the bench's cores (other processes + steal) above which a row is flagged. */
+const NOISY_PERCENT = 10;
+
+const CASES = [
+  { id: 'ka-c1', label: 'keepalive 1KiB', mode: 'keepalive', path: '/small', concurrency: 1 },
+  { id: 'ka-c32', label: 'keepalive 1KiB', mode: 'keepalive', path: '/small', concurrency: 32 },
+  { id: 'newconn-c16', label: 'newconn 1KiB', mode: 'newconn', path: '/small', concurrency: 16 },
+  { id: 'down-1mib-c4', label: 'download 1MiB', mode: 'keepalive', path: '/big?mb=1', concurrency: 4, bulk: true },
+  { id: 'up-1mib-c4', label: 'upload 1MiB', mode: 'upload', path: '/upload', concurrency: 4, bulk: true },
+];
+
+const SYSTEM_IDS = ['direct', 'srt-gw', 'squid', 'mitmproxy'];
+
+// ---------------------------------------------------------------------------------------------
+// Options
+
+function usage() {
+  return `usage: node bench/run.mjs [--duration S] [--warmup S] [--quick] [--only ${SYSTEM_IDS.join(',')}]
+                        [--cases ${CASES.map((c) => c.id).join(',')}] [--names N] [--no-extras]
+  --duration S   measured seconds per case (default 8)
+  --warmup S     warm-up seconds per case, not measured (default 2)
+  --quick        --duration 2 (a smoke run, ~2 minutes with every peer)
+  --only LIST    systems to run, comma-separated (default: all; peers that are not installed are skipped)
+  --cases LIST   cases to run (default: all)
+  --names N      never-seen host names for the new-name case (default 50)
+  --no-extras    skip the new-name and slow-reader/slow-upstream cases`;
+}
+
+function parseOptions(argv) {
+  const options = { duration: 8, warmup: 2, only: SYSTEM_IDS, cases: CASES.map((c) => c.id), names: 50, extras: true };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i];
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`${flag} needs a value\n${usage()}`);
+      return v;
+    };
+    if (flag === '--duration') options.duration = Number(value());
+    else if (flag === '--warmup') options.warmup = Number(value());
+    else if (flag === '--quick') options.duration = 2;
+    else if (flag === '--only') options.only = value().split(',').map((s) => s.trim()).filter(Boolean);
+    else if (flag === '--cases') options.cases = value().split(',').map((s) => s.trim()).filter(Boolean);
+    else if (flag === '--names') options.names = Number(value());
+    else if (flag === '--no-extras') options.extras = false;
+    else if (flag === '--help' || flag === '-h') {
+      process.stdout.write(usage() + '\n');
+      process.exit(0);
+    } else throw new Error(`unknown argument ${flag}\n${usage()}`);
+  }
+  for (const id of options.only) if (!SYSTEM_IDS.includes(id)) throw new Error(`--only: unknown system ${id} (known: ${SYSTEM_IDS.join(', ')})`);
+  for (const id of options.cases) if (!CASES.some((c) => c.id === id)) throw new Error(`--cases: unknown case ${id}`);
+  if (!(options.duration > 0) || !(options.warmup >= 0)) throw new Error('--duration must be > 0 and --warmup >= 0');
+  if (!Number.isInteger(options.names) || options.names < 1 || options.names > 500) throw new Error('--names must be an integer in 1..500');
+  return options;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes: pinning, start/stop, cleanup on every exit path
+
+function commandExists(name) {
+  try {
+    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const pinning = { enabled: false, note: '' };
+
+/** CPUs this process may use, from /proc/self/status (e.g. "0-1" or "2,4-5"); all CPUs elsewhere. */
+function allowedCpus() {
+  try {
+    const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
+    if (list) {
+      return list.split(',').flatMap((part) => {
+        const [from, to = from] = part.split('-').map(Number);
+        return Array.from({ length: to - from + 1 }, (_, i) => from + i);
+      });
+    }
+  } catch {
+    // not Linux
+  }
+  return os.cpus().map((_, i) => i);
+}
+
+function setUpPinning() {
+  const cpus = allowedCpus();
+  if (cpus.length >= 2) [SERVER_CPU, CLIENT_CPU] = cpus;
+  if (cpus.length < 2) {
+    pinning.note = `only ${cpus.length} CPU: no pinning, server and load share it (numbers are not comparable to a 2-core run)`;
+  } else if (!commandExists('taskset')) {
+    pinning.note = 'taskset not installed (Debian: util-linux): no pinning, the scheduler places server and load';
+  } else {
+    pinning.enabled = true;
+    pinning.serverCpu = SERVER_CPU;
+    pinning.clientCpu = CLIENT_CPU;
+    pinning.note = `server under test on cpu${SERVER_CPU}; load generator, upstream (and this orchestrator) on cpu${CLIENT_CPU}`;
+    try {
+      execFileSync('taskset', ['-a', '-p', '-c', String(CLIENT_CPU), String(process.pid)], { stdio: 'ignore' });
+    } catch {
+      // not fatal: the orchestrator is idle while a case runs
+    }
+  }
+}
+
+const children = new Set();
+
+function spawnPinned(cpu, command, args, options = {}) {
+  const [file, argv] = pinning.enabled ? ['taskset', ['-c', String(cpu), command, ...args]] : [command, args];
+  const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+  children.add(child);
+  child.exitState = null;
+  child.once('exit', (code, signal) => {
+    child.exitState = { code, signal };
+    children.delete(child);
+  });
+  child.stderrText = '';
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (text) => {
+    child.stderrText = (child.stderrText + text).slice(-20_000);
+  });
+  return child;
+}
+
+/** SIGTERM (unless signal is null), then SIGKILL if it has not exited within timeoutMs. */
+async function stopProcess(child, timeoutMs = 5000, signal = 'SIGTERM') {
+  if (!child || child.exitState) return;
+  const exited = once(child, 'exit');
+  if (signal) child.kill(signal);
+  let timer;
+  const timeout = new Promise((r) => (timer = setTimeout(r, timeoutMs, 'timeout')));
+  const outcome = await Promise.race([exited, timeout]);
+  clearTimeout(timer);
+  if (outcome === 'timeout') {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+function killAllChildren() {
+  for (const child of children) child.kill('SIGKILL');
+}
+
+/** Resolves with the first stdout line that parses as JSON and satisfies `accept`. */
+function waitForJsonLine(child, accept, timeoutMs, what) {
+  return new Promise((resolvePromise, reject) => {
+    let buffer = '';
+    const onData = (text) => {
+      buffer += text;
+      let newline;
+      while ((newline = buffer.indexOf('\n')) !== -1) {
+        const line = buffer.slice(0, newline);
+        buffer = buffer.slice(newline + 1);
+        let record;
+        try {
+          record = JSON.parse(line);
+        } catch {
+          continue;
+        }
+        if (accept(record)) {
+          cleanup();
+          resolvePromise(record);
+          return;
+        }
+      }
+    };
+    const onExit = (code, signal) => {
+      cleanup();
+      reject(new Error(`${what} exited (code ${code}, signal ${signal}) before it was ready: ${tail(child.stderrText)}`));
+    };
+    const timer = setTimeout(() => {
+      cleanup();
+      reject(new Error(`${what} not ready after ${timeoutMs} ms: ${tail(child.stderrText)}`));
+    }, timeoutMs);
+    const cleanup = () => {
+      clearTimeout(timer);
+      child.stdout.removeListener('data', onData);
+      child.removeListener('exit', onExit);
+    };
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', onData);
+    child.once('exit', onExit);
+  });
+}
+
+function tail(text, lines = 8) {
+  return (text ?? '').trim().split('\n').slice(-lines).join('\n');
+}
+
+async function waitForPort(port, child, timeoutMs, what) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitState) throw new Error(`${what} exited (code ${child.exitState.code}) before it listened: ${tail(child.stderrText)}`);
+    const ok = await new Promise((r) => {
+      const socket = net.connect({ host: '127.0.0.1', port }, () => {
+        socket.destroy();
+        r(true);
+      });
+      socket.once('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
+}
+
+function freePort() {
+  return new Promise((resolvePromise, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolvePromise(port));
+    });
+  });
+}
+
+function firstLine(command, args) {
+  try {
+    return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].trim();
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The upstream and the systems under test
+
+async function startUpstream(workDir, cpu) {
+  const child = spawnPinned(cpu, process.execPath, [join(BENCH_DIR, 'upstream.mjs'), '--dir', join(workDir, 'upstream')]);
+  const ready = await waitForJsonLine(child, (r) => r.event === 'listening', START_TIMEOUT_MS, 'upstream').catch(async (error) => {
+    await stopProcess(child);
+    throw error;
+  });
+  return { child, pid: child.pid, port: ready.port, stop: () => stopProcess(child) };
+}
+
+/** Per system: start() → { pid, version, target(upstream) → loadgen args, stop() } or throws. */
+const SYSTEMS = {
+  direct: {
+    label: 'direct',
+    available: () => null,
+  },
+  'srt-gw': {
+    label: 'srt-gw',
+    available: () => (existsSync(GATEWAY_CLI) ? null : `${GATEWAY_CLI} not built (run npm run build)`),
+    async start({ workDir, upstream, options }) {
+      const dir = join(workDir, 'srt-gw');
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true });
+      const policyPath = join(dir, 'policy.yaml');
+      writeFileSync(policyPath, [
+        'version: 1',
+        'rules:',
+        '  - id: bench',
+        `    host: ${UPSTREAM_NAME}`,
+        '    methods: [GET, POST]',
+        '    paths: ["/**"]',
+        '  - id: bench-new-names',
+        `    host: "*.${UPSTREAM_NAME}"`,
+        '    methods: [GET, POST]',
+        '    paths: ["/**"]',
+        '',
+      ].join('\n'));
+      const logPath = join(dir, 'audit.log');
+      const resolveFlags = [UPSTREAM_NAME, ...newNames(options.names)].flatMap((name) => ['--resolve', `${name}=127.0.0.1`]);
+      const child = spawnPinned(SERVER_CPU, process.execPath, [
+        GATEWAY_CLI, 'serve',
+        '--listen', '127.0.0.1:0',
+        '--ca-dir', join(dir, 'ca'),
+        '--policy', policyPath,
+        '--upstream-ca', upstream.caPath,
+        '--log', logPath,
+        ...resolveFlags,
+      ], { env: withoutProxyVariables() });
+      const ready = await waitForJsonLine(child, (r) => r.event === 'listening', START_TIMEOUT_MS, 'srt-gw serve')
+        .catch(async (error) => {
+          await stopProcess(child);
+          throw error;
+        });
+      const proxyPort = Number(String(ready.proxy).split(':').pop());
+      const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8'));
+      return {
+        child,
+        pid: child.pid,
+        version: `srt-gw ${pkg.version} (${gitRevision()})`,
+        logPath,
+        target: (port) => ['--proxy', `127.0.0.1:${proxyPort}`, '--connect', `${UPSTREAM_NAME}:${port}`],
+        extras: true,
+        stop: () => stopProcess(child),
+      };
+    },
+  },
+  squid: {
+    label: 'squid ssl-bump',
+    available() {
+      if (!commandExists('squid')) return 'not installed (Debian: apt-get install squid-openssl)';
+      const configure = firstLine('sh', ['-c', 'squid -v | tr "\\n" " "']) ?? '';
+      if (!/--with-openssl/.test(configure)) return 'installed without OpenSSL, so no ssl-bump (Debian: squid-openssl)';
+      if (!certgenPath()) return 'security_file_certgen helper not found';
+      return null;
+    },
+    async start({ workDir, upstream, options }) {
+      const dir = join(workDir, 'squid');
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true });
+      // squid started as root drops to its cache_effective_user (Debian: proxy): it must be able
+      // to reach its files, so this directory is world-traversable and owned by that user.
+      chmodSync(workDir, 0o755);
+      chmodSync(dirname(upstream.caPath), 0o755);
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'ca-key.pem'), '-out', join(dir, 'ca.pem'),
+        '-days', '2', '-subj', '/CN=srt-gw bench squid CA'], { stdio: 'ignore' });
+      execFileSync(certgenPath(), ['-c', '-s', join(dir, 'ssl_db'), '-M', '16MB'], { stdio: 'ignore' });
+      // squid resolves the CONNECT host itself: a hosts_file of its own instead of /etc/hosts.
+      writeFileSync(join(dir, 'hosts'), [UPSTREAM_NAME, ...newNames(options.names)].map((n) => `127.0.0.1 ${n}\n`).join(''));
+      const port = await freePort();
+      const conf = join(dir, 'squid.conf');
+      writeFileSync(conf, [
+        `http_port 127.0.0.1:${port} ssl-bump tls-cert=${dir}/ca.pem tls-key=${dir}/ca-key.pem generate-host-certificates=on dynamic_cert_mem_cache_size=16MB`,
+        `sslcrtd_program ${certgenPath()} -s ${dir}/ssl_db -M 16MB`,
+        'sslcrtd_children 5 startup=1 idle=1',
+        'ssl_bump bump all',
+        `tls_outgoing_options cafile=${upstream.caPath}`,
+        `hosts_file ${dir}/hosts`,
+        'dns_nameservers 127.0.0.1',
+        'http_access allow localhost',
+        'http_access deny all',
+        'cache deny all',
+        'cache_mem 0 MB',
+        'access_log none',
+        `cache_log ${dir}/cache.log`,
+        `pid_filename ${dir}/squid.pid`,
+        `coredump_dir ${dir}`,
+        'pinger_enable off',
+        'netdb_filename none',
+        'workers 1',
+        'shutdown_lifetime 1 seconds',
+        '',
+      ].join('\n'));
+      if (process.getuid?.() === 0) chownTree(dir, 'proxy');
+      const child = spawnPinned(SERVER_CPU, 'squid', ['-N', '-f', conf]);
+      try {
+        await waitForPort(port, child, START_TIMEOUT_MS, 'squid');
+      } catch (error) {
+        error.message += `\n${tail(safeRead(join(dir, 'cache.log')))}`;
+        await stopProcess(child);
+        throw error;
+      }
+      return {
+        child,
+        pid: child.pid,
+        version: firstLine('squid', ['-v']) ?? 'squid',
+        target: (upstreamPort) => ['--proxy', `127.0.0.1:${port}`, '--connect', `${UPSTREAM_NAME}:${upstreamPort}`],
+        extras: true,
+        stop: () => stopProcess(child),
+      };
+    },
+  },
+  mitmproxy: {
+    label: 'mitmproxy',
+    available: () => (commandExists('mitmdump') ? null : 'not installed (Debian: apt-get install mitmproxy)'),
+    async start({ workDir, upstream }) {
+      const dir = join(workDir, 'mitmproxy');
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true });
+      const port = await freePort();
+      const child = spawnPinned(SERVER_CPU, 'mitmdump', [
+        '--listen-host', '127.0.0.1', '--listen-port', String(port), '-q',
+        '--set', 'flow_detail=0',
+        '--set', `confdir=${join(dir, 'conf')}`,
+        '--set', `ssl_verify_upstream_trusted_ca=${upstream.caPath}`,
+      ], { env: withoutProxyVariables() });
+      await waitForPort(port, child, START_TIMEOUT_MS * 2, 'mitmdump').catch(async (error) => {
+        await stopProcess(child);
+        throw error;
+      });
+      return {
+        child,
+        pid: child.pid,
+        version: firstLine('mitmdump', ['--version']) ?? 'mitmproxy',
+        // mitmproxy has no hosts-file option and resolves CONNECT hosts itself. Without touching
+        // /etc/hosts: CONNECT to 127.0.0.1 and send SNI upstream.test; mitmproxy forwards that
+        // SNI upstream and verifies the upstream's certificate against it (a wrong
+        // ssl_verify_upstream_trusted_ca gives 502s, checked when this was written).
+        target: (upstreamPort) => ['--proxy', `127.0.0.1:${port}`, '--connect', `127.0.0.1:${upstreamPort}`, '--sni', UPSTREAM_NAME],
+        extras: false,
+        stop: () => stopProcess(child),
+      };
+    },
+  },
+};
+
+function certgenPath() {
+  for (const dir of ['/usr/lib/squid', '/usr/lib64/squid', '/usr/libexec/squid', '/usr/lib/squid3']) {
+    const candidate = join(dir, 'security_file_certgen');
+    if (existsSync(candidate)) return candidate;
+  }
+  return null;
+}
+
+function chownTree(dir, user) {
+  try {
+    execFileSync('chown', ['-R', `${user}:${user}`, dir], { stdio: 'ignore' });
+  } catch {
+    // no such user: squid keeps running as whoever started it
+  }
+}
+
+function safeRead(path) {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+function newNames(count) {
+  return Array.from({ length: count }, (_, i) => `n${i}.${UPSTREAM_NAME}`);
+}
+
+function withoutProxyVariables() {
+  const env = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    if (!/^(https?|all|no|ftp)_proxy$/i.test(name) && name !== 'NODE_OPTIONS') env[name] = value;
+  }
+  return env;
+}
+
+function gitRevision() {
+  const rev = firstLine('git', ['-C', REPO_ROOT, 'rev-parse', '--short', 'HEAD']);
+  if (!rev) return 'no git';
+  let dirty = false;
+  try {
+    dirty = execFileSync('git', ['-C', REPO_ROOT, 'status', '--porcelain', '--untracked-files=no'], { encoding: 'utf8' }).trim() !== '';
+  } catch {
+    // leave it clean
+  }
+  return dirty ? `${rev}+changes` : rev;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load generator runs
+
+async function runLoadgen(args, timeoutMs) {
+  const child = spawnPinned(CLIENT_CPU, process.execPath, [join(BENCH_DIR, 'loadgen.mjs'), ...args]);
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  try {
+    return await waitForJsonLine(child, (r) => r.event === 'result', timeoutMs + 1000, 'loadgen');
+  } finally {
+    clearTimeout(timer);
+    await stopProcess(child, 5000, null); // it exits by itself after printing
+  }
+}
+
+function loadgenTarget(system, upstream) {
+  if (system.id === 'direct') return ['--direct', `127.0.0.1:${upstream.port}`];
+  return system.instance.target(upstream.port);
+}
+
+/** Runs every selected case against `system`, appending one row per case to `rows`. */
+async function runCases(system, upstream, options, clientPids, rows) {
+  for (const benchCase of CASES.filter((c) => options.cases.includes(c.id))) {
+    const args = [
+      ...loadgenTarget(system, upstream),
+      '--host', `${UPSTREAM_NAME}:${upstream.port}`,
+      '--mode', benchCase.mode,
+      '--path', benchCase.path,
+      '--concurrency', String(benchCase.concurrency),
+      '--warmup', String(options.warmup),
+      '--duration', String(options.duration),
+      '--server-pid', String(system.pid),
+      '--client-pids', clientPids.join(','),
+    ];
+    process.stderr.write(`  ${system.id} ${benchCase.label} c=${benchCase.concurrency} ...`);
+    const row = { system: system.id, systemLabel: system.label, case: benchCase.id, caseLabel: benchCase.label, concurrency: benchCase.concurrency, bulk: Boolean(benchCase.bulk) };
+    try {
+      const result = await runLoadgen(args, (options.warmup + options.duration + 30) * 1000);
+      Object.assign(row, result);
+      delete row.event;
+      row.serverCpuUsPerReq = result.serverCpuSeconds !== null && result.responses > 0 ? (result.serverCpuSeconds / result.responses) * 1e6 : null;
+      row.serverCpuPercent = result.serverCpuSeconds !== null ? (result.serverCpuSeconds / result.seconds) * 100 : null;
+      row.clientCpuPercent = (result.clientCoreCpuSeconds / result.seconds) * 100;
+      row.otherLoadPercent = otherLoadPercent(result);
+      row.mibPerServerCpuSecond = benchCase.bulk && result.serverCpuSeconds > 0 ? (result.bytesIn + result.bytesOut) / MIB / result.serverCpuSeconds : null;
+      process.stderr.write(` ${Math.round(result.reqPerSec)} req/s, ${result.errors} errors\n`);
+    } catch (error) {
+      row.failure = error.message;
+      process.stderr.write(` FAILED: ${error.message}\n`);
+    }
+    const memory = memoryMb(system.pid);
+    row.peakRssMb = memory?.hwmMb ?? null;
+    row.rssMb = memory?.rssMb ?? null;
+    rows.push(row);
+    if (system.child.exitState) {
+      throw new Error(`${system.id} died during ${benchCase.id} (code ${system.child.exitState.code}, signal ${system.child.exitState.signal}): ${tail(system.child.stderrText)}`);
+    }
+  }
+}
+
+/**
+ * CPU that neither the server nor the load side used on the bench's cores during the window, as
+ * a percentage of one core: other processes on the machine plus hypervisor steal. A few percent
+ * is bookkeeping noise; well above 10 means the row is skewed by other work.
+ */
+function otherLoadPercent(result) {
+  const cpus = result.perCpu;
+  if (!cpus) return null;
+  const percent = (cpu, ownSeconds) => (cpu ? (Math.max(0, cpu.work - ownSeconds) + cpu.steal) / cpu.total * 100 : 0);
+  if (pinning.enabled) {
+    return Math.max(
+      percent(cpus[`cpu${SERVER_CPU}`], result.serverCpuSeconds ?? 0),
+      percent(cpus[`cpu${CLIENT_CPU}`], result.clientCoreCpuSeconds ?? 0),
+    );
+  }
+  const all = Object.values(cpus).reduce((sum, c) => ({ work: sum.work + c.work, steal: sum.steal + c.steal, total: sum.total + c.total }), { work: 0, steal: 0, total: 0 });
+  return percent(all, (result.serverCpuSeconds ?? 0) + (result.clientCoreCpuSeconds ?? 0));
+}
+
+async function runExtras(system, upstream, options) {
+  const extras = {};
+  const attempt = async (key, args, describe) => {
+    process.stderr.write(`  ${system.id} ${key} ...`);
+    const base = [...loadgenTarget(system, upstream), '--host', `${UPSTREAM_NAME}:${upstream.port}`, '--server-pid', String(system.pid)];
+    try {
+      extras[key] = await runLoadgen([...base, ...args], 60_000);
+      delete extras[key].event;
+      process.stderr.write(` ${describe(extras[key])}\n`);
+    } catch (error) {
+      extras[key] = { failure: error.message };
+      process.stderr.write(` FAILED: ${error.message}\n`);
+    }
+  };
+  await attempt('newNames', ['--mode', 'names', '--path', '/small', '--names', newNames(options.names).join(',')],
+    (r) => `new ${fmt(r.newMedianMs, 2)} ms vs known ${fmt(r.cachedMedianMs, 2)} ms (median), ${r.errors} errors`);
+  // The memory cases start from a fresh, warmed-up server: after the load cases its heap is
+  // large and shrinking, which would hide (or fake) an increase.
+  await restart(system, upstream, options);
+  await attempt('slowReader', ['--mode', 'slowread', '--path', '/big?mb=1024', '--read-mib', '8', '--pause', '5'],
+    (r) => r.error ?? `RSS +${fmt(r.rssIncreaseMb, 1)} MB (from ${fmt(r.baselineRssMb, 1)} MB)`);
+  await restart(system, upstream, options);
+  await attempt('slowUpstream', ['--mode', 'slowupload', '--pause', '5'],
+    (r) => r.error ?? `RSS +${fmt(r.rssIncreaseMb, 1)} MB (from ${fmt(r.baselineRssMb, 1)} MB), client could write ${fmt(r.writtenMib, 1)} MiB`);
+  return extras;
+}
+
+async function restart(system, upstream, options) {
+  await system.instance.stop();
+  system.instance = await SYSTEMS[system.id].start({ workDir: system.workDir, upstream, options });
+  system.pid = system.instance.pid;
+  system.child = system.instance.child;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+function fmt(value, digits = 0) {
+  if (value === null || value === undefined || Number.isNaN(value)) return 'n/a';
+  return value.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits, useGrouping: false });
+}
+
+/** fmt() plus a unit, or just "n/a". */
+function withUnit(value, digits, unit) {
+  const text = fmt(value, digits);
+  return text === 'n/a' ? text : `${text} ${unit}`;
+}
+
+function table(headers, rows, alignLeft = 2) {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) => cells.map((cell, i) => (i < alignLeft ? String(cell).padEnd(widths[i]) : String(cell).padStart(widths[i]))).join('  ');
+  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+function addRatios(rows) {
+  for (const row of rows) {
+    const direct = rows.find((r) => r.system === 'direct' && r.case === row.case && r.reqPerSec > 0);
+    row.ratioToDirect = direct && row.reqPerSec !== undefined ? row.reqPerSec / direct.reqPerSec : null;
+  }
+}
+
+function mainTable(rows) {
+  const headers = ['system', 'case', 'c', 'req/s', 'MB/s', 'x direct', 'p50 ms', 'p99 ms', 'errors', 'srv CPU us/req', 'srv CPU %', 'cpu1 %', 'other %', 'peak RSS MB'];
+  const cells = rows.map((r) => r.failure
+    ? [r.systemLabel, r.caseLabel, r.concurrency, 'FAILED', '', '', '', '', '', '', '', '', '', fmt(r.peakRssMb, 1)]
+    : [
+      r.systemLabel, r.caseLabel, r.concurrency, fmt(r.reqPerSec), r.bulk ? fmt(r.mibPerSec, 1) : '',
+      fmt(r.ratioToDirect, 2), fmt(r.p50Ms, 2), fmt(r.p99Ms, 2), r.errors, fmt(r.serverCpuUsPerReq),
+      fmt(r.serverCpuPercent), fmt(r.clientCpuPercent), `${fmt(r.otherLoadPercent)}${r.otherLoadPercent > NOISY_PERCENT ? '!' : ''}`,
+      fmt(r.peakRssMb, 1),
+    ]);
+  return table(headers, cells, 2);
+}
+
+function memoryCell(result) {
+  if (!result) return 'n/a';
+  if (result.failure || result.error) return 'FAILED';
+  return `${result.rssIncreaseMb >= 0 ? '+' : ''}${fmt(result.rssIncreaseMb, 1)} (${fmt(result.baselineRssMb)} -> ${fmt(result.peakRssMb)})`;
+}
+
+function extrasTable(extrasBySystem) {
+  const rows = Object.entries(extrasBySystem).map(([id, e]) => [
+    SYSTEMS[id].label,
+    fmt(e.newNames?.newMedianMs, 2), fmt(e.newNames?.cachedMedianMs, 2), fmt(e.newNames?.extraMs, 2),
+    fmt(e.newNames?.newServerCpuUsPerConn), fmt(e.newNames?.cachedServerCpuUsPerConn), e.newNames?.errors ?? 'n/a',
+    memoryCell(e.slowReader), memoryCell(e.slowUpstream),
+  ]);
+  return table(['system', 'new name ms', 'known name ms', 'extra ms', 'new CPU us', 'known CPU us', 'errors', 'slow reader RSS MB', 'slow upstream RSS MB'], rows, 1);
+}
+
+function evaluateTargets(rows, extrasBySystem) {
+  const row = (system, id) => rows.find((r) => r.system === system && r.case === id && !r.failure);
+  const gw = (id) => row('srt-gw', id);
+  const targets = [];
+  const add = (label, measured, goal, pass) => targets.push({ label, measured, goal, result: pass === null ? 'n/a' : pass ? 'PASS' : 'MISS' });
+  const check = (value, test) => (value === null || value === undefined ? null : test(value));
+
+  const c32 = gw('ka-c32');
+  add('keep-alive 1 KiB c=32: gateway CPU per request', withUnit(c32?.serverCpuUsPerReq, 0, 'us'), '<= 65 us', check(c32?.serverCpuUsPerReq, (v) => v <= 65));
+  const squid = row('squid', 'ka-c32');
+  if (squid) {
+    add('keep-alive 1 KiB c=32: ahead of squid ssl-bump (same run, CPU/req)',
+      `${fmt(c32?.serverCpuUsPerReq)} vs ${fmt(squid.serverCpuUsPerReq)} us; ${fmt(c32?.reqPerSec)} vs ${fmt(squid.reqPerSec)} req/s`,
+      'less CPU/req than squid', check(c32?.serverCpuUsPerReq, (v) => v < squid.serverCpuUsPerReq));
+  } else {
+    add('keep-alive 1 KiB c=32: ahead of squid ssl-bump (same run)', 'squid not run', 'less CPU/req than squid', null);
+  }
+  const c1 = gw('ka-c1');
+  add('keep-alive 1 KiB c=1: p50 latency', withUnit(c1?.p50Ms, 2, 'ms'), '<= 0.4 ms', check(c1?.p50Ms, (v) => v <= 0.4));
+  add('keep-alive 1 KiB c=1: p99 latency', withUnit(c1?.p99Ms, 2, 'ms'), '<= 1 ms', check(c1?.p99Ms, (v) => v <= 1));
+  const newconn = gw('newconn-c16');
+  add('new client TLS connection: gateway CPU per connection', withUnit(newconn?.serverCpuUsPerReq, 0, 'us'), '<= 1100 us', check(newconn?.serverCpuUsPerReq, (v) => v <= 1100));
+  const names = extrasBySystem['srt-gw']?.newNames;
+  add('first request to a never-seen name: extra latency (median)', withUnit(names?.extraMs, 2, 'ms'), '<= 3 ms', check(names?.extraMs, (v) => v <= 3));
+  for (const [id, label] of [['down-1mib-c4', '1 MiB downloads'], ['up-1mib-c4', '1 MiB uploads']]) {
+    const bulk = gw(id);
+    add(`${label}: MB/s per gateway core`, bulk ? `${fmt(bulk.mibPerServerCpuSecond)} (${fmt(bulk.mibPerSec)} MB/s at ${fmt(bulk.serverCpuPercent)} % CPU)` : 'n/a',
+      '>= 360', check(bulk?.mibPerServerCpuSecond, (v) => v >= 360));
+  }
+  const gwRows = rows.filter((r) => r.system === 'srt-gw');
+  const peak = gwRows.length ? Math.max(...gwRows.map((r) => r.peakRssMb ?? 0)) : null;
+  add('peak RSS under load (VmHWM)', withUnit(peak, 1, 'MB'), '<= 150 MB', check(peak, (v) => v <= 150));
+  const slowReader = extrasBySystem['srt-gw']?.slowReader;
+  add('client stops reading a 1 GiB download for 5 s: RSS increase', withUnit(slowReader?.rssIncreaseMb, 1, 'MB'), '< 32 MB', check(slowReader?.rssIncreaseMb, (v) => v < 32));
+  const slowUpstream = extrasBySystem['srt-gw']?.slowUpstream;
+  add('upstream stops reading a 1 GiB upload for 5 s: RSS increase', withUnit(slowUpstream?.rssIncreaseMb, 1, 'MB'), '< 32 MB', check(slowUpstream?.rssIncreaseMb, (v) => v < 32));
+  const errors = gwRows.length ? gwRows.reduce((sum, r) => sum + (r.failure ? 1 : r.errors), 0) : null;
+  add('errors (transport + non-2xx) in the gateway cases', String(errors ?? 'n/a'), '0', check(errors, (v) => v === 0));
+  return targets;
+}
+
+function machineInfo() {
+  const cpus = os.cpus();
+  return {
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    cpus: cpus.length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    node: process.version,
+    openssl: process.versions.openssl,
+    kernel: `${os.type()} ${os.release()}`,
+    loadAverageAtStart: os.loadavg(),
+  };
+}
+
+function countLines(path) {
+  try {
+    const fd = openSync(path, 'r');
+    const buffer = Buffer.allocUnsafe(1 << 20);
+    let lines = 0;
+    let n;
+    while ((n = readSync(fd, buffer, 0, buffer.length, null)) > 0) {
+      for (let i = buffer.indexOf(10); i !== -1 && i < n; i = buffer.indexOf(10, i + 1)) lines++;
+    }
+    closeSync(fd);
+    return { lines, mb: statSync(path).size / 1e6 };
+  } catch {
+    return null;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Main
+
+async function main() {
+  const options = parseOptions(process.argv.slice(2));
+  const startedAt = new Date();
+  setUpPinning();
+  const workDir = mkdtempSync(join(os.tmpdir(), 'srt-gw-bench-'));
+  const cleanup = () => {
+    killAllChildren();
+    rmSync(workDir, { recursive: true, force: true });
+  };
+  process.once('SIGINT', () => {
+    cleanup();
+    process.exit(130);
+  });
+  process.once('SIGTERM', () => {
+    cleanup();
+    process.exit(143);
+  });
+
+  const machine = machineInfo();
+  process.stderr.write(`srt-gw bench: ${machine.cpuModel} x${machine.cpus}, node ${machine.node}; ${options.warmup} s warm-up + ${options.duration} s per case\n`);
+  process.stderr.write(`pinning: ${pinning.note}\n`);
+  if (machine.loadAverageAtStart[0] > 0.5) {
+    process.stderr.write(`note: load average ${machine.loadAverageAtStart[0].toFixed(2)} at start: other work on this machine will skew the numbers\n`);
+  }
+
+  const upstreamFiles = ensureUpstreamCertificates(join(workDir, 'upstream'));
+  const rows = [];
+  const extrasBySystem = {};
+  const systems = {};
+  const notes = [];
+  let crashed = false;
+
+  try {
+    for (const id of SYSTEM_IDS.filter((s) => options.only.includes(s))) {
+      const system = { id, label: SYSTEMS[id].label, workDir };
+      const unavailable = SYSTEMS[id].available();
+      if (unavailable) {
+        const note = `${id}: ${unavailable}, skipped`;
+        notes.push(note);
+        process.stderr.write(`${note}\n`);
+        systems[id] = { status: 'skipped', reason: unavailable };
+        if (id === 'srt-gw') crashed = true;
+        continue;
+      }
+      // For `direct` the upstream itself is the server under test (cpu0); otherwise it shares
+      // cpu1 with the load generator.
+      let upstreamProcess = null;
+      try {
+        upstreamProcess = await startUpstream(workDir, id === 'direct' ? SERVER_CPU : CLIENT_CPU);
+        const upstream = { port: upstreamProcess.port, caPath: upstreamFiles.ca, pid: upstreamProcess.pid };
+        if (id === 'direct') {
+          Object.assign(system, { pid: upstreamProcess.pid, child: upstreamProcess.child, version: `node ${process.version} https` });
+        } else {
+          process.stderr.write(`starting ${id} ...\n`);
+          system.instance = await SYSTEMS[id].start({ workDir, upstream, options });
+          Object.assign(system, { pid: system.instance.pid, child: system.instance.child, version: system.instance.version });
+        }
+        systems[id] = { status: 'ran', version: system.version };
+        const clientPids = id === 'direct' ? [] : [upstreamProcess.pid];
+        await runCases(system, upstream, options, clientPids, rows);
+        if (system.instance?.logPath) systems[id].auditLog = countLines(system.instance.logPath);
+        if (options.extras && system.instance?.extras) extrasBySystem[id] = await runExtras(system, upstream, options);
+        if (system.child.exitState) throw new Error(`${id} exited during the run: ${tail(system.child.stderrText)}`);
+      } catch (error) {
+        systems[id] = { ...systems[id], status: 'failed', error: error.message };
+        const note = `${id}: FAILED: ${error.message}`;
+        notes.push(note);
+        process.stderr.write(`${note}\n`);
+        if (id === 'direct' || id === 'srt-gw') crashed = true;
+      } finally {
+        await system.instance?.stop();
+        await upstreamProcess?.stop();
+      }
+    }
+  } finally {
+    cleanup();
+  }
+
+  addRatios(rows);
+  const targets = rows.some((r) => r.system === 'srt-gw') ? evaluateTargets(rows, extrasBySystem) : [];
+
+  const out = [];
+  out.push('');
+  out.push(`srt-gw bench, ${startedAt.toISOString()}: ${machine.cpuModel} x${machine.cpus}, node ${machine.node}, ${pinning.note}`);
+  out.push(`${options.warmup} s warm-up + ${options.duration} s measured per case. MB/s = MiB/s of bodies. srv CPU = server process + descendants (utime+stime); cpu1 % = load generator + upstream; other % = other processes + steal on the busier bench core.`);
+  out.push('');
+  out.push(mainTable(rows));
+  const noisy = rows.filter((r) => r.otherLoadPercent > NOISY_PERCENT);
+  if (noisy.length) {
+    out.push(`! ${noisy.length} row(s) ran while other processes or hypervisor steal took > ${NOISY_PERCENT} % of a bench core ("other %"): rerun on a quiet machine before trusting them.`);
+  }
+  if (Object.keys(extrasBySystem).length) {
+    out.push('');
+    out.push(`New names (sequential new connections, ${options.names} never-seen names vs a known one) and memory under a stalled peer:`);
+    out.push(extrasTable(extrasBySystem));
+  }
+  if (targets.length) {
+    out.push('');
+    out.push('Targets (issue 3, section 6), informational:');
+    out.push(table(['target', 'measured', 'goal', 'result'], targets.map((t) => [t.label, t.measured, t.goal, t.result]), 3));
+  }
+  for (const [id, info] of Object.entries(systems)) {
+    if (info.auditLog) out.push(`${id} audit log: ${info.auditLog.lines} lines, ${fmt(info.auditLog.mb, 1)} MB (policy matching and audit logging on)`);
+  }
+  if (notes.length) {
+    out.push('');
+    for (const note of notes) out.push(note);
+  }
+
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
+  const jsonPath = join(RESULTS_DIR, `bench-${stamp}.json`);
+  writeFileSync(jsonPath, JSON.stringify({
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    machine: { ...machine, loadAverageAtEnd: os.loadavg() },
+    pinning,
+    options,
+    systems,
+    rows,
+    extras: extrasBySystem,
+    targets,
+    notes,
+  }, null, 2) + '\n');
+  out.push('');
+  out.push(`JSON: ${jsonPath}`);
+  process.stdout.write(out.join('\n') + '\n');
+  process.exitCode = crashed ? 1 : 0;
+}
+
+main().catch((error) => {
+  process.stderr.write(`bench: ${error.stack ?? error}\n`);
+  killAllChildren();
+  process.exit(1);
+});
