@@ -11,7 +11,17 @@ export interface AuditLog {
 
 /** `destination`: a file path (appended), or a file descriptor (2 = stderr). */
 export function startAuditLog(events: GatewayEvents, destination: string | number): AuditLog {
-  const stream = pino.destination({ dest: destination, sync: false, mkdir: typeof destination === 'string', minLength: 0 });
+  // Lines are batched (one write per 4 KiB instead of one per line: the per-line write was ~5 %
+  // of gateway CPU under load) and flushed at least every 100 ms, so a quiet gateway's last
+  // decisions still reach the file promptly.
+  const stream = pino.destination({ dest: destination, sync: false, mkdir: typeof destination === 'string', minLength: 4096 });
+  const flushTimer = setInterval(() => {
+    try {
+      stream.flush();
+    } catch {
+      // not open yet: the next tick will flush
+    }
+  }, 100).unref();
   const logger = pino({ base: null, timestamp: pino.stdTimeFunctions.epochTime, messageKey: 'msg' }, stream);
   let lastRateLimitedLine = 0;
   const unsubscribe = [
@@ -35,6 +45,7 @@ export function startAuditLog(events: GatewayEvents, destination: string | numbe
     close: () =>
       new Promise<void>((resolve) => {
         for (const stop of unsubscribe) stop();
+        clearInterval(flushTimer);
         const finish = () => {
           try {
             stream.flushSync();

@@ -1,6 +1,9 @@
 // Every decision is explainable: one audit line per request and per CONNECT with the rule, the
 // decision and what happened, and Prometheus counters by decision and rule on /metrics.
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { fetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
@@ -8,7 +11,8 @@ import { curlThroughProxy, startGatewayProcess, type AuditLine, type CurlResult,
 import { createTestPki, type TestPki } from '../support/test-pki.js';
 import { startUpstream, type Upstream } from '../support/upstream.js';
 
-const skip = capabilityGate(missingCommand('curl'), missingCommand('openssl'));
+const skip = capabilityGate(missingCommand('curl'), missingCommand('openssl'), missingCommand('dig'));
+const AUDIT_SCHEMA = JSON.parse(readFileSync(new URL('../../docs/audit-log.schema.json', import.meta.url), 'utf8')) as object;
 
 const API = 'api.example.test';
 const UNLISTED = 'unlisted.test';
@@ -40,7 +44,7 @@ describe.skipIf(skip !== null)('audit log and metrics', () => {
     upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
     gateway = await startGatewayProcess({
       policyYaml: POLICY,
-      args: ['--upstream-ca', pki.ca.certPath, '--resolve', `${API}=127.0.0.1`, '--metrics', '127.0.0.1:0'],
+      args: ['--upstream-ca', pki.ca.certPath, '--resolve', `${API}=127.0.0.1`, '--metrics', '127.0.0.1:0', '--dns', '127.0.0.1:0'],
     });
     startedAt = Date.now();
     results.allowedH1 = await curlThroughProxy(gateway, ['--http1.1', upstream.url('/v1/audited')]);
@@ -49,6 +53,9 @@ describe.skipIf(skip !== null)('audit log and metrics', () => {
     results.denied = await curlThroughProxy(gateway, [upstream.url('/admin/audited')]);
     results.unlisted = await curlThroughProxy(gateway, [upstream.url('/v1/x', UNLISTED)]);
     results.post = await curlThroughProxy(gateway, [upstream.url('/bytes?n=5000')], { input: randomBytes(3000) });
+    for (const name of [API, `${'x'.repeat(60)}.${UNLISTED}`]) {
+      execFileSync('dig', ['@127.0.0.1', '-p', String(gateway.dnsPort), '+tries=1', '+time=2', name, 'A'], { stdio: 'ignore' });
+    }
   });
 
   afterAll(async () => {
@@ -144,6 +151,18 @@ describe.skipIf(skip !== null)('audit log and metrics', () => {
       const everything = JSON.stringify(await gateway.auditLines());
       expect(everything).not.toContain('do-not-log-me');
     });
+  });
+
+  it('every line of the run validates against the published schema (docs/audit-log.schema.json)', async () => {
+    await gateway.waitForAudit((l) => l.kind === 'dns' && l.decision === 'denied');
+    const lines = await gateway.auditLines();
+    const kinds = new Set(lines.map((l) => l.kind));
+    expect([...kinds].sort()).toEqual(['connect', 'dns', 'request']);
+    const validate = new Ajv2020({ allErrors: true, strict: false }).compile(AUDIT_SCHEMA);
+    const invalid = lines.filter((line) => !validate(line)).map((line) => ({ line, errors: validate.errors }));
+    expect(invalid).toEqual([]);
+    // A broken line must fail: the schema is not vacuous.
+    expect(validate({ level: 30, time: 1, kind: 'request', decision: 'maybe' })).toBe(false);
   });
 
   describe('/metrics', () => {

@@ -37,6 +37,8 @@ export interface GatewayProcess {
   proxyPort: number;
   /** http://127.0.0.1:PORT/metrics, or null without --metrics. */
   metricsUrl: string | null;
+  /** Port of the DNS server when started with --dns, else null. */
+  dnsPort: number | null;
   /** The gateway CA certificate clients pass as --cacert. */
   caPath: string;
   caDir: string;
@@ -118,7 +120,7 @@ export async function startGatewayProcess(options: StartGatewayOptions): Promise
   );
 
   const timeoutMs = options.readyTimeoutMs ?? READY_TIMEOUT_MS;
-  let listening: { proxy: string; metrics: string | null };
+  let listening: { proxy: string; metrics: string | null; dns: string | null };
   try {
     listening = await new Promise((resolveReady, reject) => {
       const timer = setTimeout(
@@ -134,10 +136,14 @@ export async function startGatewayProcess(options: StartGatewayOptions): Promise
           } catch {
             continue;
           }
-          const event = parsed as { event?: unknown; proxy?: unknown; metrics?: unknown };
+          const event = parsed as { event?: unknown; proxy?: unknown; metrics?: unknown; dns?: unknown };
           if (event.event === 'listening' && typeof event.proxy === 'string') {
             clearTimeout(timer);
-            resolveReady({ proxy: event.proxy, metrics: typeof event.metrics === 'string' ? event.metrics : null });
+            resolveReady({
+              proxy: event.proxy,
+              metrics: typeof event.metrics === 'string' ? event.metrics : null,
+              dns: typeof event.dns === 'string' ? event.dns : null,
+            });
             return;
           }
         }
@@ -161,6 +167,7 @@ export async function startGatewayProcess(options: StartGatewayOptions): Promise
     proxyUrl: `http://${listening.proxy}`,
     proxyPort,
     metricsUrl: listening.metrics === null ? null : `http://${listening.metrics}/metrics`,
+    dnsPort: listening.dns === null ? null : Number(listening.dns.split(':').pop()),
     caPath: join(caDir, 'ca.pem'),
     caDir,
     logPath,
