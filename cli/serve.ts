@@ -58,6 +58,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
       gateway.reload(await policyFromFlags(flags.policy, flags.allow));
       process.stderr.write(`srt-gw: policy reloaded (${why})\n`);
     } catch (error) {
+      gateway.reportReloadFailure((error as Error).message);
       process.stderr.write(`srt-gw: policy reload failed, the previous policy stays in force: ${(error as Error).message}\n`);
     }
   };

@@ -30,6 +30,7 @@ export function startAuditLog(events: GatewayEvents, destination: string | numbe
     events.on('tls', (event) => {
       if (event.outcome === 'failed') logger.warn(event);
     }),
+    events.on('policyReload', (event) => (event.outcome === 'ok' ? logger.info(event) : logger.error(event))),
     events.on('dns', (event) => {
       // A flood would otherwise become a flood of log lines: rate-limited queries are counted
       // in metrics and logged at most once a second.

@@ -10,6 +10,7 @@ export const CHANNELS = {
   tls: 'srt-gw:tls:handshake',
   leafCache: 'srt-gw:tls:leaf-cache',
   connections: 'srt-gw:connections',
+  policyReload: 'srt-gw:policy:reload',
   dns: DNS_QUERY_CHANNEL,
 } as const;
 
@@ -63,6 +64,15 @@ export interface TlsHandshakeEvent {
   alpn?: string;
 }
 
+/** One per attempt to replace the policy (SIGHUP, file change, library reload). */
+export interface PolicyReloadEvent {
+  kind: 'policy-reload';
+  outcome: 'ok' | 'failed';
+  /** Why it failed (file:line:column message); the previous policy stays in force. */
+  reason?: string;
+  rules?: number;
+}
+
 export interface LeafCacheEvent {
   hit: boolean;
 }
@@ -78,6 +88,7 @@ export interface GatewayEventMap {
   tls: TlsHandshakeEvent;
   leafCache: LeafCacheEvent;
   connections: ConnectionsEvent;
+  policyReload: PolicyReloadEvent;
   dns: DnsQueryEvent;
 }
 
@@ -96,6 +107,7 @@ export class GatewayEvents {
     tls: [],
     leafCache: [],
     connections: [],
+    policyReload: [],
     dns: [],
   };
   private readonly channels = {
@@ -104,6 +116,7 @@ export class GatewayEvents {
     tls: diagnosticsChannel.channel(CHANNELS.tls),
     leafCache: diagnosticsChannel.channel(CHANNELS.leafCache),
     connections: diagnosticsChannel.channel(CHANNELS.connections),
+    policyReload: diagnosticsChannel.channel(CHANNELS.policyReload),
     dns: diagnosticsChannel.channel(CHANNELS.dns),
   };
 

@@ -67,6 +67,8 @@ export interface Gateway {
   readonly policy: CompiledPolicy;
   /** Swaps the policy atomically: requests already decided keep their decision. */
   reload(policy: Policy): void;
+  /** Records a reload that failed before it reached reload() (e.g. the file did not validate). */
+  reportReloadFailure(reason: string): void;
   close(): Promise<void>;
 }
 
@@ -152,6 +154,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         const compiled = compilePolicy(next);
         policy = compiled;
         metrics?.setPolicy(compiled);
+        events.emit('policyReload', { kind: 'policy-reload', outcome: 'ok', rules: next.rules.length });
+      },
+      reportReloadFailure(reason: string) {
+        events.emit('policyReload', { kind: 'policy-reload', outcome: 'failed', reason });
       },
       close() {
         closing ??= closeAll();
