@@ -17,6 +17,7 @@ export interface ServeFlags {
   log?: string;
   metrics?: string;
   dns?: string;
+  transparent?: string;
   dnsDeny: 'nxdomain' | 'refused';
   monitor: boolean;
 }
@@ -49,6 +50,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     auditLog: flags.log ?? 2,
     metrics,
     dns,
+    transparentSocket: flags.transparent,
     dnsDenyRcode: flags.dnsDeny === 'refused' ? 'REFUSED' : 'NXDOMAIN',
     monitor: flags.monitor,
   });
@@ -70,6 +72,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
       proxy: format(gateway.proxyAddress),
       metrics: gateway.metricsAddress ? format(gateway.metricsAddress) : null,
       dns: gateway.dnsAddress ? format(gateway.dnsAddress) : null,
+      transparent: flags.transparent ?? null,
       ca: gateway.ca.certPath,
     }) + '\n',
   );

@@ -19,6 +19,7 @@ import { DEFAULT_LIMITS, type GatewayLimits } from './limits.js';
 import { createMetricsServer, startGatewayMetrics, type GatewayMetrics } from './metrics.js';
 import { RequestPipeline } from './request-pipeline.js';
 import { loadUpstreamTrust } from './trust-store.js';
+import { startTransparentListener } from './transparent-listener.js';
 import { TunnelTerminator } from './tunnel-terminator.js';
 import { UpstreamClient } from './upstream-client.js';
 
@@ -48,6 +49,11 @@ export interface GatewayOptions {
   dns?: ListenAddress | null;
   /** Answer for names no rule could allow. Default NXDOMAIN. */
   dnsDenyRcode?: 'NXDOMAIN' | 'REFUSED';
+  /**
+   * Unix socket for the jail's redirector: connections prefixed with a PROXY v2 header naming
+   * the address the sandboxed program dialled. Created with mode 0600.
+   */
+  transparentSocket?: string;
   /** Serve Prometheus metrics here. */
   metrics?: ListenAddress | null;
   /** Report mode: policy denials are logged but let through. */
@@ -104,7 +110,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let dnsServer: DnsServer | null = null;
 
   const servers: http.Server[] = [];
+  let transparentServer: net.Server | null = null;
   const closeAll = async () => {
+    transparentServer?.close();
     await dnsServer?.close();
     dnsMetrics?.close();
     for (const socket of sockets) socket.destroy();
@@ -132,10 +140,24 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         denyRcode: options.dnsDenyRcode,
         // SECURITY: names are answered from the policy alone; nothing is ever forwarded, so a
         // query cannot carry data to an outside DNS server — test/e2e/dns-tunnel.test.ts
-        admission: { couldAllowHost: (host) => policy.couldAllowHost(host) },
+        admission: { couldAllowHost: (host) => policy.couldResolveHost(host) },
         onQuery: (event) => events.emit('dns', event),
       }).catch((error: NodeJS.ErrnoException) => {
         throw new SrtGwError(ErrorCodes.LISTEN_FAILED, `cannot serve DNS on ${options.dns!.host}:${options.dns!.port}: ${error.code ?? error.message}`, { cause: error });
+      });
+    }
+    if (options.transparentSocket) {
+      transparentServer = await startTransparentListener({
+        socketPath: options.transparentSocket,
+        currentPolicy,
+        syntheticAddresses,
+        resolver,
+        terminator,
+        events,
+        limits,
+        monitor,
+      }).catch((error: NodeJS.ErrnoException) => {
+        throw new SrtGwError(ErrorCodes.LISTEN_FAILED, `cannot listen on ${options.transparentSocket}: ${error.code ?? error.message}`, { cause: error });
       });
     }
     const dnsAddress = dnsServer ? { host: dnsServer.address.udp.address, port: dnsServer.address.udp.port } : null;

@@ -55,6 +55,7 @@ export class TunnelTerminator {
       this.route(socket, context, chunk[0]!);
     });
     socket.once('close', () => clearTimeout(timer));
+    socket.resume(); // callers may hand over a paused socket (the transparent listener does)
   }
 
   private route(socket: Duplex, context: ConnectionContext, firstByte: number): void {

@@ -276,3 +276,34 @@ describe('compilePolicy', () => {
     expect(() => compilePolicy(bad)).toThrow(/rule x: host "api\.\*\.test"/);
   });
 });
+
+describe('couldResolveHost (what the gateway DNS may answer)', () => {
+  const compiled = compilePolicy(
+    parsePolicy(`
+version: 1
+rules:
+  - id: web
+    host: api.example.test
+  - id: ssh
+    host: git.example.test
+    port: 22
+    protocol: tcp
+  - id: ssh-blocked
+    host: blocked.example.test
+    port: 22
+    protocol: tcp
+    action: deny
+`),
+  );
+  test.each([
+    ['api.example.test', true],
+    ['git.example.test', true],
+    ['blocked.example.test', false],
+    ['other.example.test', false],
+  ])('%s → %s', (host, expected) => {
+    expect(compiled.couldResolveHost(host)).toBe(expected);
+  });
+  test('a tcp-only host is still not an HTTP host', () => {
+    expect(compiled.couldAllowHost('git.example.test')).toBe(false);
+  });
+});

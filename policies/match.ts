@@ -24,6 +24,11 @@ export interface CompiledPolicy {
   couldAllowHost(host: string, port?: number): boolean;
   /** The decision for an opaque TCP stream: protocol tcp rules only. */
   tcpRuleFor(host: string, port: number): Decision;
+  /**
+   * Whether a name may get an address from the gateway's DNS: some http rule could allow it, or
+   * some tcp rule allows it on any port (ssh to a git host has no HTTP rule at all).
+   */
+  couldResolveHost(host: string): boolean;
 }
 
 interface CompiledRule {
@@ -159,7 +164,11 @@ export function compilePolicy(policy: Policy): CompiledPolicy {
     return defaultDeny(`${describeRules(allowing)} tcp to ${candidates.host} but not port ${port}`);
   }
 
-  return { policy, decide, couldAllowHost, tcpRuleFor };
+  function couldResolveHost(host: string): boolean {
+    return couldAllowHost(host) || candidatesFor(host).tcp.some((rule) => rule.allows);
+  }
+
+  return { policy, decide, couldAllowHost, tcpRuleFor, couldResolveHost };
 }
 
 function compileRule(rule: Rule, index: number): CompiledRule {

@@ -1,0 +1,116 @@
+// The transparent listener: a unix socket that only the jail's redirector can reach. Every
+// connection starts with a PROXY v2 header naming the address the sandboxed program dialled;
+// the gateway decides from that address which host the connection is for:
+//   - a synthetic address (from the gateway's DNS) means the name it was issued for;
+//   - any other address is an IP literal, allowed only where a rule names that IP or CIDR.
+// HTTP(S) then goes through the tunnel terminator exactly like a CONNECT tunnel; other TCP is
+// relayed only for an explicit `protocol: tcp` rule.
+import { chmodSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { normalizeHost } from '../policies/host.js';
+import type { CompiledPolicy } from '../policies/match.js';
+import { newConnectionId, type ConnectionContext } from './connection-context.js';
+import type { SyntheticAddressPool } from './dns/synthetic-pool.js';
+import type { UpstreamResolver } from './dns/upstream-resolver.js';
+import type { GatewayEvents } from './events.js';
+import type { GatewayLimits } from './limits.js';
+import { readProxyHeader } from './proxy-protocol-header.js';
+import type { TunnelTerminator } from './tunnel-terminator.js';
+
+export interface TransparentListenerOptions {
+  socketPath: string;
+  currentPolicy(): CompiledPolicy;
+  syntheticAddresses: SyntheticAddressPool;
+  resolver: UpstreamResolver;
+  terminator: TunnelTerminator;
+  events: GatewayEvents;
+  limits: GatewayLimits;
+  monitor: boolean;
+}
+
+export async function startTransparentListener(options: TransparentListenerOptions): Promise<net.Server> {
+  const { events } = options;
+  const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
+    socket.on('error', () => undefined);
+    events.emit('connections', { delta: 1 });
+    socket.once('close', () => events.emit('connections', { delta: -1 }));
+    socket.resume();
+    readProxyHeader(socket, options.limits.headersTimeoutMs).then(
+      ({ destination, rest }) => route(options, socket, destination.address, destination.port, destination.source, rest),
+      () => socket.destroy(),
+    );
+  });
+  server.maxConnections = options.limits.maxConnections;
+  rmSync(options.socketPath, { force: true });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.socketPath, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  // SECURITY: only the gateway's user may connect (the jail mounts nothing of this directory;
+  // the mode is a second line) — no sandboxed process can forge a PROXY header.
+  chmodSync(options.socketPath, 0o600);
+  return server;
+}
+
+function route(options: TransparentListenerOptions, socket: Duplex, address: string, port: number, source: string, rest: Buffer): void {
+  const { events } = options;
+  const conn = newConnectionId();
+  const client = `jail:${source}`;
+  const syntheticName = options.syntheticAddresses.nameFor(address);
+  // SECURITY: the destination the program dialled is trusted only as a key into the synthetic
+  // map; a real address stays an IP literal that a rule must name — never a place to connect to
+  // on the strength of a name the client chose.
+  const host = syntheticName ?? normalizeHost(address);
+  if (!host) {
+    socket.destroy();
+    return;
+  }
+  const policy = options.currentPolicy();
+  const deny = (reason: string, rule: string | null) => {
+    events.emit('connect', { kind: 'connect', conn, client, host, port, decision: 'deny', rule, reason });
+    socket.destroy();
+  };
+
+  if (policy.couldAllowHost(host, port) || options.monitor) {
+    events.emit('connect', {
+      kind: 'connect',
+      conn,
+      client,
+      host,
+      port,
+      decision: 'allow',
+      rule: null,
+      reason: syntheticName ? `connection to ${address} is for ${host}; each request is checked` : 'a rule names this address; each request is checked',
+    });
+    const context: ConnectionContext = { id: conn, client, host, port, scheme: 'https' };
+    options.terminator.accept(socket, context, rest);
+    return;
+  }
+
+  const tcp = policy.tcpRuleFor(host, port);
+  if (tcp.action !== 'allow') {
+    deny(syntheticName ? tcp.reason : `${tcp.reason} (the program connected to an address, not a name the gateway resolved)`, tcp.ruleId);
+    return;
+  }
+  events.emit('connect', { kind: 'connect', conn, client, host, port, decision: 'allow', rule: tcp.ruleId, reason: tcp.reason });
+  relayTcp(options, socket, host, port, rest);
+}
+
+/** Opaque TCP for an explicit tcp rule: connect to the gateway's own resolution of the host. */
+function relayTcp(options: TransparentListenerOptions, socket: Duplex, host: string, port: number, rest: Buffer): void {
+  const upstream = net.connect({ host, port, lookup: options.resolver.lookup, noDelay: true });
+  upstream.on('error', () => socket.destroy());
+  socket.on('error', () => upstream.destroy());
+  upstream.once('connect', () => {
+    if (rest.length > 0) upstream.write(rest);
+    socket.pipe(upstream);
+    upstream.pipe(socket);
+    socket.resume();
+  });
+  socket.once('close', () => upstream.destroy());
+  upstream.once('close', () => socket.destroy());
+}
