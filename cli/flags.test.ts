@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseDnsServer, parseListenAddress, parseResolveOverride } from './flags.js';
+import { parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds } from './flags.js';
 
 describe('parseListenAddress', () => {
   it.each([
@@ -27,5 +27,12 @@ describe('parseDnsServer', () => {
   it.each(['127.0.0.1', '127.0.0.1:5353', '[::1]:53', '::1'])('%s is accepted', (input) => expect(parseDnsServer(input)).toBe(input));
   it.each(['dns.example', '127.0.0.1:0', '1.2.3.4:99999'])('%j is refused', (input) => {
     expect(() => parseDnsServer(input)).toThrow(/--dns-upstream/);
+  });
+});
+
+describe('parseSeconds', () => {
+  it.each([['30', 30], ['0.5', 0.5]])('%s', (input, expected) => expect(parseSeconds('--t', input)).toBe(expected));
+  it.each(['0', '-1', 'ten', '1e3', '', '100000'])('%j is refused with the flag named', (input) => {
+    expect(() => parseSeconds('--t', input)).toThrow(/^--t .*expected a number of seconds/);
   });
 });

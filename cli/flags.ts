@@ -48,6 +48,15 @@ export function parseDnsServer(value: string): string {
   return value;
 }
 
+/** A positive number of seconds, fractions allowed ("0.5", "30"). */
+export function parseSeconds(flag: string, value: string): number {
+  const seconds = Number(value);
+  if (!/^[0-9]+(\.[0-9]+)?$/.test(value.trim()) || !(seconds > 0) || seconds > 86_400) {
+    invalid(`${flag} ${value}: expected a number of seconds between 0 and 86400 (e.g. 30)`);
+  }
+  return seconds;
+}
+
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
 }

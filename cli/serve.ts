@@ -3,7 +3,7 @@ import { watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { startGateway } from '../gateway/gateway.js';
-import { parseDnsServer, parseListenAddress, parseResolveOverride } from './flags.js';
+import { parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds } from './flags.js';
 import { policyFromFlags } from './policy-source.js';
 
 export interface ServeFlags {
@@ -18,6 +18,7 @@ export interface ServeFlags {
   metrics?: string;
   dns?: string;
   transparent?: string;
+  upstreamTimeout?: string;
   dnsDeny: 'nxdomain' | 'refused';
   monitor: boolean;
 }
@@ -31,6 +32,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
   const dns = flags.dns ? parseListenAddress('--dns', flags.dns) : null;
   const resolve = new Map(flags.resolve.map(parseResolveOverride));
   const dnsUpstream = flags.dnsUpstream.map(parseDnsServer);
+  const upstreamTimeoutMs = flags.upstreamTimeout === undefined ? undefined : parseSeconds('--upstream-timeout', flags.upstreamTimeout) * 1000;
   const policy = await policyFromFlags(flags.policy, flags.allow);
 
   // Signal handlers go in before anything is announced: the kernel delivers a signal whenever
@@ -51,6 +53,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     metrics,
     dns,
     transparentSocket: flags.transparent,
+    upstreamTimeoutMs,
     dnsDenyRcode: flags.dnsDeny === 'refused' ? 'REFUSED' : 'NXDOMAIN',
     monitor: flags.monitor,
   });

@@ -58,6 +58,11 @@ export interface GatewayOptions {
   metrics?: ListenAddress | null;
   /** Report mode: policy denials are logged but let through. */
   monitor?: boolean;
+  /**
+   * How long the upstream may take to accept a connection, to send response headers, and
+   * between body chunks. Default: 10 s to connect, 60 s for headers, 300 s between chunks.
+   */
+  upstreamTimeoutMs?: number;
   limits?: Partial<GatewayLimits>;
 }
 
@@ -88,7 +93,12 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     overrides: options.resolve,
     dnsServers: options.dnsUpstream ? [...options.dnsUpstream] : undefined,
   });
-  const upstream = new UpstreamClient({ trustedCa: loadUpstreamTrust(options.upstreamCaFiles), lookup: resolver.lookup });
+  const timeout = options.upstreamTimeoutMs;
+  const upstream = new UpstreamClient({
+    trustedCa: loadUpstreamTrust(options.upstreamCaFiles),
+    lookup: resolver.lookup,
+    ...(timeout !== undefined ? { connectTimeoutMs: timeout, headersTimeoutMs: timeout, bodyTimeoutMs: timeout } : {}),
+  });
 
   const auditLog: AuditLog | null = options.auditLog === false ? null : startAuditLog(events, options.auditLog ?? 2);
   const metrics: GatewayMetrics | null = options.metrics ? startGatewayMetrics(events, policy) : null;

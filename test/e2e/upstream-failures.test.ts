@@ -42,6 +42,7 @@ describe.skipIf(skip !== null)('upstream failures become 502 with the reason', (
   let deadPort: number;
   let gateway: GatewayProcess;
   let gatewayWithoutExtraCa: GatewayProcess;
+  let impatientGateway: GatewayProcess;
 
   beforeAll(async () => {
     pki = createTestPki([API]);
@@ -53,11 +54,13 @@ describe.skipIf(skip !== null)('upstream failures become 502 with the reason', (
     const resolve = ['--resolve', `${API}=127.0.0.1`];
     gateway = await startGatewayProcess({ policyYaml: POLICY, args: ['--upstream-ca', pki.ca.certPath, ...resolve] });
     gatewayWithoutExtraCa = await startGatewayProcess({ policyYaml: POLICY, args: resolve });
+    impatientGateway = await startGatewayProcess({ policyYaml: POLICY, args: ['--upstream-ca', pki.ca.certPath, '--upstream-timeout', '1', ...resolve] });
   });
 
   afterAll(async () => {
     await gateway?.stop();
     await gatewayWithoutExtraCa?.stop();
+    await impatientGateway?.stop();
     for (const upstream of [trusted, untrusted, expired, wrongName]) await upstream?.close();
     pki?.cleanup();
   });
@@ -90,6 +93,16 @@ describe.skipIf(skip !== null)('upstream failures become 502 with the reason', (
     expect(res.status).toBe(502);
     expect(res.json<UpstreamFailureBody>()).toMatchObject({ error: 'upstream', reason: expect.stringMatching(/certificate/i) });
     expect(trusted.received.length).toBe(before);
+  });
+
+  it('an upstream that never answers → 502 saying it did not answer in time (--upstream-timeout 1)', async () => {
+    const started = Date.now();
+    const res = await curlThroughProxy(impatientGateway, [trusted.url('/slow')]);
+    expect(res.status).toBe(502);
+    expect(res.json<UpstreamFailureBody>()).toMatchObject({ error: 'upstream', reason: expect.stringMatching(/did not answer in time/) });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const line = await impatientGateway.waitForAudit((l) => l.kind === 'request' && l.path === '/slow');
+    expect(line).toMatchObject({ decision: 'error', step: 'upstream', upstreamError: 'timeout', status: 502 });
   });
 
   it('a name resolving to a closed port → 502 saying the connection was refused (HTTPS)', async () => {
