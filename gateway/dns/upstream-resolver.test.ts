@@ -4,25 +4,25 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, isSrtGwError } from '../../errors.js';
-import { startRecordingDnsServer, type RecordingDnsServer } from '../../test/support/dns-test-packets.js';
+import { startDnsLogServer, type DnsLogServer } from '../../test/support/dns-log-server.js';
 import { UpstreamResolver, parseHostsFile } from './upstream-resolver.js';
 
-let upstream: RecordingDnsServer;
-let shortTtl: RecordingDnsServer;
+let upstream: DnsLogServer;
+let shortTtl: DnsLogServer;
 let dir: string;
 let hostsFile: string;
 
 beforeAll(async () => {
-  upstream = await startRecordingDnsServer({
-    records: {
+  upstream = await startDnsLogServer(
+    {
       'api.example.test': ['192.0.2.10', '2001:db8::10'],
       'v4only.example.test': ['192.0.2.11'],
       'overridden.example.test': ['192.0.2.12'],
       ...Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`n${i}.example.test`, [`192.0.2.${100 + i}`]])),
     },
-    ttl: 300,
-  });
-  shortTtl = await startRecordingDnsServer({ records: { 'short.example.test': ['192.0.2.20'] }, ttl: 1 });
+    { ttl: 300 },
+  );
+  shortTtl = await startDnsLogServer({ 'short.example.test': ['192.0.2.20'] }, { ttl: 1 });
   dir = mkdtempSync(join(tmpdir(), 'srtgw-resolver-'));
   hostsFile = join(dir, 'hosts');
   writeFileSync(hostsFile, '# test hosts\n192.0.2.50 fromhosts.example.test alias.example.test\n::1 fromhosts.example.test\n');
@@ -34,12 +34,13 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function resolverFor(server: RecordingDnsServer, extra: Partial<ConstructorParameters<typeof UpstreamResolver>[0]> = {}) {
-  return new UpstreamResolver({ dnsServers: [server.server], hostsFile, ...extra });
+function resolverFor(server: DnsLogServer, extra: Partial<ConstructorParameters<typeof UpstreamResolver>[0]> = {}) {
+  return new UpstreamResolver({ dnsServers: [server.address], hostsFile, ...extra });
 }
 
-function countFor(server: RecordingDnsServer, name: string): number {
-  return server.queries.filter((q) => q.startsWith(`${name} `)).length;
+/** Questions of any type for `name` (lower-case, no trailing dot, as the log server records it). */
+function countFor(server: DnsLogServer, name: string): number {
+  return server.queries.filter((q) => q.name === name).length;
 }
 
 describe('UpstreamResolver', () => {

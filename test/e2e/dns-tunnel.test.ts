@@ -9,7 +9,7 @@ import net from 'node:net';
 import dnsPacket from 'dns-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DNS_QUERY_CHANNEL, UpstreamResolver, startDnsServer, type DnsAdmission, type DnsQueryEvent, type DnsServer } from '../../gateway/dns/index.js';
-import { startRecordingDnsServer, type RecordingDnsServer } from '../support/dns-test-packets.js';
+import { startDnsLogServer, type DnsLogServer } from '../support/dns-log-server.js';
 import { capabilityGate, missingCommand, missingRoot } from '../support/capabilities.js';
 
 /** Exact names and "*.zone" wildcards, like a policy's host rules. */
@@ -26,14 +26,14 @@ const events: DnsQueryEvent[] = [];
 const onEvent = (message: unknown) => events.push(message as DnsQueryEvent);
 
 describe('no sandbox query reaches an upstream DNS server', () => {
-  let upstream: RecordingDnsServer;
+  let upstream: DnsLogServer;
   let resolver: UpstreamResolver;
   let server: DnsServer;
 
   beforeAll(async () => {
-    upstream = await startRecordingDnsServer({ records: { 'api.allowed.test': ['192.0.2.1'], 'x.attacker.test': ['192.0.2.66'] } });
+    upstream = await startDnsLogServer({ 'api.allowed.test': ['192.0.2.1'], 'x.attacker.test': ['192.0.2.66'] }, { ttl: 300 });
     // The gateway's own resolver exists in the same process and points at the logging upstream.
-    resolver = new UpstreamResolver({ dnsServers: [upstream.server], useHostsFile: false });
+    resolver = new UpstreamResolver({ dnsServers: [upstream.address], useHostsFile: false });
     server = await startDnsServer({ host: '127.0.0.1', port: 0, admission, rateLimit: false });
   });
 
@@ -80,7 +80,11 @@ describe('no sandbox query reaches an upstream DNS server', () => {
 
     // The probe works: the gateway's own lookup for an allowed host does reach the upstream.
     expect(await resolver.resolve('api.allowed.test')).toEqual([{ address: '192.0.2.1', family: 4 }]);
-    expect(upstream.queries.sort()).toEqual(['api.allowed.test A', 'api.allowed.test AAAA']);
+    const asked = [...upstream.queries].sort((a, b) => a.name.localeCompare(b.name) || a.type.localeCompare(b.type));
+    expect(asked).toEqual([
+      { name: 'api.allowed.test', type: 'A' },
+      { name: 'api.allowed.test', type: 'AAAA' },
+    ]);
   });
 });
 

@@ -37,7 +37,7 @@ describe.skipIf(skip !== null)('test support: the fakes speak the real protocols
     pki = createTestPki(['api.example.test']);
     upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: ['api.example.test'] });
     plain = await startUpstream({ plain: true, names: ['api.example.test'] });
-    dns = await startDnsLogServer({ 'known.example.test': '127.0.0.7' });
+    dns = await startDnsLogServer({ 'known.example.test': '127.0.0.7', 'dual.example.test': ['127.0.0.8', '::8', '127.0.0.9'] });
   });
 
   afterAll(async () => {
@@ -138,5 +138,23 @@ describe.skipIf(skip !== null)('test support: the fakes speak the real protocols
     const unknown = await run('dig', ['+tries=1', '+time=2', '-p', String(dns.port), '@127.0.0.1', 'nope.example.test', 'A']);
     expect(unknown.stdout.toString()).toContain('NXDOMAIN');
     expect(dns.queriedNames()).toEqual(['known.example.test', 'nope.example.test']);
+  });
+
+  it('the DNS log server answers A with the IPv4 and AAAA with the IPv6 addresses of a mixed list', async () => {
+    dns.reset();
+    const dig = async (type: string) =>
+      (await run('dig', ['+noall', '+answer', '+tries=1', '+time=2', '-p', String(dns.port), '@127.0.0.1', 'dual.example.test', type])).stdout
+        .toString()
+        .trim()
+        .split('\n')
+        .map((line) => line.split(/\s+/).join(' '));
+    expect(await dig('A')).toEqual(['dual.example.test. 5 IN A 127.0.0.8', 'dual.example.test. 5 IN A 127.0.0.9']);
+    expect(await dig('AAAA')).toEqual(['dual.example.test. 5 IN AAAA ::8']);
+    expect(await dig('TXT')).toEqual(['']);
+    expect(dns.queries).toEqual([
+      { name: 'dual.example.test', type: 'A' },
+      { name: 'dual.example.test', type: 'AAAA' },
+      { name: 'dual.example.test', type: 'TXT' },
+    ]);
   });
 });
