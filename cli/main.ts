@@ -33,6 +33,15 @@ program
     await serve(flags);
   });
 
+program
+  .command('doctor')
+  .description('Check what srt-gw run needs here (bubblewrap, user namespaces, nftables, native helpers, CA) and say what to fix')
+  .option('--ca-dir <dir>', 'CA directory (default: $SRT_GW_CA_DIR or ~/.config/srt-gw/ca)')
+  .action(async (flags: { caDir?: string }) => {
+    const { doctor } = await import('./doctor.js');
+    process.exitCode = await doctor(flags.caDir);
+  });
+
 const ca = program.command('ca').description('Manage the local certificate authority');
 ca.command('init')
   .description('Create the CA if absent (idempotent) and print its certificate path')

@@ -1,0 +1,163 @@
+// `srt-gw doctor`: checks what `srt-gw run` needs on this machine and says exactly what to
+// install or change. Each check is a row in a table; a failed check never stops the others.
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CA_CERT_FILE, CA_KEY_FILE } from '../ca/paths.js';
+
+const run = promisify(execFile);
+
+export type CheckStatus = 'ok' | 'warn' | 'fail';
+
+export interface CheckResult {
+  name: string;
+  status: CheckStatus;
+  /** What was found, or what is wrong. */
+  detail: string;
+  /** What to do about it (for warn and fail). */
+  fix?: string;
+}
+
+export interface DoctorOptions {
+  caDir: string;
+  /** Where the native helpers are built (native/build in the package). */
+  nativeBuildDir: string;
+  platform?: NodeJS.Platform;
+  /** Root of /proc/sys, replaceable for tests of the sysctl logic. */
+  procSys?: string;
+}
+
+interface Check {
+  name: string;
+  platforms: NodeJS.Platform[];
+  run(options: Required<DoctorOptions>): Promise<Omit<CheckResult, 'name'>>;
+}
+
+async function commandOutput(command: string, args: string[]): Promise<{ ok: true; stdout: string } | { ok: false; error: string }> {
+  try {
+    const { stdout, stderr } = await run(command, args, { timeout: 10_000 });
+    return { ok: true, stdout: (stdout || stderr).trim() };
+  } catch (error) {
+    const failure = error as NodeJS.ErrnoException & { stderr?: string };
+    return { ok: false, error: failure.code === 'ENOENT' ? 'not installed' : (failure.stderr || failure.message).trim().split('\n')[0] ?? 'failed' };
+  }
+}
+
+function readSysctl(procSys: string, name: string): string | null {
+  try {
+    return readFileSync(join(procSys, name), 'utf8').trim();
+  } catch {
+    return null;
+  }
+}
+
+const CHECKS: Check[] = [
+  {
+    name: 'node',
+    platforms: ['linux', 'darwin'],
+    async run() {
+      const major = Number(process.versions.node.split('.')[0]);
+      return major >= 20
+        ? { status: 'ok', detail: `Node.js ${process.versions.node}` }
+        : { status: 'fail', detail: `Node.js ${process.versions.node}`, fix: 'install Node.js 20 or newer' };
+    },
+  },
+  {
+    name: 'bubblewrap',
+    platforms: ['linux'],
+    async run() {
+      const version = await commandOutput('bwrap', ['--version']);
+      if (!version.ok) return { status: 'fail', detail: `bwrap: ${version.error}`, fix: 'apt-get install bubblewrap (Fedora: dnf install bubblewrap)' };
+      return { status: 'ok', detail: version.stdout };
+    },
+  },
+  {
+    name: 'user namespaces',
+    platforms: ['linux'],
+    async run(options) {
+      const maxNamespaces = readSysctl(options.procSys, 'user/max_user_namespaces');
+      if (maxNamespaces === '0') {
+        return { status: 'fail', detail: 'user.max_user_namespaces is 0', fix: 'sysctl -w user.max_user_namespaces=15000 (and persist it in /etc/sysctl.d/)' };
+      }
+      if (readSysctl(options.procSys, 'kernel/unprivileged_userns_clone') === '0') {
+        return { status: 'fail', detail: 'kernel.unprivileged_userns_clone is 0', fix: 'sysctl -w kernel.unprivileged_userns_clone=1 (and persist it in /etc/sysctl.d/)' };
+      }
+      if (readSysctl(options.procSys, 'kernel/apparmor_restrict_unprivileged_userns') === '1') {
+        return {
+          status: 'warn',
+          detail: 'AppArmor restricts unprivileged user namespaces (Ubuntu 23.10+)',
+          fix: 'allow bwrap with an AppArmor profile (see README), or sysctl -w kernel.apparmor_restrict_unprivileged_userns=0',
+        };
+      }
+      const probe = await commandOutput('bwrap', ['--unshare-net', '--ro-bind', '/', '/', '--dev', '/dev', 'true']);
+      if (!probe.ok) return { status: 'fail', detail: `bwrap cannot create a network namespace: ${probe.error}`, fix: 'enable unprivileged user namespaces for bwrap (see the sysctls above)' };
+      return { status: 'ok', detail: 'bwrap can create user and network namespaces' };
+    },
+  },
+  {
+    name: 'nftables',
+    platforms: ['linux'],
+    async run() {
+      const version = await commandOutput('nft', ['--version']);
+      if (!version.ok) return { status: 'fail', detail: `nft: ${version.error}`, fix: 'apt-get install nftables' };
+      const probe = await commandOutput('unshare', ['-Urn', 'nft', 'list', 'tables']);
+      if (!probe.ok) return { status: 'fail', detail: `nft does not work inside a user namespace: ${probe.error}`, fix: 'check that the kernel has nf_tables and user namespaces enabled' };
+      return { status: 'ok', detail: version.stdout };
+    },
+  },
+  {
+    name: 'C compiler',
+    platforms: ['linux'],
+    async run() {
+      const version = await commandOutput('cc', ['--version']);
+      if (!version.ok) return { status: 'fail', detail: `cc: ${version.error}`, fix: 'apt-get install gcc libc6-dev (needed once, to build the native helpers)' };
+      return { status: 'ok', detail: version.stdout.split('\n')[0] ?? 'cc' };
+    },
+  },
+  {
+    name: 'native helpers',
+    platforms: ['linux'],
+    async run(options) {
+      const redirector = join(options.nativeBuildDir, 'srt-gw-redirector');
+      if (!existsSync(redirector)) {
+        return { status: 'fail', detail: `${redirector} is not built`, fix: 'run: bash native/build.sh (in the srt-gw package), or reinstall srt-gw' };
+      }
+      return { status: 'ok', detail: redirector };
+    },
+  },
+  {
+    name: 'local CA',
+    platforms: ['linux', 'darwin'],
+    async run(options) {
+      const certPath = join(options.caDir, CA_CERT_FILE);
+      const keyPath = join(options.caDir, CA_KEY_FILE);
+      if (!existsSync(certPath) || !existsSync(keyPath)) {
+        return { status: 'warn', detail: `no CA in ${options.caDir} yet`, fix: 'it is created on first use; or run: srt-gw ca init' };
+      }
+      const mode = statSync(keyPath).mode & 0o777;
+      if ((mode & 0o077) !== 0) {
+        return { status: 'fail', detail: `${keyPath} is readable by others (mode 0${mode.toString(8)})`, fix: `chmod 600 ${keyPath}` };
+      }
+      return { status: 'ok', detail: certPath };
+    },
+  },
+];
+
+export async function runDoctor(options: DoctorOptions): Promise<CheckResult[]> {
+  const resolved: Required<DoctorOptions> = { platform: process.platform, procSys: '/proc/sys', ...options };
+  const applicable = CHECKS.filter((check) => check.platforms.includes(resolved.platform));
+  return Promise.all(applicable.map(async (check) => ({ name: check.name, ...(await check.run(resolved)) })));
+}
+
+export function formatDoctorReport(results: readonly CheckResult[]): string {
+  const width = Math.max(...results.map((result) => result.name.length));
+  const lines = results.map((result) => {
+    const mark = result.status === 'ok' ? 'ok  ' : result.status === 'warn' ? 'warn' : 'FAIL';
+    const fix = result.fix ? `\n       fix: ${result.fix}` : '';
+    return `${mark} ${result.name.padEnd(width)}  ${result.detail}${fix}`;
+  });
+  const failed = results.filter((result) => result.status === 'fail').length;
+  lines.push(failed === 0 ? 'srt-gw run can work on this machine.' : `${failed} problem(s) stop srt-gw run here; fix them as shown.`);
+  return lines.join('\n') + '\n';
+}
