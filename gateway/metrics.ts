@@ -1,6 +1,7 @@
 // The Prometheus metrics: a closed list of names, each with help text, fed by the gateway's
 // events. Label values are bounded: hosts only as a rule names them (else "other"), methods
 // from a fixed list, rules from the policy.
+import diagnosticsChannel from 'node:diagnostics_channel';
 import http from 'node:http';
 import client from 'prom-client';
 import type { CompiledPolicy } from '../policies/match.js';
@@ -19,7 +20,20 @@ export const METRIC_NAMES = {
   leafCache: 'srtgw_leaf_cache_lookups_total',
   openConnections: 'srtgw_open_connections',
   upstreamErrors: 'srtgw_upstream_errors_total',
+  upstreamConnectDuration: 'srtgw_upstream_connect_duration_seconds',
+  policyReloads: 'srtgw_policy_reloads_total',
+  credentialInjections: 'srtgw_credential_injections_total',
+  budgetRejections: 'srtgw_budget_rejections_total',
 } as const;
+
+/** Metrics declared for features that do not exist yet: they have no series until those land. */
+export const RESERVED_METRIC_NAMES: readonly string[] = [METRIC_NAMES.credentialInjections, METRIC_NAMES.budgetRejections];
+
+// undici's own diagnostics channels (lib/core/diagnostics.js): process-global, so they report
+// every undici connect in the process, not only this gateway's.
+const UNDICI_BEFORE_CONNECT = 'undici:client:beforeConnect';
+const UNDICI_CONNECTED = 'undici:client:connected';
+const UNDICI_CONNECT_ERROR = 'undici:client:connectError';
 
 export interface GatewayMetrics {
   readonly registry: client.Registry;
@@ -86,12 +100,68 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
     labelNames: ['kind'] as const,
     registers: [registry],
   });
+  const upstreamConnect = new client.Histogram({
+    name: METRIC_NAMES.upstreamConnectDuration,
+    help: 'Time to open an upstream connection (TCP and TLS), by outcome (ok, failed), from undici\'s process-global diagnostics channels: two gateways in one process both count every connect.',
+    labelNames: ['outcome'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  const reloads = new client.Counter({
+    name: METRIC_NAMES.policyReloads,
+    help: 'Attempts to replace the policy (SIGHUP, file change, library reload) by outcome (ok, failed); after a failure the previous policy stays in force.',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  new client.Counter({
+    name: METRIC_NAMES.credentialInjections,
+    help: 'Reserved, 0 until credential rules land: requests whose credential the gateway injected, by rule.',
+    labelNames: ['rule'] as const,
+    registers: [registry],
+  });
+  new client.Counter({
+    name: METRIC_NAMES.budgetRejections,
+    help: 'Reserved, 0 until credential rules land: requests refused because their rule\'s budget was spent, by rule.',
+    labelNames: ['rule'] as const,
+    registers: [registry],
+  });
   // Every label combination that always exists starts at zero, so dashboards and alerts see
   // a series before the first event of its kind.
   for (const outcome of ['ok', 'failed']) tls.inc({ outcome }, 0);
   for (const result of ['hit', 'miss']) leafCache.inc({ result }, 0);
   for (const decision of ['allow', 'deny']) connects.inc({ decision }, 0);
   for (const reason of ['framing', 'authority', 'policy', 'connect']) denied.inc({ reason }, 0);
+  for (const kind of ['dns', 'refused', 'certificate', 'timeout', 'reset', 'other']) upstreamErrors.inc({ kind }, 0);
+  for (const outcome of ['ok', 'failed']) reloads.inc({ outcome }, 0);
+  for (const outcome of ['ok', 'failed']) upstreamConnect.zero({ outcome });
+
+  // undici 7 builds a new connectParams object for each message, so one connect is recognised
+  // by its connector (shared by a pool's clients) and its params; concurrent connects with the
+  // same pair are paired first-in first-out, which keeps the count and the sum exact.
+  const connectStarts = new WeakMap<object, Map<string, bigint[]>>();
+  const startsOf = (message: unknown): bigint[] | null => {
+    const key = connectKeyOf(message);
+    if (key === null) return null;
+    let byParams = connectStarts.get(key.connector);
+    if (byParams === undefined) connectStarts.set(key.connector, (byParams = new Map()));
+    let starts = byParams.get(key.params);
+    if (starts === undefined) byParams.set(key.params, (starts = []));
+    return starts;
+  };
+  const connectDone = (outcome: 'ok' | 'failed') => (message: unknown) => {
+    const start = startsOf(message)?.shift();
+    if (start !== undefined) upstreamConnect.observe({ outcome }, Number(process.hrtime.bigint() - start) / 1e9);
+  };
+  const undiciListeners: [string, (message: unknown) => void][] = [
+    [UNDICI_BEFORE_CONNECT, (message) => {
+      const starts = startsOf(message);
+      // A connect that never reports back must not grow the queue without bound.
+      if (starts && starts.length < 1000) starts.push(process.hrtime.bigint());
+    }],
+    [UNDICI_CONNECTED, connectDone('ok')],
+    [UNDICI_CONNECT_ERROR, connectDone('failed')],
+  ];
+  for (const [name, listener] of undiciListeners) diagnosticsChannel.subscribe(name, listener);
 
   let hostLabel = hostLabeller(policy);
   const unsubscribe = [
@@ -111,6 +181,10 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
     events.on('tls', (event) => tls.inc({ outcome: event.outcome })),
     events.on('leafCache', (event) => leafCache.inc({ result: event.hit ? 'hit' : 'miss' })),
     events.on('connections', (event) => open.inc(event.delta)),
+    events.on('policyReload', (event) => reloads.inc({ outcome: event.outcome })),
+    () => {
+      for (const [name, listener] of undiciListeners) diagnosticsChannel.unsubscribe(name, listener);
+    },
   ];
 
   return {
@@ -123,6 +197,18 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
       registry.clear();
     },
   };
+}
+
+interface UndiciConnectMessage {
+  connectParams?: { protocol?: unknown; hostname?: unknown; port?: unknown; servername?: unknown; localAddress?: unknown };
+  connector?: unknown;
+}
+
+/** The connector and a string of the params that stay the same across one connect's messages. */
+function connectKeyOf(message: unknown): { connector: object; params: string } | null {
+  const { connectParams: p, connector } = (message ?? {}) as UndiciConnectMessage;
+  if (p === undefined || (typeof connector !== 'function' && (typeof connector !== 'object' || connector === null))) return null;
+  return { connector, params: JSON.stringify([p.protocol, p.hostname, p.port, p.servername, p.localAddress]) };
 }
 
 /** Maps a host to the rule host that names it (exact or wildcard pattern), else "other". */
