@@ -4,6 +4,10 @@
 export const ErrorCodes = {
   /** A policy file does not parse or does not validate; the message names file:line:column. */
   POLICY_INVALID: 'SRTGW_POLICY_INVALID',
+  /** A decision table (`srt-gw policy test`) does not parse or validate; the message names file:line:column. */
+  TABLE_INVALID: 'SRTGW_TABLE_INVALID',
+  /** An srt settings file (srt's JSON) cannot be converted. */
+  SRT_SETTINGS_INVALID: 'SRTGW_SRT_SETTINGS_INVALID',
   /** A policy file cannot be read. */
   POLICY_UNREADABLE: 'SRTGW_POLICY_UNREADABLE',
   /** The CA directory or key is unusable (wrong permissions, corrupt PEM, ...). */

@@ -4,6 +4,13 @@ import { Command, Option } from 'commander';
 import { isSrtGwError } from '../errors.js';
 import { collect } from './flags.js';
 
+// `srt-gw policy explain ... | head` closes our stdout early: that is the reader's choice, not
+// an error worth a stack trace.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 const program = new Command();
 program
   .name('srt-gw')
@@ -56,6 +63,52 @@ ca.command('path')
   .action(async (flags: { caDir?: string }) => {
     const { printCaPath } = await import('./ca.js');
     await printCaPath(flags.caDir);
+  });
+
+const policy = program.command('policy').description('Author and review policies: check, explain, test, import srt settings, print the JSON Schema');
+policy
+  .command('check')
+  .description('Validate and lint a policy (shadowed rules, allow/deny overlaps, broad wildcards, secrets); exit 1 on errors')
+  .argument('<file>', 'policy YAML file')
+  .action(async (file: string) => {
+    const { checkPolicy } = await import('./policy.js');
+    process.exitCode = await checkPolicy(file);
+  });
+policy
+  .command('explain')
+  .description('Say which rule decides a request and why, in words a reviewer can paste into a ticket')
+  .argument('<file>', 'policy YAML file')
+  .argument('<method>', 'HTTP method, such as GET')
+  .argument('<url>', 'request URL, such as https://api.example.test/v1/x')
+  .option('-H, --header <header>', "request header 'Name: value' (repeatable)", collect, [])
+  .option('--json', 'print the explanation as JSON', false)
+  .action(async (file: string, method: string, url: string, flags: { header: string[]; json: boolean }) => {
+    const { explainPolicyDecision } = await import('./policy.js');
+    process.exitCode = await explainPolicyDecision(file, method, url, flags.header, flags.json);
+  });
+policy
+  .command('test')
+  .description('Run a YAML table of requests and expected decisions against a policy; exit 1 on any failure')
+  .argument('<file>', 'policy YAML file')
+  .argument('[table]', 'decision table YAML (default: FILE with .test.yaml in place of .yaml)')
+  .action(async (file: string, table: string | undefined) => {
+    const { testPolicy } = await import('./policy.js');
+    process.exitCode = await testPolicy(file, table);
+  });
+policy
+  .command('import-srt')
+  .description("Print the srt-gw policy equivalent to srt's JSON settings (~/.srt-settings.json, .srt.json), with warnings")
+  .argument('<file>', 'srt settings JSON file')
+  .action(async (file: string) => {
+    const { importSrt } = await import('./policy.js');
+    process.exitCode = await importSrt(file);
+  });
+policy
+  .command('schema')
+  .description('Print the JSON Schema of the policy file format (for $schema and editors)')
+  .action(async () => {
+    const { printPolicySchema } = await import('./policy.js');
+    process.exitCode = printPolicySchema();
   });
 
 try {

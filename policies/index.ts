@@ -10,3 +10,11 @@ export { hostMatchesPattern, isIpLiteral, normalizeHost, parseHostPattern } from
 export type { HostPattern } from './host.js';
 export { compilePathGlob, normalizePath, normalizePathGlob, pathMatchesGlob } from './path.js';
 export type { NormalizedPath, PathGlob } from './path.js';
+export { formatFinding, lintPolicy } from './lint.js';
+export type { Finding, FindingSeverity } from './lint.js';
+export { explainRequest, parseRequestText, parseRequestUrl, renderExplanation } from './explain.js';
+export type { Explanation, RequestLine, RuleVerdict } from './explain.js';
+export { parseDecisionTable, renderResults, runDecisionTable } from './decision-table.js';
+export type { CaseResult, DecisionCase, DecisionTable } from './decision-table.js';
+export { importSrtSettings, importSrtSettingsText, renderSrtImport } from './srt-settings.js';
+export type { ImportedPolicy, ImportedRule, SrtImport } from './srt-settings.js';

@@ -1,0 +1,51 @@
+// Lint fixtures (policies/testdata/lint-*.yaml) each list their exact findings in "# expect:" lines.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, test } from 'vitest';
+import { formatFinding, lintPolicy, secretKind } from './lint.js';
+import { parsePolicy } from './loader.js';
+
+const testdata = join(fileURLToPath(new URL('.', import.meta.url)), 'testdata');
+const EXPECT_PREFIX = '# expect: ';
+
+const fixtures = readdirSync(testdata)
+  .filter((name) => name.startsWith('lint-') && name.endsWith('.yaml'))
+  .sort();
+
+describe('lint fixtures produce exactly their "# expect:" findings', () => {
+  test('there are fixtures, including one with no findings', () => {
+    expect(fixtures.length).toBeGreaterThanOrEqual(5);
+    expect(fixtures).toContain('lint-clean.yaml');
+  });
+
+  test.each(fixtures)('%s', (name) => {
+    const text = readFileSync(join(testdata, name), 'utf8');
+    const expected = text
+      .split('\n')
+      .filter((line) => line.startsWith(EXPECT_PREFIX))
+      .map((line) => line.slice(EXPECT_PREFIX.length));
+    expect(lintPolicy(parsePolicy(text, name)).map(formatFinding)).toEqual(expected);
+  });
+});
+
+describe('secretKind', () => {
+  test.each([
+    ['sk-ant-api03-abcdefghijklmnopqrstuvwx', 'an Anthropic/OpenAI-style API key'],
+    ['github_pat_11ABCDEFG0123456789abcdefghij', 'a GitHub token'],
+    ['xoxb-1234567890-abcdefghij', 'a Slack token'],
+    ['eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sig', 'a JSON Web Token'],
+    ['/v1/Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdo', 'a random token (long, high-entropy string)'],
+  ])('%s is flagged', (value, kind) => {
+    expect(secretKind(value)).toBe(kind);
+  });
+
+  test.each([
+    '/guides/getting-started-with-the-command-line-interface',
+    '/tarball/3f786850e387550fdab836ed7e6dc881de23001b',
+    'api.example.test',
+    '/v1/files/*',
+  ])('%s is not flagged', (value) => {
+    expect(secretKind(value)).toBeNull();
+  });
+});

@@ -1,0 +1,20 @@
+// The published JSON Schema (policies/policy.schema.json) must equal what the zod schema generates;
+// regenerate it with `npm run build && node scripts/write-policy-schema.mjs`.
+import { readFileSync } from 'node:fs';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { describe, expect, test } from 'vitest';
+import { policyJsonSchema } from './schema.js';
+
+const committed = readFileSync(new URL('./policy.schema.json', import.meta.url), 'utf8');
+
+describe('policies/policy.schema.json', () => {
+  test('is exactly the schema generated from policies/schema.ts', () => {
+    expect(committed).toBe(`${JSON.stringify(policyJsonSchema(), null, 2)}\n`);
+  });
+
+  test('validates the example policy shape and rejects an unknown key', () => {
+    const validate = new Ajv2020({ strict: false }).compile(JSON.parse(committed) as object);
+    expect(validate({ version: 1, rules: [{ id: 'api', host: 'api.example.test', methods: ['GET'], paths: ['/v1/**'] }] })).toBe(true);
+    expect(validate({ version: 1, rules: [{ id: 'api', host: 'api.example.test', prot: 443 }] })).toBe(false);
+  });
+});

@@ -1,0 +1,131 @@
+// srt-settings.ts: srt's README examples convert to policies that decide as srt documents.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, test } from 'vitest';
+import { ErrorCodes, SrtGwError } from '../errors.js';
+import { parsePolicy } from './loader.js';
+import { compilePolicy } from './match.js';
+import { importSrtSettings, importSrtSettingsText, renderSrtImport, type SrtImport } from './srt-settings.js';
+
+const testdata = join(fileURLToPath(new URL('.', import.meta.url)), 'testdata');
+
+function importFixture(name: string): SrtImport {
+  return importSrtSettingsText(readFileSync(join(testdata, name), 'utf8'), name);
+}
+
+/** Decides through the printed YAML, so the round trip import → YAML → loader is covered too. */
+function decider(imported: SrtImport, file = 'srt.json') {
+  const compiled = compilePolicy(parsePolicy(renderSrtImport(imported, file), 'imported.yaml'));
+  return (host: string, port = 443) => compiled.decide({ host, port, method: 'GET', path: '/' });
+}
+
+describe('srt README examples', () => {
+  test('the complete configuration example: allowed domains allow, denied domains deny, the rest is denied', () => {
+    const decide = decider(importFixture('srt-complete.json'));
+    expect(decide('github.com')).toMatchObject({ action: 'allow', ruleId: 'srt-allow-github.com' });
+    expect(decide('api.github.com')).toMatchObject({ action: 'allow', ruleId: 'srt-allow-star.github.com' });
+    expect(decide('objects.githubusercontent.com')).toMatchObject({ action: 'deny', ruleId: 'default-deny' });
+    expect(decide('registry.npmjs.org', 80)).toMatchObject({ action: 'allow', ruleId: 'srt-allow-star.npmjs.org' });
+    expect(decide('malicious.com')).toMatchObject({ action: 'deny', ruleId: 'srt-deny-malicious.com' });
+    expect(decide('example.com')).toMatchObject({ action: 'deny', ruleId: 'default-deny' });
+  });
+
+  test('the complete configuration example: every jail-only or unsupported option is a warning', () => {
+    expect(importFixture('srt-complete.json').warnings).toEqual([
+      'srt also lets non-HTTP TCP (its SOCKS proxy) reach allowedDomains; these rules check HTTP(S) requests only — add "protocol: tcp" rules with a port for ssh, databases and the like',
+      'network.allowUnixSockets ["/var/run/docker.sock"] is a jail setting, not network policy: carried over when srt-gw run lands',
+      'filesystem.denyRead ["~/.ssh"] is not part of the network policy: carried over when srt-gw run lands',
+      'filesystem.allowWrite [".","src/","test/","/tmp"] is not part of the network policy: carried over when srt-gw run lands',
+      'filesystem.denyWrite [".env","config/production.json"] is not part of the network policy: carried over when srt-gw run lands',
+      'ignoreViolations has no srt-gw equivalent; ignored',
+      'enableWeakerNestedSandbox has no srt-gw equivalent; ignored',
+      'enableWeakerNetworkIsolation has no srt-gw equivalent; ignored',
+      'allowAppleEvents has no srt-gw equivalent; ignored',
+    ]);
+  });
+
+  test('the GitHub recipe allows GitHub and nothing else', () => {
+    const decide = decider(importFixture('srt-github.json'));
+    for (const host of ['github.com', 'lfs.github.com', 'api.github.com', 'codeload.github.com']) expect(decide(host).action).toBe('allow');
+    expect(decide('gitlab.com').action).toBe('deny');
+  });
+
+  test('the MCP filesystem example: an empty allowedDomains means no network access', () => {
+    const imported = importFixture('srt-mcp-filesystem.json');
+    expect(imported.policy.rules).toEqual([]);
+    expect(decider(imported)('anthropic.com').action).toBe('deny');
+    expect(imported.warnings).toContain('network.allowedDomains is empty: no network access, as in srt');
+  });
+
+  test('port suffixes, bracketed IPv6, "*:22" deny-all and tlsTerminate', () => {
+    const imported = importFixture('srt-ports-and-tls.json');
+    const decide = decider(imported);
+    expect(decide('api.example.com', 443).action).toBe('allow');
+    expect(decide('api.example.com', 8080).action).toBe('deny');
+    expect(decide('a.example.com', 8443).action).toBe('allow');
+    expect(decide('::1', 8080)).toMatchObject({ action: 'allow', ruleId: 'srt-allow---1-8080' });
+    expect(decide('internal-mtls.example.net', 22)).toMatchObject({ action: 'deny', ruleId: 'srt-deny-any-22' });
+    expect(decide('secret.example.com', 8443)).toMatchObject({ action: 'deny', ruleId: 'srt-deny-secret.example.com' });
+    expect(imported.warnings.some((warning) => warning.startsWith('network.tlsTerminate is ignored'))).toBe(true);
+  });
+});
+
+describe('wildcard and precedence semantics', () => {
+  const decide = decider(importSrtSettings({ network: { allowedDomains: ['*.example.com'], deniedDomains: ['secret.example.com'] } }, 'inline'));
+
+  test('"*.example.com" matches subdomains at any depth', () => {
+    expect(decide('api.example.com').action).toBe('allow');
+    expect(decide('a.b.example.com').action).toBe('allow');
+  });
+
+  test('"*.example.com" does not match the apex example.com', () => {
+    expect(decide('example.com').action).toBe('deny');
+  });
+
+  test('denied beats allowed', () => {
+    expect(decide('secret.example.com')).toMatchObject({ action: 'deny', ruleId: 'srt-deny-secret.example.com' });
+  });
+
+  test('denied beats allowed even when the allow is an exact name', () => {
+    const exact = decider(importSrtSettings({ network: { allowedDomains: ['x.example.com'], deniedDomains: ['*.example.com'] } }, 'inline'));
+    expect(exact('x.example.com').action).toBe('deny');
+  });
+});
+
+describe('problems', () => {
+  test('a bad entry is skipped with a warning, the rest still imports', () => {
+    const imported = importSrtSettings({ network: { allowedDomains: ['2001:db8::1:443', 'a..b', 'ok.example.com'] } }, 'inline');
+    expect(imported.policy.rules.map((rule) => rule.host)).toEqual(['ok.example.com']);
+    expect(imported.warnings.slice(0, 2)).toEqual([
+      'network.allowedDomains[0] "2001:db8::1:443" skipped: an IPv6 address must be bracketed, such as "[2001:db8::1]"',
+      expect.stringMatching(/^network\.allowedDomains\[1\] "a\.\.b" skipped: the host /),
+    ]);
+  });
+
+  test('unknown keys are named', () => {
+    const imported = importSrtSettings({ network: { allowedDomains: [], allowDomains: ['x'] }, colour: 'blue' }, 'inline');
+    expect(imported.warnings).toContain('network.allowDomains is not an srt setting srt-gw knows; ignored');
+    expect(imported.warnings).toContain('colour is not an srt setting srt-gw knows; ignored');
+  });
+
+  test.each([
+    ['[]', 'bad.json: the settings must be a JSON object, such as {"network": {"allowedDomains": ["example.com"]}}'],
+    ['{"network": {"allowedDomains": "github.com"}}', 'bad.json: "allowedDomains" must be a list of strings'],
+    ['{"network": 1}', 'bad.json: "network" must be an object'],
+  ])('%s is refused', (text, message) => {
+    let error: unknown;
+    try {
+      importSrtSettingsText(text, 'bad.json');
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(SrtGwError);
+    expect((error as SrtGwError).code).toBe(ErrorCodes.SRT_SETTINGS_INVALID);
+    expect((error as SrtGwError).message).toBe(message);
+  });
+
+  test('invalid JSON names the file', () => {
+    expect(() => importSrtSettingsText('{', 'bad.json')).toThrow(/^bad\.json: not valid JSON: /);
+  });
+});

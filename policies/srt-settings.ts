@@ -1,0 +1,190 @@
+// Converts Anthropic Sandbox Runtime (srt) settings (~/.srt-settings.json, .srt.json) into an
+// srt-gw policy, with a warning for every option that maps differently or is not supported yet.
+//
+// Semantics relied on, from srt's README (github.com/anthropic-experimental/sandbox-runtime,
+// "Configuration Options" → "Network Configuration", read 2026-11):
+// - network access is allow-only: an empty allowedDomains list means no network access;
+// - allowedDomains "supports wildcards like *.example.com"; srt matches "*.example.com" against
+//   subdomains only, never the apex — the same as an srt-gw "*.example.com" host;
+// - deniedDomains "checked first, takes precedence over allowedDomains" — an srt-gw deny rule,
+//   which wins wherever it is written; a bare "*" (or "*:22") denies everything;
+// - an optional ":port" suffix restricts an entry to one port; IPv6 literals are bracketed;
+// - HTTP(S) goes through srt's HTTP proxy and other TCP through its SOCKS5 proxy, both filtered
+//   by the same lists;
+// - allowUnixSockets / allowAllUnixSockets / allowLocalBinding and filesystem.denyRead /
+//   allowRead / allowWrite / denyWrite are OS-jail settings, not network policy.
+import { stringify } from 'yaml';
+import { ErrorCodes, SrtGwError } from '../errors.js';
+import { parseHostPattern } from './host.js';
+import { RULE_ID_PATTERN } from './schema.js';
+
+export interface ImportedRule {
+  id: string;
+  host: string;
+  port?: number;
+  action?: 'deny';
+}
+
+export interface ImportedPolicy {
+  version: 1;
+  rules: ImportedRule[];
+}
+
+export interface SrtImport {
+  /** The policy FILE shape (what `srt-gw policy import-srt` prints as YAML). */
+  readonly policy: ImportedPolicy;
+  /** One sentence per option that maps differently or is not carried over. */
+  readonly warnings: readonly string[];
+}
+
+const NOT_YET = 'carried over when srt-gw run lands';
+const FILESYSTEM_KEYS = ['denyRead', 'allowRead', 'allowWrite', 'denyWrite'] as const;
+const JAIL_NETWORK_KEYS = ['allowUnixSockets', 'allowAllUnixSockets', 'allowLocalBinding'] as const;
+const NETWORK_KEYS_WITH_NO_EQUIVALENT: Record<string, string> = {
+  deniedDomainReasons: 'srt-gw 403 bodies give the deny rule id and reason; custom reasons are not supported yet',
+  httpProxyPort: 'srt-gw is itself the proxy; chaining to another HTTP proxy is not supported',
+  socksProxyPort: 'srt-gw is itself the proxy; chaining to another SOCKS proxy is not supported',
+  tlsTerminate: 'srt-gw always terminates TLS with its own CA (srt-gw ca init); excludeDomains pass-through is not supported, and extraCaCertPaths map to `srt-gw serve --upstream-ca`',
+  filterRequest: 'express request filters as rules with methods and paths',
+};
+const TOP_LEVEL_KEYS_WITH_NO_EQUIVALENT = new Set([
+  'ignoreViolations',
+  'enableWeakerNestedSandbox',
+  'enableWeakerNetworkIsolation',
+  'allowAppleEvents',
+  'javaAgentJarPath',
+  'windows',
+  'ripgrep',
+  'mandatoryDenySearchDepth',
+]);
+
+/** Converts parsed srt settings JSON. `file` names the source in errors and warnings. */
+export function importSrtSettings(json: unknown, file: string): SrtImport {
+  if (!isRecord(json)) throw invalid(file, 'the settings must be a JSON object, such as {"network": {"allowedDomains": ["example.com"]}}');
+  const warnings: string[] = [];
+  const network = optionalRecord(json, 'network', file);
+  const filesystem = optionalRecord(json, 'filesystem', file);
+
+  const allowed = stringList(network, 'allowedDomains', file);
+  const denied = stringList(network, 'deniedDomains', file);
+  const ids = new Set<string>();
+  const rules: ImportedRule[] = [];
+  for (const [list, action] of [[denied, 'deny'], [allowed, 'allow']] as const) {
+    list.forEach((entry, index) => {
+      const parsed = parseDomainEntry(entry);
+      if ('error' in parsed) {
+        warnings.push(`network.${action === 'deny' ? 'deniedDomains' : 'allowedDomains'}[${index}] ${JSON.stringify(entry)} skipped: ${parsed.error}`);
+        return;
+      }
+      const id = uniqueId(`srt-${action}-${parsed.host.replace(/^\*$/, 'any').replace(/\*/g, 'star')}${parsed.port === undefined ? '' : `-${parsed.port}`}`, ids);
+      rules.push({ id, host: parsed.host, ...(parsed.port === undefined ? {} : { port: parsed.port }), ...(action === 'deny' ? { action } : {}) });
+    });
+  }
+
+  if (allowed.length === 0) warnings.push('network.allowedDomains is empty: no network access, as in srt');
+  else {
+    warnings.push(
+      'srt also lets non-HTTP TCP (its SOCKS proxy) reach allowedDomains; these rules check HTTP(S) requests only — add "protocol: tcp" rules with a port for ssh, databases and the like',
+    );
+  }
+  for (const key of JAIL_NETWORK_KEYS) {
+    const value = network?.[key];
+    if (value === undefined || value === false || (Array.isArray(value) && value.length === 0)) continue;
+    warnings.push(`network.${key} ${JSON.stringify(value)} is a jail setting, not network policy: ${NOT_YET}`);
+  }
+  for (const [key, why] of Object.entries(NETWORK_KEYS_WITH_NO_EQUIVALENT)) {
+    if (network?.[key] !== undefined) warnings.push(`network.${key} is ignored: ${why}`);
+  }
+  for (const key of Object.keys(network ?? {})) {
+    if (!['allowedDomains', 'deniedDomains', ...JAIL_NETWORK_KEYS, ...Object.keys(NETWORK_KEYS_WITH_NO_EQUIVALENT)].includes(key)) {
+      warnings.push(`network.${key} is not an srt setting srt-gw knows; ignored`);
+    }
+  }
+  for (const key of FILESYSTEM_KEYS) {
+    const paths = stringList(filesystem, key, file);
+    if (paths.length > 0) warnings.push(`filesystem.${key} ${JSON.stringify(paths)} is not part of the network policy: ${NOT_YET}`);
+  }
+  for (const key of Object.keys(filesystem ?? {})) {
+    if (!(FILESYSTEM_KEYS as readonly string[]).includes(key)) warnings.push(`filesystem.${key} is not an srt setting srt-gw knows; ignored`);
+  }
+  for (const key of Object.keys(json)) {
+    if (key === 'network' || key === 'filesystem') continue;
+    if (TOP_LEVEL_KEYS_WITH_NO_EQUIVALENT.has(key)) warnings.push(`${key} has no srt-gw equivalent; ignored`);
+    else warnings.push(`${key} is not an srt setting srt-gw knows; ignored`);
+  }
+  return { policy: { version: 1, rules }, warnings };
+}
+
+/** Parses srt settings text (JSON) and converts it. */
+export function importSrtSettingsText(text: string, file: string): SrtImport {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    throw new SrtGwError(ErrorCodes.SRT_SETTINGS_INVALID, `${file}: not valid JSON: ${(error as Error).message}`, { cause: error });
+  }
+  return importSrtSettings(json, file);
+}
+
+/** The imported policy as YAML, warnings listed in a comment header. */
+export function renderSrtImport(imported: SrtImport, file: string): string {
+  const header = [`# srt-gw policy converted from srt settings ${file} (srt-gw policy import-srt).`];
+  if (imported.warnings.length > 0) {
+    header.push('# Warnings:');
+    for (const warning of imported.warnings) header.push(`#   - ${warning}`);
+  }
+  return `${header.join('\n')}\n${stringify(imported.policy)}`;
+}
+
+type DomainEntry = { host: string; port?: number } | { error: string };
+
+function parseDomainEntry(entry: string): DomainEntry {
+  let host = entry.trim();
+  let port: number | undefined;
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(host);
+  const suffixed = /^([^:]+):(\d+)$/.exec(host);
+  if (bracketed) {
+    host = bracketed[1]!;
+    if (bracketed[2] !== undefined) port = Number(bracketed[2]);
+  } else if (suffixed) {
+    host = suffixed[1]!;
+    port = Number(suffixed[2]);
+  } else if ((host.match(/:/g) ?? []).length > 1) {
+    return { error: 'an IPv6 address must be bracketed, such as "[2001:db8::1]"' };
+  }
+  if (port !== undefined && (port < 1 || port > 65535)) return { error: `port ${port} must be from 1 to 65535` };
+  const parsed = parseHostPattern(host);
+  if ('error' in parsed) return { error: `the host ${parsed.error}` };
+  return { host: parsed.text, ...(port === undefined ? {} : { port }) };
+}
+
+function uniqueId(wanted: string, taken: Set<string>): string {
+  const base = wanted.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 60);
+  let id = base;
+  for (let n = 2; taken.has(id); n++) id = `${base}-${n}`;
+  if (!RULE_ID_PATTERN.test(id)) throw new Error(`generated an invalid rule id: ${id}`);
+  taken.add(id);
+  return id;
+}
+
+function optionalRecord(parent: Record<string, unknown>, key: string, file: string): Record<string, unknown> | undefined {
+  const value = parent[key];
+  if (value === undefined) return undefined;
+  if (!isRecord(value)) throw invalid(file, `"${key}" must be an object`);
+  return value;
+}
+
+function stringList(parent: Record<string, unknown> | undefined, key: string, file: string): string[] {
+  const value = parent?.[key];
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || !value.every((item) => typeof item === 'string')) throw invalid(file, `"${key}" must be a list of strings`);
+  return value;
+}
+
+function invalid(file: string, message: string): SrtGwError {
+  return new SrtGwError(ErrorCodes.SRT_SETTINGS_INVALID, `${file}: ${message}`);
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
