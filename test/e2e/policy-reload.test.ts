@@ -1,0 +1,89 @@
+// srt-gw serve reloads its policy on SIGHUP and on file change, atomically: while requests flow,
+// each one is decided by the old policy or the new one, never by a mix and never with an error;
+// a file that does not validate is reported and the old policy stays in force.
+import { renameSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { capabilityGate, missingCommand } from '../support/capabilities.js';
+import { curlThroughProxy, startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
+import { createTestPki, type TestPki } from '../support/test-pki.js';
+import { startUpstream, type Upstream } from '../support/upstream.js';
+
+const skip = capabilityGate(missingCommand('curl'), missingCommand('openssl'));
+const API = 'api.example.test';
+
+const policyAllowing = (path: string) => `
+version: 1
+rules:
+  - id: api-${path.replace(/\W/g, '')}
+    host: ${API}
+    paths: ["/${path}/**"]
+`;
+
+describe.skipIf(skip !== null)('policy reload while traffic flows', () => {
+  let pki: TestPki;
+  let upstream: Upstream;
+  let gateway: GatewayProcess;
+
+  beforeAll(async () => {
+    pki = createTestPki([API]);
+    upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
+    gateway = await startGatewayProcess({
+      policyYaml: policyAllowing('old'),
+      args: ['--upstream-ca', pki.ca.certPath, '--resolve', `${API}=127.0.0.1`],
+    });
+  });
+
+  afterAll(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+    pki?.cleanup();
+  });
+
+  /** Status codes for /old/x and /new/x. */
+  async function probe(): Promise<[number, number]> {
+    const [old, fresh] = await Promise.all([curlThroughProxy(gateway, [upstream.url('/old/x')]), curlThroughProxy(gateway, [upstream.url('/new/x')])]);
+    return [old.status, fresh.status];
+  }
+
+  async function until(predicate: () => Promise<boolean>, ms = 5000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (!(await predicate())) {
+      if (Date.now() > deadline) throw new Error('condition not reached in time');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  it('SIGHUP swaps the policy; requests in between see the old one or the new one, nothing else', async () => {
+    expect(await probe()).toEqual([200, 403]);
+    writeFileSync(gateway.policyPath + '.next', policyAllowing('new'));
+    renameSync(gateway.policyPath + '.next', gateway.policyPath); // how config tools replace files
+    process.kill(gateway.pid, 'SIGHUP');
+    const seen: [number, number][] = [];
+    await until(async () => {
+      const codes = await probe();
+      seen.push(codes);
+      return codes[0] === 403 && codes[1] === 200;
+    });
+    // Every answer is the old policy's or the new one's (no error, no gap), and each path
+    // switches exactly once: /old from 200 to 403, /new from 403 to 200.
+    const olds = seen.map(([old]) => old).join(',');
+    const fresh = seen.map(([, next]) => next).join(',');
+    expect(olds).toMatch(/^(200,)*403(,403)*$/);
+    expect(fresh).toMatch(/^(403,)*200(,200)*$/);
+    await gateway.waitForAudit((l) => l.kind === 'policy-reload' && l.outcome === 'ok');
+  });
+
+  it('a broken file is reported, counted in the audit log, and the policy in force stays', async () => {
+    writeFileSync(gateway.policyPath, 'version: 1\nrules:\n  - id: broken\n    host: api.example.test\n    paths: ["no-leading-slash"]\n');
+    process.kill(gateway.pid, 'SIGHUP');
+    const line = await gateway.waitForAudit((l) => l.kind === 'policy-reload' && l.outcome === 'failed');
+    expect(String(line.reason)).toMatch(/policy\.yaml:5:\d+: .*must start with "\/"/);
+    expect(await probe()).toEqual([403, 200]);
+  });
+
+  it('editing the file is enough: the change is picked up without a signal', async () => {
+    writeFileSync(gateway.policyPath, policyAllowing('old'));
+    await until(async () => (await probe())[0] === 200);
+    expect(await probe()).toEqual([200, 403]);
+  });
+});
