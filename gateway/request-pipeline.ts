@@ -131,8 +131,11 @@ export class RequestPipeline {
         pipeline(upstreamSocket, socket, end);
       })
       .catch((error: unknown) => {
-        const reason = describeUpgradeFailure(error, forward.target.host);
-        event.upstreamError = classifyUpstreamError(error, forward.target.host).kind;
+        const failure = classifyUpstreamError(error, forward.target.host);
+        // undici reports a non-101 answer as a socket error; say what actually happened.
+        const refusedUpgrade = (error as { code?: string }).code === 'UND_ERR_SOCKET' && /bad upgrade/i.test((error as Error).message);
+        const reason = refusedUpgrade ? `${forward.target.host} refused the WebSocket upgrade` : failure.reason;
+        event.upstreamError = failure.kind;
         event.decision = 'error';
         event.step = 'upstream';
         event.reason = reason;
@@ -226,10 +229,4 @@ function sendGatewayResponse(res: ClientResponse, response: GatewayResponse): vo
   }
   res.writeHead(response.status, response.headers);
   res.end(response.body);
-}
-
-function describeUpgradeFailure(error: unknown, host: string): string {
-  const code = (error as { code?: string }).code;
-  if (code === 'UND_ERR_SOCKET' && /bad upgrade/i.test((error as Error).message)) return `${host} refused the WebSocket upgrade`;
-  return classifyUpstreamError(error, host).reason;
 }
