@@ -32,4 +32,8 @@ fi
 
 npm ci --no-audit --no-fund
 npm run build
+if [ "$(uname -s)" = Linux ]; then
+  # The jail's native helpers; srt-gw doctor (and srt-gw run) refuse to work without them.
+  bash native/build.sh
+fi
 echo "install.sh: done. Try: node dist/cli/main.js --help"
