@@ -28,6 +28,7 @@ program
   .option('--upstream-ca <file>', 'extra PEM CA trusted for upstream certificates (repeatable)', collect, [])
   .option('--resolve <host=ip>', 'resolve HOST to IP for upstream connections (repeatable)', collect, [])
   .option('--dns-upstream <ip:port>', 'DNS server for the gateway\'s own lookups (repeatable; default: the system\'s)', collect, [])
+  .option('--header-timeout <seconds>', 'time a client has to send a complete request head (default 10; slowloris bound)')
   .option('--upstream-timeout <seconds>', 'upstream connect, response-header and between-chunks timeout (default 10 s / 60 s / 300 s)')
   .option('--log <file>', 'audit log file (JSON lines; default: stderr)')
   .option('--metrics <ip:port>', 'serve Prometheus metrics at http://IP:PORT/metrics')

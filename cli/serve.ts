@@ -19,6 +19,7 @@ export interface ServeFlags {
   dns?: string;
   transparent?: string;
   upstreamTimeout?: string;
+  headerTimeout?: string;
   dnsDeny: 'nxdomain' | 'refused';
   monitor: boolean;
 }
@@ -33,6 +34,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
   const resolve = new Map(flags.resolve.map(parseResolveOverride));
   const dnsUpstream = flags.dnsUpstream.map(parseDnsServer);
   const upstreamTimeoutMs = flags.upstreamTimeout === undefined ? undefined : parseSeconds('--upstream-timeout', flags.upstreamTimeout) * 1000;
+  const headersTimeoutMs = flags.headerTimeout === undefined ? undefined : parseSeconds('--header-timeout', flags.headerTimeout) * 1000;
   const policy = await policyFromFlags(flags.policy, flags.allow);
 
   // Signal handlers go in before anything is announced: the kernel delivers a signal whenever
@@ -54,6 +56,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     dns,
     transparentSocket: flags.transparent,
     upstreamTimeoutMs,
+    limits: headersTimeoutMs === undefined ? undefined : { headersTimeoutMs },
     dnsDenyRcode: flags.dnsDeny === 'refused' ? 'REFUSED' : 'NXDOMAIN',
     monitor: flags.monitor,
   });

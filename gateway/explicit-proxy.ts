@@ -31,6 +31,10 @@ export function createExplicitProxyServer(options: ExplicitProxyOptions): http.S
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     requestTimeout: 0,
     noDelay: true,
+    // SECURITY: node checks headersTimeout only every connectionsCheckingInterval (30 s by
+    // default), which let a slowloris client keep a connection 3x longer than the limit —
+    // test/e2e/slowloris.test.ts
+    connectionsCheckingInterval: 1000,
   });
   server.maxConnections = limits.maxConnections;
   server.setTimeout(limits.idleTimeoutMs, (socket) => socket.destroy());
