@@ -7,9 +7,9 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { fetch } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
-import { curlThroughProxy, startGatewayProcess, type AuditLine, type CurlResult, type GatewayProcess } from '../support/gateway-process.js';
-import { createTestPki, type TestPki } from '../support/test-pki.js';
-import { startUpstream, type Upstream } from '../support/upstream.js';
+import { curlThroughProxy, type AuditLine, type CurlResult, type GatewayProcess } from '../support/gateway-process.js';
+import { startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import type { Upstream } from '../support/upstream.js';
 
 const skip = capabilityGate(missingCommand('curl'), missingCommand('openssl'), missingCommand('dig'));
 const AUDIT_SCHEMA = JSON.parse(readFileSync(new URL('../../docs/audit-log.schema.json', import.meta.url), 'utf8')) as object;
@@ -33,19 +33,15 @@ rules:
 const isRequest = (path: string) => (line: AuditLine) => line.kind === 'request' && line.path === path;
 
 describe.skipIf(skip !== null)('audit log and metrics', () => {
-  let pki: TestPki;
+  let fixture: GatewayFixture | undefined;
   let upstream: Upstream;
   let gateway: GatewayProcess;
   const results: Record<string, CurlResult> = {};
   let startedAt: number;
 
   beforeAll(async () => {
-    pki = createTestPki([API]);
-    upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
-    gateway = await startGatewayProcess({
-      policyYaml: POLICY,
-      args: ['--upstream-ca', pki.ca.certPath, '--resolve', `${API}=127.0.0.1`, '--metrics', '127.0.0.1:0', '--dns', '127.0.0.1:0'],
-    });
+    fixture = await startGatewayFixture({ policyYaml: POLICY, names: [API], args: ['--metrics', '127.0.0.1:0', '--dns', '127.0.0.1:0'] });
+    ({ upstream, gateway } = fixture);
     startedAt = Date.now();
     results.allowedH1 = await curlThroughProxy(gateway, ['--http1.1', upstream.url('/v1/audited')]);
     results.allowedH2 = await curlThroughProxy(gateway, ['--http2', upstream.url('/v1/audited-h2')]);
@@ -59,9 +55,7 @@ describe.skipIf(skip !== null)('audit log and metrics', () => {
   });
 
   afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-    pki?.cleanup();
+    await fixture?.close();
   });
 
   it('the traffic behind these assertions went as expected', () => {

@@ -2,13 +2,12 @@
 // Host / :authority on that connection (HTTP/1.1 keep-alive requests, HTTP/2 streams) must name
 // that same host, else the handshake is refused or the request gets 421 and goes nowhere.
 import http2, { type ClientHttp2Session, type OutgoingHttpHeaders } from 'node:http2';
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
-import { startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
+import { startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import type { GatewayProcess } from '../support/gateway-process.js';
 import { connectTunnel, openTlsTunnel, RawConnection, tlsOverTunnel } from '../support/raw-tunnel.js';
-import { createTestPki, type TestPki } from '../support/test-pki.js';
-import { startUpstream, type EchoResponse, type Upstream } from '../support/upstream.js';
+import type { EchoResponse, Upstream } from '../support/upstream.js';
 
 const skip = capabilityGate(missingCommand('openssl'));
 
@@ -43,34 +42,22 @@ async function h2Request(session: ClientHttp2Session, headers: OutgoingHttpHeade
 }
 
 describe.skipIf(skip !== null)('domain fronting through the gateway is refused', () => {
-  let pki: TestPki;
+  let fixture: GatewayFixture | undefined;
   let upstream: Upstream;
   let gateway: GatewayProcess;
   let gatewayCa: string;
   let apiAuthority: string;
 
   beforeAll(async () => {
-    pki = createTestPki([API, OTHER_ALLOWED, EVIL]);
-    upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
     // Every name resolves to the upstream, so a gateway that followed the wrong name would be caught
     // by upstream.received rather than by a connection error.
-    gateway = await startGatewayProcess({
-      policyYaml: POLICY,
-      args: [
-        '--upstream-ca', pki.ca.certPath,
-        '--resolve', `${API}=127.0.0.1`,
-        '--resolve', `${OTHER_ALLOWED}=127.0.0.1`,
-        '--resolve', `${EVIL}=127.0.0.1`,
-      ],
-    });
-    gatewayCa = readFileSync(gateway.caPath, 'utf8');
+    fixture = await startGatewayFixture({ policyYaml: POLICY, names: [API, OTHER_ALLOWED, EVIL] });
+    ({ upstream, gateway, gatewayCa } = fixture);
     apiAuthority = `${API}:${upstream.port}`;
   });
 
   afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-    pki?.cleanup();
+    await fixture?.close();
   });
 
   describe('SNI must equal the CONNECT host', () => {

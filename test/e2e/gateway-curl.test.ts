@@ -4,7 +4,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
 import { curlThroughProxy, startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
-import { createTestPki, type TestPki } from '../support/test-pki.js';
+import { startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import type { TestPki } from '../support/test-pki.js';
 import { expectedBytesSha256, startUpstream, type EchoResponse, type Upstream } from '../support/upstream.js';
 
 const skip = capabilityGate(missingCommand('curl'), missingCommand('openssl'));
@@ -37,6 +38,7 @@ interface DenialBody {
 }
 
 describe.skipIf(skip !== null)('curl through the gateway', () => {
+  let fixture: GatewayFixture | undefined;
   let pki: TestPki;
   let upstream: Upstream;
   let plainUpstream: Upstream;
@@ -44,26 +46,18 @@ describe.skipIf(skip !== null)('curl through the gateway', () => {
   const curl = (args: string[], input?: Buffer) => curlThroughProxy(gateway, args, input === undefined ? {} : { input });
 
   beforeAll(async () => {
-    pki = createTestPki([API, FLAG_ALLOWED, UNLISTED]);
-    upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
-    plainUpstream = await startUpstream({ plain: true, names: [API] });
-    gateway = await startGatewayProcess({
+    fixture = await startGatewayFixture({
       policyYaml: POLICY,
-      args: [
-        '--upstream-ca', pki.ca.certPath,
-        '--resolve', `${API}=127.0.0.1`,
-        '--resolve', `${FLAG_ALLOWED}=127.0.0.1`,
-        '--resolve', `${UNLISTED}=127.0.0.1`,
-        '--allow', FLAG_ALLOWED,
-      ],
+      names: [API, FLAG_ALLOWED, UNLISTED],
+      plainUpstream: true,
+      args: ['--allow', FLAG_ALLOWED],
     });
+    ({ pki, upstream, gateway } = fixture);
+    plainUpstream = fixture.plainUpstream!;
   });
 
   afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-    await plainUpstream?.close();
-    pki?.cleanup();
+    await fixture?.close();
   });
 
   describe('allowed HTTPS requests', () => {

@@ -1,14 +1,13 @@
 // Node clients through the gateway: undici's fetch and request with a ProxyAgent that trusts the
 // gateway CA, the way a Node program inside `srt-gw run` would be configured.
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { fetch, ProxyAgent, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
-import { startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
-import { createTestPki, type TestPki } from '../support/test-pki.js';
-import { startUpstream, type EchoResponse, type Upstream } from '../support/upstream.js';
+import { startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import type { GatewayProcess } from '../support/gateway-process.js';
+import type { EchoResponse, Upstream } from '../support/upstream.js';
 
 const skip = capabilityGate(missingCommand('openssl'));
 
@@ -28,29 +27,22 @@ rules:
 `;
 
 describe.skipIf(skip !== null)('node fetch and undici request through the gateway (ProxyAgent)', () => {
-  let pki: TestPki;
+  let fixture: GatewayFixture | undefined;
   let upstream: Upstream;
   let plainUpstream: Upstream;
   let gateway: GatewayProcess;
   let agent: ProxyAgent;
 
   beforeAll(async () => {
-    pki = createTestPki([API]);
-    upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
-    plainUpstream = await startUpstream({ plain: true, names: [API] });
-    gateway = await startGatewayProcess({
-      policyYaml: POLICY,
-      args: ['--upstream-ca', pki.ca.certPath, '--resolve', `${API}=127.0.0.1`],
-    });
-    agent = new ProxyAgent({ uri: gateway.proxyUrl, requestTls: { ca: readFileSync(gateway.caPath, 'utf8') } });
+    fixture = await startGatewayFixture({ policyYaml: POLICY, names: [API], plainUpstream: true });
+    ({ upstream, gateway } = fixture);
+    plainUpstream = fixture.plainUpstream!;
+    agent = new ProxyAgent({ uri: gateway.proxyUrl, requestTls: { ca: fixture.gatewayCa } });
   });
 
   afterAll(async () => {
     await agent?.close();
-    await gateway?.stop();
-    await upstream?.close();
-    await plainUpstream?.close();
-    pki?.cleanup();
+    await fixture?.close();
   });
 
   it('fetch GET over HTTPS is allowed and reaches the upstream', async () => {

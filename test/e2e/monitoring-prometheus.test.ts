@@ -14,10 +14,10 @@ import { parse } from 'yaml';
 import { RESERVED_METRIC_NAMES } from '../../gateway/metrics.js';
 import { parsePolicy } from '../../policies/loader.js';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
-import { curlThroughProxy, REPO_ROOT, startGatewayProcess, type AuditLine, type GatewayProcess } from '../support/gateway-process.js';
+import { startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import { curlThroughProxy, REPO_ROOT, type AuditLine, type GatewayProcess } from '../support/gateway-process.js';
 import { startPrometheus, type PrometheusServer } from '../support/prometheus.js';
-import { createTestPki, type TestPki } from '../support/test-pki.js';
-import { startUpstream, type Upstream } from '../support/upstream.js';
+import type { Upstream } from '../support/upstream.js';
 
 const run = promisify(execFile);
 const skip = capabilityGate(missingCommand('prometheus'), missingCommand('promtool'), missingCommand('curl'), missingCommand('dig'));
@@ -146,7 +146,7 @@ describe('monitoring files (static)', () => {
 });
 
 describe.skipIf(skip !== null)('monitoring with a real Prometheus', () => {
-  let pki: TestPki;
+  let fixture: GatewayFixture | undefined;
   let upstream: Upstream;
   let gateway: GatewayProcess;
   let prometheus: PrometheusServer;
@@ -154,18 +154,13 @@ describe.skipIf(skip !== null)('monitoring with a real Prometheus', () => {
   const statuses: Record<string, number> = {};
 
   beforeAll(async () => {
-    pki = createTestPki([API]);
-    upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
-    gateway = await startGatewayProcess({
+    // BAD_CERT resolves to the upstream too, whose certificate is not for that name.
+    fixture = await startGatewayFixture({
       policyYaml: POLICY,
-      args: [
-        '--upstream-ca', pki.ca.certPath,
-        '--resolve', `${API}=127.0.0.1`,
-        '--resolve', `${BAD_CERT}=127.0.0.1`,
-        '--metrics', '127.0.0.1:0',
-        '--dns', '127.0.0.1:0',
-      ],
+      names: [API],
+      args: ['--resolve', `${BAD_CERT}=127.0.0.1`, '--metrics', '127.0.0.1:0', '--dns', '127.0.0.1:0'],
     });
+    ({ upstream, gateway } = fixture);
     statuses.allowed = (await curlThroughProxy(gateway, ['--http1.1', upstream.url('/v1/items')])).status;
     statuses.allowedH2 = (await curlThroughProxy(gateway, ['--http2', upstream.url('/v1/items-h2')])).status;
     statuses.upload = (await curlThroughProxy(gateway, [upstream.url('/v1/upload')], { input: randomBytes(4000) })).status;
@@ -190,9 +185,7 @@ describe.skipIf(skip !== null)('monitoring with a real Prometheus', () => {
 
   afterAll(async () => {
     await prometheus?.stop();
-    await gateway?.stop();
-    await upstream?.close();
-    pki?.cleanup();
+    await fixture?.close();
   });
 
   it('the traffic behind these assertions went as expected', () => {

@@ -5,10 +5,10 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
 import { startDnsLogServer, type DnsLogServer } from '../support/dns-log-server.js';
-import { curlThroughProxy, startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
+import { startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import { curlThroughProxy, type GatewayProcess } from '../support/gateway-process.js';
 import { connectTunnel } from '../support/raw-tunnel.js';
-import { createTestPki, type TestPki } from '../support/test-pki.js';
-import { startUpstream, type EchoResponse, type Upstream } from '../support/upstream.js';
+import type { EchoResponse, Upstream } from '../support/upstream.js';
 
 const skip = capabilityGate(missingCommand('curl'), missingCommand('openssl'));
 
@@ -28,30 +28,29 @@ rules:
 `;
 
 describe.skipIf(skip !== null)('a denied destination causes no DNS query', () => {
-  let pki: TestPki;
+  let fixture: GatewayFixture | undefined;
   let upstream: Upstream;
   let plainUpstream: Upstream;
   let dns: DnsLogServer;
   let gateway: GatewayProcess;
 
   beforeAll(async () => {
-    pki = createTestPki([ALLOWED]);
-    upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [ALLOWED] });
-    plainUpstream = await startUpstream({ plain: true, names: [ALLOWED] });
     dns = await startDnsLogServer({ [ALLOWED]: '127.0.0.1' });
     // No --resolve: every name the gateway looks up goes to the logging DNS server.
-    gateway = await startGatewayProcess({
+    fixture = await startGatewayFixture({
       policyYaml: POLICY,
-      args: ['--upstream-ca', pki.ca.certPath, '--dns-upstream', dns.address],
+      names: [ALLOWED],
+      plainUpstream: true,
+      resolve: false,
+      args: ['--dns-upstream', dns.address],
     });
+    ({ upstream, gateway } = fixture);
+    plainUpstream = fixture.plainUpstream!;
   });
 
   afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-    await plainUpstream?.close();
+    await fixture?.close();
     await dns?.close();
-    pki?.cleanup();
   });
 
   it('CONNECT secret-data.attacker.test → 403 and the DNS server heard nothing', async () => {

@@ -4,9 +4,9 @@
 import { renameSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
-import { curlThroughProxy, startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
-import { createTestPki, type TestPki } from '../support/test-pki.js';
-import { startUpstream, type Upstream } from '../support/upstream.js';
+import { startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import { curlThroughProxy, type GatewayProcess } from '../support/gateway-process.js';
+import type { Upstream } from '../support/upstream.js';
 
 const skip = capabilityGate(missingCommand('curl'), missingCommand('openssl'));
 const API = 'api.example.test';
@@ -20,23 +20,17 @@ rules:
 `;
 
 describe.skipIf(skip !== null)('policy reload while traffic flows', () => {
-  let pki: TestPki;
+  let fixture: GatewayFixture | undefined;
   let upstream: Upstream;
   let gateway: GatewayProcess;
 
   beforeAll(async () => {
-    pki = createTestPki([API]);
-    upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
-    gateway = await startGatewayProcess({
-      policyYaml: policyAllowing('old'),
-      args: ['--upstream-ca', pki.ca.certPath, '--resolve', `${API}=127.0.0.1`],
-    });
+    fixture = await startGatewayFixture({ policyYaml: policyAllowing('old'), names: [API] });
+    ({ upstream, gateway } = fixture);
   });
 
   afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-    pki?.cleanup();
+    await fixture?.close();
   });
 
   /** Status codes for /old/x and /new/x. */

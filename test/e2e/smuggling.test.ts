@@ -1,13 +1,12 @@
 // Request smuggling and header tricks are refused: a request the gateway and an upstream could read
 // two ways (Content-Length with Transfer-Encoding, two Host headers, absolute-form host vs Host,
 // oversized headers) gets 400 (431 for size), the connection closes, and nothing reaches the upstream.
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
-import { startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
+import { startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import type { GatewayProcess } from '../support/gateway-process.js';
 import { connectRaw, openTlsTunnel, type RawConnection } from '../support/raw-tunnel.js';
-import { createTestPki, type TestPki } from '../support/test-pki.js';
-import { startUpstream, type Upstream } from '../support/upstream.js';
+import type { Upstream } from '../support/upstream.js';
 
 const skip = capabilityGate(missingCommand('openssl'));
 
@@ -71,28 +70,20 @@ const CASES: { name: string; raw: (target: string, host: string) => string; stat
 ];
 
 describe.skipIf(skip !== null)('request smuggling through the gateway is refused', () => {
-  let pki: TestPki;
+  let fixture: GatewayFixture | undefined;
   let upstream: Upstream;
   let plainUpstream: Upstream;
   let gateway: GatewayProcess;
   let gatewayCa: string;
 
   beforeAll(async () => {
-    pki = createTestPki([API, OTHER]);
-    upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
-    plainUpstream = await startUpstream({ plain: true, names: [API] });
-    gateway = await startGatewayProcess({
-      policyYaml: POLICY,
-      args: ['--upstream-ca', pki.ca.certPath, '--resolve', `${API}=127.0.0.1`, '--resolve', `${OTHER}=127.0.0.1`],
-    });
-    gatewayCa = readFileSync(gateway.caPath, 'utf8');
+    fixture = await startGatewayFixture({ policyYaml: POLICY, names: [API, OTHER], plainUpstream: true });
+    ({ upstream, gateway, gatewayCa } = fixture);
+    plainUpstream = fixture.plainUpstream!;
   });
 
   afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-    await plainUpstream?.close();
-    pki?.cleanup();
+    await fixture?.close();
   });
 
   async function expectRefusedAndClosed(conn: RawConnection, raw: string, statuses: number[]): Promise<void> {

@@ -1,13 +1,12 @@
 // WebSocket upgrades are policy-checked like any request and then relayed both ways: inside a
 // CONNECT tunnel (wss) and as absolute-form plain HTTP (ws).
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
-import { startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
+import { startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import type { GatewayProcess } from '../support/gateway-process.js';
 import { connectRaw, openTlsTunnel, type RawConnection } from '../support/raw-tunnel.js';
-import { createTestPki, type TestPki } from '../support/test-pki.js';
-import { startUpstream, type Upstream } from '../support/upstream.js';
+import type { Upstream } from '../support/upstream.js';
 import { encodeFrame, newWebsocketKey, OPCODE, websocketAccept } from '../support/websocket-frames.js';
 
 const skip = capabilityGate(missingCommand('openssl'));
@@ -63,28 +62,20 @@ async function expectEchoingWebsocket(conn: RawConnection, target: string, host:
 }
 
 describe.skipIf(skip !== null)('WebSocket through the gateway', () => {
-  let pki: TestPki;
+  let fixture: GatewayFixture | undefined;
   let upstream: Upstream;
   let plainUpstream: Upstream;
   let gateway: GatewayProcess;
   let gatewayCa: string;
 
   beforeAll(async () => {
-    pki = createTestPki([API]);
-    upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
-    plainUpstream = await startUpstream({ plain: true, names: [API] });
-    gateway = await startGatewayProcess({
-      policyYaml: POLICY,
-      args: ['--upstream-ca', pki.ca.certPath, '--resolve', `${API}=127.0.0.1`],
-    });
-    gatewayCa = readFileSync(gateway.caPath, 'utf8');
+    fixture = await startGatewayFixture({ policyYaml: POLICY, names: [API], plainUpstream: true });
+    ({ upstream, gateway, gatewayCa } = fixture);
+    plainUpstream = fixture.plainUpstream!;
   });
 
   afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-    await plainUpstream?.close();
-    pki?.cleanup();
+    await fixture?.close();
   });
 
   describe('wss (inside a CONNECT tunnel)', () => {
