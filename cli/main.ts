@@ -33,6 +33,7 @@ program
   .option('--log <file>', 'audit log file (JSON lines; default: stderr)')
   .option('--metrics <ip:port>', 'serve Prometheus metrics at http://IP:PORT/metrics')
   .option('--dns <ip:port>', 'serve DNS (UDP+TCP): allowed names get synthetic addresses, the rest NXDOMAIN; nothing is forwarded')
+  .option('--dns-socket <socket>', 'also serve DNS (length-framed, as over TCP) on this unix socket for the jail\'s forwarder (mode 0600)')
   .option('--transparent <socket>', 'unix socket for PROXY-v2-framed connections from the jail\'s redirector (mode 0600)')
   .addOption(new Option('--dns-deny <rcode>', 'answer for names no rule allows').choices(['nxdomain', 'refused']).default('nxdomain'))
   .addOption(new Option('--monitor', 'report mode: log what would be denied, deny nothing').default(false))

@@ -18,6 +18,7 @@ export interface ServeFlags {
   metrics?: string;
   dns?: string;
   transparent?: string;
+  dnsSocket?: string;
   upstreamTimeout?: string;
   headerTimeout?: string;
   dnsDeny: 'nxdomain' | 'refused';
@@ -55,6 +56,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     metrics,
     dns,
     transparentSocket: flags.transparent,
+    dnsSocket: flags.dnsSocket,
     upstreamTimeoutMs,
     limits: headersTimeoutMs === undefined ? undefined : { headersTimeoutMs },
     dnsDenyRcode: flags.dnsDeny === 'refused' ? 'REFUSED' : 'NXDOMAIN',
@@ -79,6 +81,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
       metrics: gateway.metricsAddress ? format(gateway.metricsAddress) : null,
       dns: gateway.dnsAddress ? format(gateway.dnsAddress) : null,
       transparent: flags.transparent ?? null,
+      dnsSocket: flags.dnsSocket ?? null,
       ca: gateway.ca.certPath,
     }) + '\n',
   );

@@ -47,6 +47,11 @@ export interface GatewayOptions {
    * NXDOMAIN, and no query is ever forwarded.
    */
   dns?: ListenAddress | null;
+  /**
+   * Also serve DNS over a unix socket (stream framing, mode 0600) for the jail's forwarder.
+   * Starts the DNS server on 127.0.0.1 with a free port when `dns` is not given.
+   */
+  dnsSocket?: string;
   /** Answer for names no rule could allow. Default NXDOMAIN. */
   dnsDenyRcode?: 'NXDOMAIN' | 'REFUSED';
   /**
@@ -116,7 +121,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   });
 
   const syntheticAddresses = new SyntheticAddressPool();
-  const dnsMetrics = metrics && options.dns ? registerDnsMetrics(metrics.registry, (listener) => events.on('dns', listener), syntheticAddresses) : null;
+  const dnsListen = options.dns ?? (options.dnsSocket ? { host: '127.0.0.1', port: 0 } : null);
+  const dnsMetrics = metrics && dnsListen ? registerDnsMetrics(metrics.registry, (listener) => events.on('dns', listener), syntheticAddresses) : null;
   let dnsServer: DnsServer | null = null;
 
   const servers: http.Server[] = [];
@@ -142,10 +148,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       metricsAddress = await listen(metricsServer, options.metrics, 'metrics');
       servers.push(metricsServer);
     }
-    if (options.dns) {
+    if (dnsListen) {
       dnsServer = await startDnsServer({
-        host: options.dns.host,
-        port: options.dns.port,
+        host: dnsListen.host,
+        port: dnsListen.port,
+        unixSocketPath: options.dnsSocket,
         pool: syntheticAddresses,
         denyRcode: options.dnsDenyRcode,
         // SECURITY: names are answered from the policy alone; nothing is ever forwarded, so a
@@ -153,7 +160,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         admission: { couldAllowHost: (host) => policy.couldResolveHost(host) },
         onQuery: (event) => events.emit('dns', event),
       }).catch((error: NodeJS.ErrnoException) => {
-        throw new SrtGwError(ErrorCodes.LISTEN_FAILED, `cannot serve DNS on ${options.dns!.host}:${options.dns!.port}: ${error.code ?? error.message}`, { cause: error });
+        if (error instanceof SrtGwError) throw error;
+        throw new SrtGwError(ErrorCodes.LISTEN_FAILED, `cannot serve DNS on ${dnsListen.host}:${dnsListen.port}: ${error.code ?? error.message}`, { cause: error });
       });
     }
     if (options.transparentSocket) {

@@ -2,6 +2,7 @@
 // policy: admitted names get a stable synthetic address, everything else NXDOMAIN.
 // SECURITY: nothing here opens a socket towards any other DNS server, so no query from the
 // sandbox ever causes an upstream query (DNS tunnelling) — test: test/e2e/dns-tunnel.test.ts.
+import { chmodSync, rmSync } from 'node:fs';
 import dgram from 'node:dgram';
 import net, { isIPv4, type AddressInfo } from 'node:net';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
@@ -56,10 +57,15 @@ export interface DnsServerOptions extends Omit<DnsResponderOptions, 'pool'> {
   tcpIdleTimeoutMs?: number;
   /** Open TCP connections beyond this are refused (default 64). */
   maxTcpConnections?: number;
+  /**
+   * Also serve DNS-over-stream (2-byte length framing, as TCP) on this unix socket, mode 0600:
+   * the jail's forwarder reaches the resolver here, since the jail cannot see host loopback.
+   */
+  unixSocketPath?: string;
 }
 
 export interface DnsServer {
-  readonly address: { udp: AddressInfo; tcp: AddressInfo };
+  readonly address: { udp: AddressInfo; tcp: AddressInfo; unix?: string };
   readonly pool: SyntheticAddressPool;
   close(): Promise<void>;
 }
@@ -230,12 +236,40 @@ export async function startDnsServer(options: DnsServerOptions): Promise<DnsServ
       break;
     }
     const bound = udp;
+    let unix: net.Server | null = null;
+    if (options.unixSocketPath) {
+      const path = options.unixSocketPath;
+      unix = net.createServer((socket) => {
+        sockets.add(socket);
+        socket.on('close', () => sockets.delete(socket));
+        // Everything on this socket comes from the one jail behind it: one rate-limit bucket.
+        serveTcpConnection(socket, responder, idleTimeoutMs, 'jail');
+      });
+      unix.maxConnections = tcp.maxConnections;
+      unix.on('error', () => undefined);
+      rmSync(path, { force: true });
+      const unixServer = unix;
+      try {
+        await new Promise<void>((resolve, reject) => {
+          unixServer.once('error', reject);
+          unixServer.listen(path, () => resolve());
+        });
+        chmodSync(path, 0o600);
+      } catch (error) {
+        await Promise.all([new Promise<void>((resolve) => tcp.close(() => resolve())), closeQuietly(bound)]);
+        throw new SrtGwError(ErrorCodes.LISTEN_FAILED, `DNS server could not listen on ${path}: ${(error as Error).message}`, { cause: error });
+      }
+    }
     return {
-      address: { udp: bound.address(), tcp: tcp.address() as AddressInfo },
+      address: { udp: bound.address(), tcp: tcp.address() as AddressInfo, ...(options.unixSocketPath ? { unix: options.unixSocketPath } : {}) },
       pool,
       close: async () => {
         for (const socket of sockets) socket.destroy();
-        await Promise.all([new Promise<void>((resolve) => tcp.close(() => resolve())), closeQuietly(bound)]);
+        await Promise.all([
+          new Promise<void>((resolve) => tcp.close(() => resolve())),
+          closeQuietly(bound),
+          unix ? new Promise<void>((resolve) => unix.close(() => resolve())) : Promise.resolve(),
+        ]);
       },
     };
   }
@@ -278,8 +312,7 @@ function closeQuietly(udp: dgram.Socket | undefined): Promise<void> {
  * RFC 1035 §4.2.2 / RFC 7766 framing: each message is preceded by its 2-byte length. Frames may
  * arrive split or coalesced, so bytes are buffered until a whole frame is present.
  */
-function serveTcpConnection(socket: net.Socket, responder: DnsResponder, idleTimeoutMs: number): void {
-  const client = normalizeClient(socket.remoteAddress ?? '');
+function serveTcpConnection(socket: net.Socket, responder: DnsResponder, idleTimeoutMs: number, client = normalizeClient(socket.remoteAddress ?? '')): void {
   let buffered: Buffer = Buffer.alloc(0);
   socket.setNoDelay(true);
   socket.setTimeout(idleTimeoutMs, () => socket.destroy());

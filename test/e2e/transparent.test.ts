@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import dnsPacket from 'dns-packet';
 import proxyProtocol from 'proxy-protocol-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
@@ -63,6 +64,7 @@ describe.skipIf(skip !== null)('transparent connections from the jail (PROXY v2 
   let gateway: GatewayProcess;
   let socketDir: string;
   let socketPath: string;
+  let dnsSocketPath: string;
   let gatewayCa: Buffer;
 
   const lookup = (name: string): string =>
@@ -76,6 +78,7 @@ describe.skipIf(skip !== null)('transparent connections from the jail (PROXY v2 
     tcpEchoPort = (tcpEcho.address() as net.AddressInfo).port;
     socketDir = mkdtempSync(join(tmpdir(), 'srt-gw-transparent-'));
     socketPath = join(socketDir, 'gateway.sock');
+    dnsSocketPath = join(socketDir, 'dns.sock');
     gateway = await startGatewayProcess({
       policyYaml: `
 version: 1
@@ -91,6 +94,7 @@ rules:
       args: [
         '--dns', '127.0.0.1:0',
         '--transparent', socketPath,
+        '--dns-socket', dnsSocketPath,
         '--upstream-ca', pki.ca.certPath,
         '--resolve', `${API}=127.0.0.1`,
         '--resolve', `${SSH}=127.0.0.1`,
@@ -109,6 +113,36 @@ rules:
 
   it('the socket is private to the gateway user (mode 0600)', () => {
     expect(statSync(socketPath).mode & 0o777).toBe(0o600);
+  });
+
+  it('DNS over the unix socket (the jail forwarder\'s path) answers from the same map as UDP', async () => {
+    expect(statSync(dnsSocketPath).mode & 0o777).toBe(0o600);
+    const ask = (name: string, id: number) => {
+      const query = dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] });
+      const framed = Buffer.alloc(2 + query.length);
+      framed.writeUInt16BE(query.length, 0);
+      query.copy(framed, 2);
+      return framed;
+    };
+    const socket = await dial(dnsSocketPath, Buffer.concat([ask(API, 1), ask('exfil-data.attacker.test', 2)]));
+    const answers: dnsPacket.DecodedPacket[] = [];
+    let buffered = Buffer.alloc(0);
+    await new Promise<void>((resolve, reject) => {
+      socket.on('data', (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
+          answers.push(dnsPacket.decode(buffered.subarray(2, 2 + buffered.readUInt16BE(0))));
+          buffered = buffered.subarray(2 + buffered.readUInt16BE(0));
+        }
+        if (answers.length === 2) resolve();
+      });
+      socket.once('error', reject);
+    });
+    socket.destroy();
+    const byId = new Map(answers.map((a) => [a.id, a]));
+    expect(byId.get(1)?.answers?.[0]).toMatchObject({ type: 'A', data: lookup(API) });
+    expect(byId.get(2)?.answers ?? []).toEqual([]);
+    expect(byId.get(2)?.flags !== undefined && (byId.get(2)!.flags! & 0xf)).toBe(3); // NXDOMAIN
   });
 
   it('HTTPS to the synthetic address of an allowed name is terminated, checked and forwarded', async () => {
