@@ -11,7 +11,7 @@ export {
   isSyntheticAddress,
 } from './synthetic-pool.js';
 export type { SyntheticAddressPoolOptions } from './synthetic-pool.js';
-export { UpstreamResolver, normalizeHost, parseHostsFile } from './upstream-resolver.js';
+export { UpstreamResolver, parseHostsFile } from './upstream-resolver.js';
 export type { ResolvedAddress, UpstreamResolverOptions } from './upstream-resolver.js';
 export { DNS_QUERY_CHANNEL, dnsQueryChannel, loggableName, shannonEntropy, nameTunnelSignals } from './query-events.js';
 export type { DnsQueryEvent, DnsDecision, TunnelSignal } from './query-events.js';

@@ -5,6 +5,7 @@ import { promises as dnsPromises } from 'node:dns';
 import { readFile, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
+import { normalizeHost } from '../../policies/host.js';
 
 export interface ResolvedAddress {
   address: string;
@@ -86,7 +87,9 @@ export class UpstreamResolver {
       if (bad !== undefined || addresses.length === 0) {
         throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `--resolve ${host}: "${bad ?? ''}" is not an IP address`);
       }
-      this.overrides.set(normalizeHost(host), sortAddresses(addresses.map(toResolved)));
+      const name = normalizeHost(host);
+      if (name === null) throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `--resolve ${printable(host)}: not a valid host name`);
+      this.overrides.set(name, sortAddresses(addresses.map(toResolved)));
     }
     this.resolver = new dnsPromises.Resolver({ timeout: options.queryTimeoutMs ?? 2000, tries: options.queryTries ?? 2 });
     if (options.dnsServers && options.dnsServers.length > 0) {
@@ -109,14 +112,15 @@ export class UpstreamResolver {
 
   /** Addresses for `host`, IPv4 first. Throws SrtGwError(UPSTREAM_DNS) when there are none. */
   async resolve(host: string): Promise<ResolvedAddress[]> {
+    // The policy's normaliser: the resolver keys names exactly as the rules and the CLI do.
     const name = normalizeHost(host);
+    if (name === null) {
+      throw new SrtGwError(ErrorCodes.UPSTREAM_DNS, `could not resolve ${printable(host)}: not a valid host name`);
+    }
     const literal = isIP(name);
     if (literal !== 0) return [{ address: name, family: literal as 4 | 6 }];
     const override = this.overrides.get(name);
     if (override) return override.map((a) => ({ ...a }));
-    if (!isValidHostName(name)) {
-      throw new SrtGwError(ErrorCodes.UPSTREAM_DNS, `could not resolve ${printable(host)}: not a valid host name`);
-    }
     if (this.useHostsFile) {
       const fromHosts = (await this.hostsEntries()).get(name);
       if (fromHosts) return fromHosts.map((a) => ({ ...a }));
@@ -235,7 +239,7 @@ export class UpstreamResolver {
         const usable = wanted === 0 ? addresses : addresses.filter((a) => a.family === wanted);
         const first = usable[0];
         if (!first) {
-          callback(new SrtGwError(ErrorCodes.UPSTREAM_DNS, `could not resolve ${normalizeHost(hostname)}: no IPv${wanted} address`));
+          callback(new SrtGwError(ErrorCodes.UPSTREAM_DNS, `could not resolve ${normalizeHost(hostname) ?? printable(hostname)}: no IPv${wanted} address`));
         } else if (opts.all) {
           callback(null, usable);
         } else {
@@ -245,16 +249,6 @@ export class UpstreamResolver {
       (error: unknown) => callback(error),
     );
   }
-}
-
-/** Lower-case, no trailing dot, no IPv6 brackets. */
-export function normalizeHost(host: string): string {
-  return host.trim().toLowerCase().replace(/\.$/, '').replace(/^\[(.*)\]$/, '$1');
-}
-
-function isValidHostName(name: string): boolean {
-  if (name.length === 0 || name.length > 253) return false;
-  return name.split('.').every((label) => /^[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?$/.test(label));
 }
 
 /** Parses hosts(5) text: "IP name [aliases...]", "#" comments; first lines win per address order. */
@@ -267,6 +261,7 @@ export function parseHostsFile(text: string): Map<string, ResolvedAddress[]> {
     if (family === 0 || fields.length < 2) continue;
     for (const name of fields.slice(1)) {
       const key = normalizeHost(name);
+      if (key === null) continue;
       const list = entries.get(key) ?? [];
       if (!list.some((a) => a.address === ip)) list.push({ address: ip, family: family as 4 | 6 });
       entries.set(key, list);
