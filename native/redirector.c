@@ -51,12 +51,13 @@ static volatile sig_atomic_t stop_requested;
 
 static void usage(FILE *out) {
   fprintf(out,
-          "usage: %s --listen-port PORT --gateway-socket PATH [--max-connections N]\n"
+          "usage: %s --listen-port PORT --gateway-socket PATH [--max-connections N] [--ready-fd N]\n"
           "\n"
           "Accepts TCP connections that nftables redirected to 127.0.0.1:PORT and [::1]:PORT,\n"
           "reads each one's original destination (SO_ORIGINAL_DST) and relays it to the gateway's\n"
           "unix socket PATH behind a PROXY protocol v2 header. Connections are closed at once when\n"
-          "the gateway cannot be reached. Prints one 'listening' line on stderr when ready.\n",
+          "the gateway cannot be reached. Prints one 'listening' line on stderr when ready, and with\n"
+          "--ready-fd N also writes \"ready\\n\" to fd N and closes it (for a supervisor to wait on).\n",
           prog);
 }
 
@@ -283,6 +284,7 @@ int main(int argc, char **argv) {
   int port = -1;
   long max_connections = MAX_CONNECTIONS_DEFAULT;
   const char *gateway_path = NULL;
+  int ready_fd = -1;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
     if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
@@ -302,6 +304,14 @@ int main(int argc, char **argv) {
       }
     } else if (!strcmp(arg, "--gateway-socket")) {
       gateway_path = value;
+    } else if (!strcmp(arg, "--ready-fd")) {
+      char *end;
+      long fd = strtol(value, &end, 10);
+      if (*end || end == value || fd < 3 || fd > 1023) {
+        fprintf(stderr, "%s: --ready-fd must be a file descriptor from 3 to 1023 (got '%s')\n", prog, value);
+        return 64;
+      }
+      ready_fd = (int)fd;
     } else if (!strcmp(arg, "--max-connections")) {
       char *end;
       max_connections = strtol(value, &end, 10);
@@ -357,8 +367,18 @@ int main(int argc, char **argv) {
   /* IPv6 is optional: a kernel or netns without it still gets IPv4 redirected. */
   int v6 = listen_on(AF_INET6, (uint16_t)port);
   if (v6 >= 0) listeners[nlisteners++] = v6;
-  fprintf(stderr, "%s: listening on 127.0.0.1:%d%s, gateway %s\n", prog, port,
-          v6 >= 0 ? " and [::1]" : " (no IPv6)", gateway_path);
+  /* Under a supervisor (--ready-fd) the line would only be noise on the user's terminal. */
+  if (ready_fd < 0)
+    fprintf(stderr, "%s: listening on 127.0.0.1:%d%s, gateway %s\n", prog, port,
+            v6 >= 0 ? " and [::1]" : " (no IPv6)", gateway_path);
+  if (ready_fd >= 0) {
+    /* Listening sockets exist now, so connections redirected from here on queue in the backlog. */
+    if (write_all(ready_fd, "ready\n", 6) < 0) {
+      fprintf(stderr, "%s: --ready-fd %d: %s\n", prog, ready_fd, strerror(errno));
+      return 1;
+    }
+    close(ready_fd);
+  }
 
   long active = 0;
   while (!stop_requested) {

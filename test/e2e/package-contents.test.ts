@@ -29,6 +29,8 @@ describe('npm pack contents', () => {
     'dist/index.d.ts',
     'dist/cli/main.js',
     'native/redirector.c',
+    'native/dns-forwarder.c',
+    'native/jail-init.c',
     'native/build.sh',
     'scripts/build-native.mjs',
     'dashboards/grafana/srt-gw.json',

@@ -1,0 +1,546 @@
+/*
+ * srt-gw-jail-init: the first program inside `srt-gw run`'s bubblewrap jail. It turns the empty
+ * network namespace bwrap made into one whose only ways out are the gateway's unix sockets, then
+ * runs the command where it can neither see those sockets nor the helpers that hold them.
+ *
+ *   1. network: `lo` up, default routes via lo (with src, else redirected connects hang), the
+ *      nftables rules the caller wrote (every TCP connect → the redirector, every DNS query → the
+ *      DNS forwarder, everything else dropped);
+ *   2. helpers: srt-gw-redirector and srt-gw-dns-forwarder, started from this mount namespace
+ *      (the only one where the gateway's sockets are mounted), each waited for on a ready pipe;
+ *   3. the command: in a new PID namespace (pid 1 there is a small reaper that forwards signals),
+ *      a new mount namespace with the gateway's socket directory unmounted and a fresh /proc,
+ *      a new user namespace that maps the caller's own uid/gid, no capabilities, no new privileges
+ *      and a seccomp filter (see install_seccomp).
+ *
+ * The parent (`srt-gw run`) talks to it over --control-fd: each byte is a signal number to pass
+ * to the command; end of file means the parent is gone and the command is killed.
+ *
+ * Exit status: the command's (128+N when killed by signal N); 125 when the jail could not be set
+ * up (a message on stderr says what failed); 126/127 when the command cannot be executed/found.
+ *
+ * SECURITY: fail closed — any setup step that fails stops before the command runs, and nothing
+ * here ever connects anywhere: the command's only exits are the helpers, which only speak to the
+ * gateway. test/e2e/jail-network.test.ts.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define EXIT_SETUP 125
+#define EXIT_CANNOT_EXECUTE 126
+#define EXIT_NOT_FOUND 127
+
+static const char *prog = "srt-gw-jail-init";
+
+struct options {
+  const char *nft;            /* path of the nft binary */
+  const char *nft_rules;      /* ruleset file for nft -f */
+  const char *redirector;     /* srt-gw-redirector binary */
+  const char *dns_forwarder;  /* srt-gw-dns-forwarder binary */
+  const char *gateway_socket; /* the gateway's transparent socket */
+  const char *dns_socket;     /* the gateway's DNS socket */
+  const char *hide;           /* directory (a mount point) holding the sockets; unmounted for the command */
+  int redirect_port;
+  int dns_port;
+  long uid, gid;              /* the caller's ids outside, which the command gets back */
+  int control_fd;
+  char **command;
+};
+
+static void die(const char *what) {
+  fprintf(stderr, "%s: %s: %s\n", prog, what, strerror(errno));
+  _exit(EXIT_SETUP);
+}
+
+static void die_msg(const char *message) {
+  fprintf(stderr, "%s: %s\n", prog, message);
+  _exit(EXIT_SETUP);
+}
+
+/* ---------------------------------------------------------------- network ---------------- */
+
+static void bring_up_loopback(void) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) die("socket for lo");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  if (ioctl(fd, SIOCGIFFLAGS, &ifr) < 0) die("read lo flags");
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0) die("bring lo up");
+  close(fd);
+}
+
+/*
+ * `ip route add default dev lo src <loopback>`: without a route, connect() to an outside address
+ * fails with ENETUNREACH before nftables can redirect it; without `src`, the redirected
+ * connection leaves from 0.0.0.0 and never reaches the redirector's accept queue.
+ * Returns 0, or -1 with errno set (IPv6 may be missing; the caller decides).
+ */
+static int add_default_route(int family) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return -1;
+  struct {
+    struct nlmsghdr nh;
+    struct rtmsg rt;
+    char attrs[64];
+  } req;
+  memset(&req, 0, sizeof req);
+  req.nh.nlmsg_type = RTM_NEWROUTE;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+  req.nh.nlmsg_seq = 1;
+  req.rt.rtm_family = (unsigned char)family;
+  req.rt.rtm_table = RT_TABLE_MAIN;
+  req.rt.rtm_protocol = RTPROT_BOOT;
+  req.rt.rtm_scope = family == AF_INET ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
+  req.rt.rtm_type = RTN_UNICAST;
+  size_t len = NLMSG_LENGTH(sizeof req.rt);
+
+  uint32_t oif = if_nametoindex("lo");
+  struct in6_addr loopback6 = IN6ADDR_LOOPBACK_INIT;
+  uint32_t loopback4 = htonl(INADDR_LOOPBACK);
+  const void *src = family == AF_INET ? (const void *)&loopback4 : (const void *)&loopback6;
+  size_t src_len = family == AF_INET ? sizeof loopback4 : sizeof loopback6;
+  struct {
+    unsigned short type;
+    const void *data;
+    size_t size;
+  } attrs[] = {{RTA_OIF, &oif, sizeof oif}, {RTA_PREFSRC, src, src_len}};
+  for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
+    struct rtattr *rta = (struct rtattr *)((char *)&req + NLMSG_ALIGN(len));
+    rta->rta_type = attrs[i].type;
+    rta->rta_len = (unsigned short)RTA_LENGTH(attrs[i].size);
+    memcpy(RTA_DATA(rta), attrs[i].data, attrs[i].size);
+    len = NLMSG_ALIGN(len) + RTA_ALIGN(rta->rta_len);
+  }
+  req.nh.nlmsg_len = (uint32_t)len;
+
+  struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+  if (sendto(fd, &req, len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+  }
+  char reply[512];
+  ssize_t n = recv(fd, reply, sizeof reply, 0);
+  int saved = n < 0 ? errno : 0;
+  close(fd);
+  if (n < 0) {
+    errno = saved;
+    return -1;
+  }
+  struct nlmsghdr *nh = (struct nlmsghdr *)reply;
+  if (n >= (ssize_t)NLMSG_LENGTH(sizeof(struct nlmsgerr)) && nh->nlmsg_type == NLMSG_ERROR) {
+    int error = ((struct nlmsgerr *)NLMSG_DATA(nh))->error;
+    if (error != 0) {
+      errno = -error;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Runs argv with stdin from /dev/null; returns its exit status, or -1 when it could not run. */
+static int run_and_wait(char *const argv[]) {
+  pid_t pid = fork();
+  if (pid < 0) return -1;
+  if (pid == 0) {
+    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
+    execv(argv[0], argv);
+    fprintf(stderr, "%s: cannot run %s: %s\n", prog, argv[0], strerror(errno));
+    _exit(127);
+  }
+  int status;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return -1;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void set_up_network(const struct options *o) {
+  bring_up_loopback();
+  if (add_default_route(AF_INET) < 0) die("add the IPv4 default route via lo");
+  /* A kernel without IPv6 has nothing to route; the IPv6 nft table then has nothing to catch. */
+  if (add_default_route(AF_INET6) < 0 && errno != EAFNOSUPPORT && errno != EADDRNOTAVAIL) die("add the IPv6 default route via lo");
+  char *nft_argv[] = {(char *)o->nft, "-f", (char *)o->nft_rules, NULL};
+  int status = run_and_wait(nft_argv);
+  if (status != 0) {
+    fprintf(stderr, "%s: nft -f %s failed (status %d); the jail has no network rules, so the command does not run\n", prog,
+            o->nft_rules, status);
+    _exit(EXIT_SETUP);
+  }
+}
+
+/* ---------------------------------------------------------------- helpers ---------------- */
+
+/* Keeps only CAP_NET_BIND_SERVICE across the helper's exec (it binds ports below 1024). */
+static void limit_helper_capabilities(void) {
+  for (int cap = 0; cap <= CAP_LAST_CAP; cap++)
+    if (cap != CAP_NET_BIND_SERVICE) prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+/*
+ * Starts a helper with `--ready-fd N` and waits until it says "ready" (its listeners are bound,
+ * so connections redirected from now on queue in the kernel). Returns its pid.
+ */
+static pid_t start_helper(const char *binary, const char *socket_path, int port, const char *name) {
+  int ready[2];
+  if (pipe2(ready, O_CLOEXEC) < 0) die("pipe");
+  pid_t pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
+    fcntl(ready[1], F_SETFD, 0); /* the one descriptor the helper inherits besides stdio */
+    limit_helper_capabilities();
+    char port_text[16], fd_text[16];
+    snprintf(port_text, sizeof port_text, "%d", port);
+    snprintf(fd_text, sizeof fd_text, "%d", ready[1]);
+    char *argv[] = {(char *)binary, "--listen-port", port_text, "--gateway-socket", (char *)socket_path, "--ready-fd", fd_text, NULL};
+    execv(binary, argv);
+    fprintf(stderr, "%s: cannot run the %s %s: %s\n", prog, name, binary, strerror(errno));
+    _exit(127);
+  }
+  close(ready[1]);
+  char buffer[16];
+  size_t got = 0;
+  for (;;) {
+    ssize_t n = read(ready[0], buffer + got, sizeof buffer - 1 - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += (size_t)n;
+    if (got == sizeof buffer - 1 || memchr(buffer, '\n', got)) break;
+  }
+  close(ready[0]);
+  buffer[got] = '\0';
+  if (strcmp(buffer, "ready\n") != 0) {
+    fprintf(stderr, "%s: the %s did not start (see its message above); the command does not run\n", prog, name);
+    _exit(EXIT_SETUP);
+  }
+  return pid;
+}
+
+/* ---------------------------------------------------------------- the command ------------ */
+
+#define DENY(ctx, err, call, ...)                                                     \
+  do {                                                                                \
+    if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(err), SCMP_SYS(call), __VA_ARGS__) < 0) \
+      die_msg("seccomp rule for " #call " was refused");                            \
+  } while (0)
+
+/*
+ * SECURITY: what the command may not do even though it has no capabilities.
+ * - sockets of any family but AF_UNIX, AF_INET and AF_INET6 (netlink, packet, vsock — which is
+ *   not confined by the network namespace — bluetooth, ...), and raw/packet sockets of INET
+ *   families: only TCP (redirected) and UDP (dropped unless DNS) reach the stack;
+ * - io_uring (its operations bypass seccomp), ptrace and cross-process memory access (the command
+ *   must not drive the reaper or read what it holds), new user namespaces (they would hand the
+ *   command capabilities again), setns, bpf, perf, userfaultfd, keyrings, mount API;
+ * - TIOCSTI/TIOCLINUX: pushing keystrokes into the user's terminal outside the jail.
+ * test/e2e/jail-network.test.ts ("the seccomp filter refuses ...").
+ */
+static void install_seccomp(void) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  if (ctx == NULL) die_msg("seccomp_init failed");
+  static const int blocked_families[] = {AF_UNSPEC, 3, 4, 5, 6, 7, 8, 9};
+  for (size_t i = 0; i < sizeof blocked_families / sizeof blocked_families[0]; i++) {
+    DENY(ctx, EAFNOSUPPORT, socket, 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)blocked_families[i]));
+    DENY(ctx, EAFNOSUPPORT, socketpair, 1, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)blocked_families[i]));
+  }
+  DENY(ctx, EAFNOSUPPORT, socket, 1, SCMP_A0(SCMP_CMP_GT, AF_INET6));
+  DENY(ctx, EAFNOSUPPORT, socketpair, 1, SCMP_A0(SCMP_CMP_GT, AF_INET6));
+  static const int inet_families[] = {AF_INET, AF_INET6};
+  static const int raw_types[] = {SOCK_RAW, SOCK_PACKET};
+  for (size_t f = 0; f < 2; f++)
+    for (size_t t = 0; t < 2; t++)
+      DENY(ctx, EPERM, socket, 2, SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)inet_families[f]), SCMP_A1(SCMP_CMP_MASKED_EQ, 0xf, (scmp_datum_t)raw_types[t]));
+
+  DENY(ctx, ENOSYS, io_uring_setup, 0);
+  DENY(ctx, ENOSYS, io_uring_enter, 0);
+  DENY(ctx, ENOSYS, io_uring_register, 0);
+  /* clone3 passes its flags in memory, where seccomp cannot look: answer ENOSYS so libc falls
+   * back to clone(), whose flags are checked below. */
+  DENY(ctx, ENOSYS, clone3, 0);
+  DENY(ctx, EPERM, clone, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER));
+  DENY(ctx, EPERM, unshare, 1, SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, CLONE_NEWUSER));
+  static const int always_denied[] = {
+      SCMP_SYS(ptrace),       SCMP_SYS(process_vm_readv), SCMP_SYS(process_vm_writev), SCMP_SYS(setns),
+      SCMP_SYS(bpf),          SCMP_SYS(perf_event_open),  SCMP_SYS(userfaultfd),       SCMP_SYS(keyctl),
+      SCMP_SYS(add_key),      SCMP_SYS(request_key),      SCMP_SYS(mount),             SCMP_SYS(umount2),
+      SCMP_SYS(pivot_root),   SCMP_SYS(fsopen),           SCMP_SYS(fsmount),           SCMP_SYS(fsconfig),
+      SCMP_SYS(move_mount),   SCMP_SYS(open_tree),        SCMP_SYS(fspick),            SCMP_SYS(mount_setattr),
+      SCMP_SYS(kexec_load),   SCMP_SYS(kexec_file_load), SCMP_SYS(init_module),      SCMP_SYS(finit_module),      SCMP_SYS(delete_module),
+      SCMP_SYS(open_by_handle_at),
+  };
+  for (size_t i = 0; i < sizeof always_denied / sizeof always_denied[0]; i++)
+    if (seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), always_denied[i], 0) < 0) die_msg("seccomp rule was refused");
+  DENY(ctx, EPERM, ioctl, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCSTI));
+  DENY(ctx, EPERM, ioctl, 1, SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, TIOCLINUX));
+  if (seccomp_load(ctx) < 0) die_msg("loading the seccomp filter failed");
+  seccomp_release(ctx);
+}
+
+static void write_file(const char *path, const char *text) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) die(path);
+  ssize_t n = write(fd, text, strlen(text));
+  if (n != (ssize_t)strlen(text)) die(path);
+  close(fd);
+}
+
+/* Maps the caller's uid/gid (as seen outside the jail) onto bwrap's uid/gid 0. */
+static void enter_user_namespace(long uid, long gid) {
+  if (unshare(CLONE_NEWUSER) < 0) die("new user namespace for the command");
+  char map[64];
+  snprintf(map, sizeof map, "%ld 0 1\n", uid);
+  write_file("/proc/self/uid_map", map);
+  write_file("/proc/self/setgroups", "deny");
+  snprintf(map, sizeof map, "%ld 0 1\n", gid);
+  write_file("/proc/self/gid_map", map);
+}
+
+static void drop_all_capabilities(void) {
+  for (int cap = 0; cap <= CAP_LAST_CAP; cap++) prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct data[2];
+  memset(data, 0, sizeof data);
+  if (syscall(SYS_capset, &header, data) < 0) die("drop capabilities");
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) die("no_new_privs");
+}
+
+static void exec_command(char **command) {
+  drop_all_capabilities();
+  /* Only stdio crosses into the command; everything else the jail opened stays behind. */
+  syscall(SYS_close_range, 3, ~0U, 0);
+  install_seccomp();
+  execvp(command[0], command);
+  int error = errno;
+  fprintf(stderr, "srt-gw: cannot run %s: %s\n", command[0], strerror(error));
+  _exit(error == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXECUTE);
+}
+
+static volatile sig_atomic_t forwarded_to;
+
+static void forward_signal(int sig) {
+  if (forwarded_to > 0) kill((pid_t)forwarded_to, sig);
+}
+
+static void wake_up(int sig) { (void)sig; }
+
+static const int forwarded_signals[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT, SIGALRM};
+
+static int status_to_exit_code(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/*
+ * pid 1 of the command's PID namespace: mounts its /proc, maps the user, starts the command and
+ * then only reaps and forwards signals (pid 1 ignores signals it has no handler for, so the
+ * command itself must not be pid 1). Exits with the command's status, which ends the namespace.
+ */
+static void run_reaper(const struct options *o) {
+  /* If the init outside dies, so does this namespace (getppid() is 0 here: no race check). */
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (unshare(CLONE_NEWNS) < 0) die("new mount namespace for the command");
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make mounts private");
+  /* SECURITY: the gateway's sockets are unreachable from the command; only the helpers, in the
+   * mount namespace left behind, hold them. test/e2e/jail-network.test.ts. */
+  if (umount2(o->hide, MNT_DETACH) < 0) die("unmount the gateway socket directory");
+  if (access(o->gateway_socket, F_OK) == 0) die_msg("the gateway socket is still visible after unmounting; refusing to run");
+  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc for the command");
+  if (mount("/proc/sys", "/proc/sys", NULL, MS_BIND | MS_REC, NULL) < 0 ||
+      mount(NULL, "/proc/sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+    die("make /proc/sys read-only");
+  enter_user_namespace(o->uid, o->gid);
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  pid_t child = fork();
+  if (child < 0) die("fork the command");
+  if (child == 0) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    exec_command(o->command);
+  }
+  forwarded_to = child;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = forward_signal;
+  sa.sa_flags = SA_RESTART;
+  for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++) sigaction(forwarded_signals[i], &sa, NULL);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+  drop_all_capabilities();
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, 0);
+    if (pid < 0 && errno == EINTR) continue;
+    if (pid < 0) _exit(EXIT_SETUP);
+    if (pid == child) _exit(status_to_exit_code(status));
+  }
+}
+
+/* ---------------------------------------------------------------- main ------------------- */
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: %s --nft PATH --nft-rules FILE --redirector PATH --redirect-port N --gateway-socket PATH\n"
+          "       --dns-forwarder PATH --dns-port N --dns-socket PATH --hide DIR --uid N --gid N --control-fd N\n"
+          "       -- COMMAND [ARG...]\n"
+          "\n"
+          "Runs inside srt-gw run's bubblewrap jail (not by hand): sets up the network namespace so that\n"
+          "every TCP connection and DNS query goes to the gateway, then runs COMMAND without capabilities\n"
+          "in nested PID, mount and user namespaces where the gateway's sockets are not visible.\n",
+          prog);
+}
+
+static long parse_number(const char *flag, const char *value, long min, long max) {
+  char *end;
+  errno = 0;
+  long n = strtol(value, &end, 10);
+  if (errno || *end || end == value || n < min || n > max) {
+    fprintf(stderr, "%s: %s must be a number from %ld to %ld (got '%s')\n", prog, flag, min, max, value);
+    exit(64);
+  }
+  return n;
+}
+
+static void parse_options(int argc, char **argv, struct options *o) {
+  memset(o, 0, sizeof *o);
+  o->uid = o->gid = -1;
+  o->control_fd = -1;
+  int i = 1;
+  for (; i < argc; i++) {
+    const char *arg = argv[i];
+    if (!strcmp(arg, "--")) {
+      i++;
+      break;
+    }
+    if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+      usage(stdout);
+      exit(0);
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "%s: %s needs a value (or unknown option)\n", prog, arg);
+      exit(64);
+    }
+    const char *value = argv[++i];
+    if (!strcmp(arg, "--nft")) o->nft = value;
+    else if (!strcmp(arg, "--nft-rules")) o->nft_rules = value;
+    else if (!strcmp(arg, "--redirector")) o->redirector = value;
+    else if (!strcmp(arg, "--dns-forwarder")) o->dns_forwarder = value;
+    else if (!strcmp(arg, "--gateway-socket")) o->gateway_socket = value;
+    else if (!strcmp(arg, "--dns-socket")) o->dns_socket = value;
+    else if (!strcmp(arg, "--hide")) o->hide = value;
+    else if (!strcmp(arg, "--redirect-port")) o->redirect_port = (int)parse_number(arg, value, 1, 65535);
+    else if (!strcmp(arg, "--dns-port")) o->dns_port = (int)parse_number(arg, value, 1, 65535);
+    else if (!strcmp(arg, "--uid")) o->uid = parse_number(arg, value, 0, 4294967294L);
+    else if (!strcmp(arg, "--gid")) o->gid = parse_number(arg, value, 0, 4294967294L);
+    else if (!strcmp(arg, "--control-fd")) o->control_fd = (int)parse_number(arg, value, 3, 1023);
+    else {
+      fprintf(stderr, "%s: unknown option %s\n", prog, arg);
+      usage(stderr);
+      exit(64);
+    }
+  }
+  if (!o->nft || !o->nft_rules || !o->redirector || !o->dns_forwarder || !o->gateway_socket || !o->dns_socket || !o->hide ||
+      !o->redirect_port || !o->dns_port || o->uid < 0 || o->gid < 0 || o->control_fd < 0 || i >= argc) {
+    usage(stderr);
+    exit(64);
+  }
+  o->command = argv + i;
+}
+
+int main(int argc, char **argv) {
+  struct options o;
+  parse_options(argc, argv, &o);
+  if (fcntl(o.control_fd, F_SETFD, FD_CLOEXEC) < 0) die("--control-fd is not open");
+  signal(SIGPIPE, SIG_IGN);
+
+  set_up_network(&o);
+  pid_t redirector = start_helper(o.redirector, o.gateway_socket, o.redirect_port, "redirector");
+  pid_t forwarder = start_helper(o.dns_forwarder, o.dns_socket, o.dns_port, "DNS forwarder");
+
+  /* Signals are handled synchronously from here on: SIGCHLD through a self-pipe-free ppoll. */
+  sigset_t blocked, during_wait;
+  sigemptyset(&blocked);
+  sigaddset(&blocked, SIGCHLD);
+  for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++) sigaddset(&blocked, forwarded_signals[i]);
+  sigprocmask(SIG_BLOCK, &blocked, &during_wait);
+
+  if (unshare(CLONE_NEWPID) < 0) die("new PID namespace for the command");
+  pid_t reaper = fork();
+  if (reaper < 0) die("fork");
+  if (reaper == 0) {
+    sigprocmask(SIG_SETMASK, &during_wait, NULL);
+    run_reaper(&o);
+  }
+
+  /* Signals sent to this process (by bwrap's init or a user) go to the command too. */
+  forwarded_to = reaper;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = forward_signal;
+  for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++) sigaction(forwarded_signals[i], &sa, NULL);
+  /* A no-op handler makes SIGCHLD interrupt ppoll. */
+  sa.sa_handler = wake_up;
+  sigaction(SIGCHLD, &sa, NULL);
+  sigdelset(&during_wait, SIGCHLD);
+
+  int exit_code = -1;
+  int control_open = 1;
+  while (exit_code < 0) {
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+      if (pid == reaper) exit_code = status_to_exit_code(status);
+      else if (pid == redirector || pid == forwarder) {
+        /* Fail closed: nothing replaces it, so the command's connections now fail. */
+        fprintf(stderr, "srt-gw: the jail's %s stopped; the command has no network from now on\n",
+                pid == redirector ? "redirector" : "DNS forwarder");
+      }
+    }
+    if (exit_code >= 0) break;
+    struct pollfd fds[1] = {{.fd = control_open ? o.control_fd : -1, .events = POLLIN}};
+    int ready = ppoll(fds, 1, NULL, &during_wait);
+    if (ready < 0) continue; /* EINTR: a signal was forwarded or a child exited */
+    if (fds[0].revents) {
+      unsigned char signals[64];
+      ssize_t n = read(o.control_fd, signals, sizeof signals);
+      if (n <= 0) {
+        /* The parent is gone: so is the gateway, and so must the command be. */
+        control_open = 0;
+        kill(reaper, SIGKILL);
+      }
+      for (ssize_t i = 0; i < n; i++)
+        if (signals[i] > 0 && signals[i] < 65) kill(reaper, signals[i]);
+    }
+  }
+  kill(redirector, SIGKILL);
+  kill(forwarder, SIGKILL);
+  return exit_code;
+}
