@@ -12,6 +12,13 @@ export const ErrorCodes = {
   POLICY_UNREADABLE: 'SRTGW_POLICY_UNREADABLE',
   /** The CA directory or key is unusable (wrong permissions, corrupt PEM, ...). */
   CA_INVALID: 'SRTGW_CA_INVALID',
+  /**
+   * The jail's filesystem rules cannot be applied: the policy hides the working directory, makes
+   * "/" writable, or a path cannot be handed to bubblewrap (a line break or NUL in it).
+   */
+  JAIL_FILESYSTEM_INVALID: 'SRTGW_JAIL_FILESYSTEM_INVALID',
+  /** `srt-gw run` cannot build its jail here (bubblewrap, nftables or a native helper missing or failing). */
+  JAIL_UNAVAILABLE: 'SRTGW_JAIL_UNAVAILABLE',
   /** A command-line flag or library option is invalid. */
   CONFIG_INVALID: 'SRTGW_CONFIG_INVALID',
   /** A listener could not bind. */

@@ -1,7 +1,7 @@
 // Turns zod issues from the policy file schema into one sentence each: which field, what is
 // wrong, what to write instead ("rules[0].paths[0] must start with "/" (got "v1/upload")").
 import type { z } from 'zod';
-import { POLICY_FILE_KEYS, RULE_FILE_KEYS } from './schema.js';
+import { FILESYSTEM_FILE_KEYS, POLICY_FILE_KEYS, RULE_FILE_KEYS } from './schema.js';
 
 export interface PolicyProblem {
   /** Path of the offending node in the file. */
@@ -18,7 +18,7 @@ export function problemsFromIssues(issues: readonly z.core.$ZodIssue[], data: un
   const problems: PolicyProblem[] = [];
   for (const issue of issues) {
     if (issue.code === 'unrecognized_keys') {
-      const knownKeys = issue.path.length === 0 ? POLICY_FILE_KEYS : RULE_FILE_KEYS;
+      const knownKeys = knownKeysAt(issue.path);
       const prefix = issue.path.length === 0 ? '' : `${formatFieldPath(issue.path)}: `;
       for (const key of issue.keys) {
         problems.push({ path: [...issue.path, key], at: 'key', message: `${prefix}unknown key '${key}'; ${suggestKey(key, knownKeys)}` });
@@ -33,6 +33,11 @@ export function problemsFromIssues(issues: readonly z.core.$ZodIssue[], data: un
     problems.push({ path: issue.path, at: 'value', message: `${field} ${issue.message}${got}` });
   }
   return problems;
+}
+
+function knownKeysAt(path: readonly PropertyKey[]): readonly string[] {
+  if (path.length === 0) return POLICY_FILE_KEYS;
+  return path[0] === 'filesystem' ? FILESYSTEM_FILE_KEYS : RULE_FILE_KEYS;
 }
 
 /** ["rules", 0, "paths", 1] → "rules[0].paths[1]". */

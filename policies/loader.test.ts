@@ -218,6 +218,69 @@ describe('parsePolicy', () => {
     expect(error.message).toBe(expected);
   });
 
+  test('the filesystem section keeps paths as written, with the policy directory and positions', () => {
+    const policy = parsePolicy(
+      [
+        'version: 1',
+        'rules: []',
+        'filesystem:',
+        '  denyRead: ["~/secrets", /opt/corp/keys]',
+        '  allowRead:',
+        '    - ~/.aws/config',
+        '  allowWrite: ["~", "./build/", "cache", "../shared"]',
+        '  denyWrite: []',
+      ].join('\n'),
+      '/srv/project/policy.yaml',
+    );
+    const at = (path: string, line: number, column: number) => ({
+      path,
+      baseDirectory: '/srv/project',
+      source: { file: '/srv/project/policy.yaml', line, column },
+    });
+    expect(policy.filesystem).toEqual({
+      denyRead: [at('~/secrets', 4, 14), at('/opt/corp/keys', 4, 27)],
+      allowRead: [at('~/.aws/config', 6, 7)],
+      allowWrite: [at('~', 7, 16), at('./build/', 7, 21), at('cache', 7, 33), at('../shared', 7, 42)],
+      denyWrite: [],
+    });
+    expect(Object.isFrozen(policy.filesystem)).toBe(true);
+    expect(Object.isFrozen(policy.filesystem?.denyRead[0])).toBe(true);
+  });
+
+  test('keys left out of the filesystem section are empty lists; no section means no filesystem field', () => {
+    expect(parsePolicy('version: 1\nrules: []\nfilesystem: {allowWrite: [/opt/cache]}\n').filesystem).toMatchObject({
+      denyRead: [],
+      allowRead: [],
+      denyWrite: [],
+    });
+    expect('filesystem' in parsePolicy('version: 1\nrules: []\n')).toBe(false);
+  });
+
+  test('relative filesystem paths of a relative policy file name are anchored at its absolute directory', () => {
+    const policy = parsePolicy('version: 1\nrules: []\nfilesystem: {denyWrite: [.env]}\n', 'conf/policy.yaml');
+    expect(policy.filesystem?.denyWrite[0]?.baseDirectory).toBe(join(process.cwd(), 'conf'));
+  });
+
+  test.each([
+    ['a path that merely contains "~" later', '/opt/a~b'],
+    ['the home directory itself', '~'],
+    ['odd but legal characters', '/opt/with space/$x\'quote'],
+  ])('filesystem path accepted: %s', (_name, path) => {
+    expect(parsePolicy(`version: 1\nrules: []\nfilesystem:\n  denyRead: [${JSON.stringify(path)}]\n`).filesystem?.denyRead[0]?.path).toBe(path);
+  });
+
+  test.each([
+    ['a line break', '"/opt/a\\nb"', '<inline>:4:14: filesystem.denyRead[0] must not contain a line break (got "/opt/a\\nb")'],
+    ['a "?" glob', '"~/file?.txt"', '<inline>:4:14: filesystem.denyRead[0] must not contain "*", "?" or "["; globs are not supported: name the directory, which covers everything below it (got "~/file?.txt")'],
+    ['a "[" glob', '"~/file[0-9]"', '<inline>:4:14: filesystem.denyRead[0] must not contain "*", "?" or "["; globs are not supported: name the directory, which covers everything below it (got "~/file[0-9]")'],
+    ['a number', '42', '<inline>:4:14: filesystem.denyRead[0] must be a path: absolute ("/opt/keys"), in your home directory ("~/.npm") or relative to this policy file ("./build") (got 42)'],
+    ['"~user" without a slash', '"~alice"', `<inline>:4:14: filesystem.denyRead[0] names another user's home directory; only "~" and "~/..." (your own home) are expanded, so write the absolute path instead (got "~alice")`],
+  ])('filesystem path refused: %s', (_name, yamlValue, expected) => {
+    const error = errorOf(() => parsePolicy(`version: 1\nrules: []\nfilesystem:\n  denyRead: [${yamlValue}]\n`));
+    expect(error.code).toBe(ErrorCodes.POLICY_INVALID);
+    expect(error.message).toBe(expected);
+  });
+
   test('alias bombs are refused, not expanded', () => {
     const lines = ['version: 1', 'a0: &a0 [x, x, x, x, x, x, x, x, x, x]'];
     for (let i = 1; i < 10; i++) lines.push(`a${i}: &a${i} [${Array.from({ length: 10 }, () => `*a${i - 1}`).join(', ')}]`);
@@ -309,6 +372,17 @@ test('the published JSON Schema describes the file shape', () => {
           },
         },
       },
+      filesystem: {
+        type: 'object',
+        additionalProperties: false,
+        properties: {
+          denyRead: { type: 'array', items: { type: 'string' } },
+          allowRead: { type: 'array', items: { type: 'string' } },
+          allowWrite: { type: 'array', items: { type: 'string' } },
+          denyWrite: { type: 'array', items: { type: 'string' } },
+        },
+      },
     },
   });
+  expect((schema.required as string[]).includes('filesystem')).toBe(false);
 });

@@ -2,13 +2,14 @@
 // problem never loads; the error lists every problem as "file:line:column: what to write instead".
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument, type YAMLError } from 'yaml';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { parseHostPattern } from './host.js';
 import { problemsFromIssues } from './issue-messages.js';
 import { normalizePathGlob } from './path.js';
-import { policyFileSchema, type PolicyFile, type RuleFile } from './schema.js';
-import type { Policy, Rule } from './types.js';
+import { policyFileSchema, type FilesystemFile, type PolicyFile, type RuleFile } from './schema.js';
+import type { FilesystemPathEntry, FilesystemPolicy, FilesystemPolicyKey, Policy, Rule } from './types.js';
 import { YamlPositions, type Position } from './yaml-positions.js';
 
 /** Bounds alias expansion ("billion laughs"); a policy has no use for many aliases. */
@@ -85,7 +86,26 @@ export function allowHostRule(host: string): Rule {
 
 function toRuntimePolicy(file: PolicyFile, fileName: string, positions: YamlPositions): Policy {
   const rules = file.rules.map((rule, index) => toRuntimeRule(rule, fileName, positions.of(['rules', index])));
-  return Object.freeze({ version: file.version, rules: Object.freeze(rules) });
+  return Object.freeze({
+    version: file.version,
+    rules: Object.freeze(rules),
+    ...(file.filesystem === undefined ? {} : { filesystem: toRuntimeFilesystem(file.filesystem, fileName, positions) }),
+  });
+}
+
+/** Paths stay as written: resolving "~", symlinks and existence is the jail's job, at run time. */
+function toRuntimeFilesystem(section: FilesystemFile, fileName: string, positions: YamlPositions): FilesystemPolicy {
+  // Relative paths are relative to the policy file, wherever the command runs; an inline policy
+  // ("<inline>") resolves against the process's working directory.
+  const baseDirectory = dirname(resolve(fileName));
+  const entries = (key: FilesystemPolicyKey): readonly FilesystemPathEntry[] =>
+    Object.freeze(
+      (section[key] ?? []).map((path, index) => {
+        const position = positions.of(['filesystem', key, index]);
+        return Object.freeze({ path, baseDirectory, source: Object.freeze({ file: fileName, line: position.line, column: position.column }) });
+      }),
+    );
+  return Object.freeze({ denyRead: entries('denyRead'), allowRead: entries('allowRead'), allowWrite: entries('allowWrite'), denyWrite: entries('denyWrite') });
 }
 
 function toRuntimeRule(rule: RuleFile, fileName: string, position: Position): Rule {

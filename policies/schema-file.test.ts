@@ -16,5 +16,8 @@ describe('policies/policy.schema.json', () => {
     const validate = new Ajv2020({ strict: false }).compile(JSON.parse(committed) as object);
     expect(validate({ version: 1, rules: [{ id: 'api', host: 'api.example.test', methods: ['GET'], paths: ['/v1/**'] }] })).toBe(true);
     expect(validate({ version: 1, rules: [{ id: 'api', host: 'api.example.test', prot: 443 }] })).toBe(false);
+    expect(validate({ version: 1, rules: [], filesystem: { denyRead: ['~/secrets'], allowWrite: ['./build'] } })).toBe(true);
+    expect(validate({ version: 1, rules: [], filesystem: { denyread: ['~/secrets'] } })).toBe(false);
+    expect(validate({ version: 1, rules: [], filesystem: { allowWrite: '~/.npm' } })).toBe(false);
   });
 });

@@ -89,12 +89,68 @@ const rules = z
   .superRefine((list, ctx) => checkUniqueIds(list, ctx), { when: () => true })
   .meta({ description: 'Checked in order: a matching deny wins, else the first matching allow; no match is denied.' });
 
+/**
+ * Why a `filesystem:` path cannot be used, or undefined. Shared with the srt importer, which skips
+ * such entries instead of failing.
+ */
+export function filesystemPathProblem(value: string): string | undefined {
+  if (value === '') return 'must not be empty; write a path such as "~/.npm", "/opt/cache" or "./build"';
+  if (value.includes('\0')) return 'must not contain a NUL character';
+  if (/[\n\r]/.test(value)) return 'must not contain a line break';
+  if (/^~[^/]/.test(value)) {
+    return `names another user's home directory; only "~" and "~/..." (your own home) are expanded, so write the absolute path instead`;
+  }
+  if (/[*?[]/.test(value)) {
+    return 'must not contain "*", "?" or "["; globs are not supported: name the directory, which covers everything below it';
+  }
+  return undefined;
+}
+
+const filesystemPath = z
+  .string({ error: fieldError('a path: absolute ("/opt/keys"), in your home directory ("~/.npm") or relative to this policy file ("./build")') })
+  .superRefine((value, ctx) => {
+    const problem = filesystemPathProblem(value);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
+function filesystemPaths(description: string) {
+  return z
+    .array(filesystemPath, { error: fieldError('a list of paths, such as ["~/.npm", "./build"]') })
+    .optional()
+    .meta({ description });
+}
+
+export const filesystemFileSchema = z
+  .strictObject(
+    {
+      denyRead: filesystemPaths(
+        'Hidden inside the jail (reading gives "Permission denied"), besides the built-in credential paths such as ~/.ssh and ~/.aws.',
+      ),
+      allowRead: filesystemPaths(
+        "Readable again although inside a hidden path (denyRead or built-in). Cannot re-expose srt-gw's own CA and state directories.",
+      ),
+      allowWrite: filesystemPaths(
+        "Writable besides the working directory and the jail's private /tmp. Must exist when the command starts; shell startup files, .git/hooks, .git/config and editor settings inside stay read-only.",
+      ),
+      denyWrite: filesystemPaths('Read-only even inside the working directory or an allowWrite path; wins over allowWrite.'),
+    },
+    {
+      error: (issue) =>
+        issue.code === 'invalid_type' ? 'must be a mapping with any of "denyRead", "allowRead", "allowWrite" and "denyWrite"' : undefined,
+    },
+  )
+  .meta({
+    description:
+      'What the command run by `srt-gw run` may read and write. Paths are absolute ("/opt/keys"), "~" or "~/..." (your home directory), or relative to the directory of this policy file ("./build", "build"); symlinks are resolved, a directory covers everything below it, and globs are not supported.',
+  });
+
 export const policyFileSchema = z
   .strictObject(
     {
       $schema: z.string({ error: fieldError('a string (the URL or path of the policy JSON Schema)') }).optional(),
       version: z.literal(1, { error: fieldError('1, the only policy format version', 'add "version: 1" at the top of the file') }),
       rules,
+      filesystem: filesystemFileSchema.optional(),
     },
     { error: (issue) => (issue.code === 'invalid_type' ? 'must be a YAML mapping with "version: 1" and "rules:"' : undefined) },
   )
@@ -102,9 +158,11 @@ export const policyFileSchema = z
 
 export type PolicyFile = z.output<typeof policyFileSchema>;
 export type RuleFile = z.output<typeof ruleFileSchema>;
+export type FilesystemFile = z.output<typeof filesystemFileSchema>;
 
 export const POLICY_FILE_KEYS: readonly string[] = Object.keys(policyFileSchema.shape);
 export const RULE_FILE_KEYS: readonly string[] = Object.keys(ruleFileSchema.shape);
+export const FILESYSTEM_FILE_KEYS: readonly string[] = Object.keys(filesystemFileSchema.shape);
 
 /** The JSON Schema of a policy file, for `$schema` and editors. */
 export function policyJsonSchema(): Record<string, unknown> {

@@ -35,9 +35,10 @@ describe('srt README examples', () => {
     expect(importFixture('srt-complete.json').warnings).toEqual([
       'srt also lets non-HTTP TCP (its SOCKS proxy) reach allowedDomains; these rules check HTTP(S) requests only — add "protocol: tcp" rules with a port for ssh, databases and the like',
       'network.allowUnixSockets ["/var/run/docker.sock"] is a jail setting, not network policy: carried over when srt-gw run lands',
-      'filesystem.denyRead ["~/.ssh"] is not part of the network policy: carried over when srt-gw run lands',
-      'filesystem.allowWrite [".","src/","test/","/tmp"] is not part of the network policy: carried over when srt-gw run lands',
-      'filesystem.denyWrite [".env","config/production.json"] is not part of the network policy: carried over when srt-gw run lands',
+      'filesystem.allowWrite[0] "." skipped: srt-gw always lets the command write its working directory',
+      `filesystem.allowWrite[3] "/tmp" skipped: the jail's /tmp is private, empty and always writable; the host's /tmp is never shared`,
+      'filesystem paths ["src/","test/",".env","config/production.json"] are relative: srt resolves them against the working directory, srt-gw against the directory of the policy file — save the converted policy in the directory you run commands from, or make the paths absolute',
+      'srt-gw also hides credential paths such as ~/.ssh, ~/.aws and ~/.npmrc by default and keeps shell startup files, .git/hooks and .git/config read-only; filesystem.allowRead reopens a hidden path',
       'ignoreViolations has no srt-gw equivalent; ignored',
       'enableWeakerNestedSandbox has no srt-gw equivalent; ignored',
       'enableWeakerNetworkIsolation has no srt-gw equivalent; ignored',
@@ -68,6 +69,60 @@ describe('srt README examples', () => {
     expect(decide('internal-mtls.example.net', 22)).toMatchObject({ action: 'deny', ruleId: 'srt-deny-any-22' });
     expect(decide('secret.example.com', 8443)).toMatchObject({ action: 'deny', ruleId: 'srt-deny-secret.example.com' });
     expect(imported.warnings.some((warning) => warning.startsWith('network.tlsTerminate is ignored'))).toBe(true);
+  });
+});
+
+describe('filesystem settings', () => {
+  test('the complete configuration example carries its lists over, minus "." and /tmp, and the YAML loads', () => {
+    const imported = importFixture('srt-complete.json');
+    expect(imported.policy.filesystem).toEqual({
+      denyRead: ['~/.ssh'],
+      allowWrite: ['src/', 'test/'],
+      denyWrite: ['.env', 'config/production.json'],
+    });
+    const loaded = parsePolicy(renderSrtImport(imported, 'srt-complete.json'), '/project/imported.yaml');
+    expect(loaded.filesystem?.denyRead.map((entry) => entry.path)).toEqual(['~/.ssh']);
+    expect(loaded.filesystem?.allowWrite.map((entry) => entry.path)).toEqual(['src/', 'test/']);
+    expect(loaded.filesystem?.denyWrite.map((entry) => entry.path)).toEqual(['.env', 'config/production.json']);
+    expect(loaded.filesystem?.allowRead).toEqual([]);
+  });
+
+  test('the MCP filesystem example: denyWrite in the home directory carries over with no relative-path warning', () => {
+    const imported = importFixture('srt-mcp-filesystem.json');
+    expect(imported.policy.filesystem).toEqual({ denyWrite: ['~/sensitive-folder'] });
+    expect(imported.warnings.some((warning) => warning.includes('are relative'))).toBe(false);
+  });
+
+  test('allowRead keeps its meaning: re-allowing within a denied region', () => {
+    const imported = importSrtSettings({ filesystem: { denyRead: ['/opt/corp'], allowRead: ['/opt/corp/public'] } }, 'inline');
+    expect(imported.policy.filesystem).toEqual({ denyRead: ['/opt/corp'], allowRead: ['/opt/corp/public'] });
+  });
+
+  test('no "." in allowWrite: srt kept the working directory read-only, srt-gw does not — a warning says so', () => {
+    const imported = importSrtSettings({ filesystem: { allowWrite: ['/opt/cache'] } }, 'inline');
+    expect(imported.warnings).toContain(
+      'srt let the command write its working directory only with "." in filesystem.allowWrite; srt-gw always lets it, so run it from a directory it may change',
+    );
+    expect(importFixture('srt-ports-and-tls.json').policy.filesystem).toBeUndefined();
+  });
+
+  test.each([
+    ['a "*" glob', { denyRead: ['~/.config/*/token'] }, 'filesystem.denyRead[0] "~/.config/*/token" skipped: srt-gw does not support globs; the jail works on concrete paths, so name the directory, which covers everything below it'],
+    ['a "**" glob', { allowWrite: ['src/**/*.ts'] }, 'filesystem.allowWrite[0] "src/**/*.ts" skipped: srt-gw does not support globs; the jail works on concrete paths, so name the directory, which covers everything below it'],
+    ['a "?" glob', { denyWrite: ['file?.txt'] }, 'filesystem.denyWrite[0] "file?.txt" skipped: srt-gw does not support globs; the jail works on concrete paths, so name the directory, which covers everything below it'],
+    ['a "[" glob', { allowRead: ['~/.aws/[ab]'] }, 'filesystem.allowRead[0] "~/.aws/[ab]" skipped: srt-gw does not support globs; the jail works on concrete paths, so name the directory, which covers everything below it'],
+    ['another user\'s home', { denyRead: ['~root/.ssh'] }, `filesystem.denyRead[0] "~root/.ssh" skipped: the path names another user's home directory; only "~" and "~/..." (your own home) are expanded, so write the absolute path instead`],
+    ['an empty path', { denyWrite: [''] }, 'filesystem.denyWrite[0] "" skipped: the path must not be empty; write a path such as "~/.npm", "/opt/cache" or "./build"'],
+    ['macOS /private/tmp', { allowWrite: ['/private/tmp'] }, `filesystem.allowWrite[0] "/private/tmp" skipped: the jail's /tmp is private, empty and always writable; the host's /tmp is never shared`],
+  ])('%s is skipped with a warning and the rest still imports', (_name, lists: Record<string, string[] | undefined>, warning) => {
+    const imported = importSrtSettings({ filesystem: { ...lists, denyRead: [...(lists.denyRead ?? []), '/opt/keys'] } }, 'inline');
+    expect(imported.warnings).toContain(warning);
+    expect(imported.policy.filesystem).toEqual({ denyRead: ['/opt/keys'] });
+    expect(() => parsePolicy(renderSrtImport(imported, 'inline'))).not.toThrow();
+  });
+
+  test('a filesystem list that is not a list of strings is refused', () => {
+    expect(() => importSrtSettings({ filesystem: { denyRead: '~/.ssh' } }, 'bad.json')).toThrow('bad.json: "denyRead" must be a list of strings');
   });
 });
 

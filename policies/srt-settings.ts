@@ -11,12 +11,20 @@
 // - an optional ":port" suffix restricts an entry to one port; IPv6 literals are bracketed;
 // - HTTP(S) goes through srt's HTTP proxy and other TCP through its SOCKS5 proxy, both filtered
 //   by the same lists;
-// - allowUnixSockets / allowAllUnixSockets / allowLocalBinding and filesystem.denyRead /
-//   allowRead / allowWrite / denyWrite are OS-jail settings, not network policy.
+// - allowUnixSockets / allowAllUnixSockets / allowLocalBinding are OS-jail settings, not network
+//   policy.
+// And from "Filesystem Configuration" (same README):
+// - reading is deny-only: filesystem.denyRead hides, allowRead re-allows within a denied region;
+//   writing is allow-only: allowWrite, and denyWrite "takes precedence over allowWrite" — the
+//   same meanings as srt-gw's `filesystem:` section, so the four lists carry over as they are;
+// - an empty allowWrite means no write access at all, the working directory included ("." must be
+//   listed); srt-gw always lets the command write its working directory;
+// - relative paths are relative to the working directory; srt-gw's to the policy file's directory;
+// - git-style globs (*, **, ?, [abc]) work on macOS only; srt-gw's jail works on concrete paths.
 import { stringify } from 'yaml';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { parseHostPattern } from './host.js';
-import { RULE_ID_PATTERN } from './schema.js';
+import { filesystemPathProblem, RULE_ID_PATTERN } from './schema.js';
 
 export interface ImportedRule {
   id: string;
@@ -25,9 +33,12 @@ export interface ImportedRule {
   action?: 'deny';
 }
 
+export type ImportedFilesystem = Partial<Record<(typeof FILESYSTEM_KEYS)[number], string[]>>;
+
 export interface ImportedPolicy {
   version: 1;
   rules: ImportedRule[];
+  filesystem?: ImportedFilesystem;
 }
 
 export interface SrtImport {
@@ -100,10 +111,7 @@ export function importSrtSettings(json: unknown, file: string): SrtImport {
       warnings.push(`network.${key} is not an srt setting srt-gw knows; ignored`);
     }
   }
-  for (const key of FILESYSTEM_KEYS) {
-    const paths = stringList(filesystem, key, file);
-    if (paths.length > 0) warnings.push(`filesystem.${key} ${JSON.stringify(paths)} is not part of the network policy: ${NOT_YET}`);
-  }
+  const importedFilesystem = importFilesystem(filesystem, file, warnings);
   for (const key of Object.keys(filesystem ?? {})) {
     if (!(FILESYSTEM_KEYS as readonly string[]).includes(key)) warnings.push(`filesystem.${key} is not an srt setting srt-gw knows; ignored`);
   }
@@ -112,7 +120,60 @@ export function importSrtSettings(json: unknown, file: string): SrtImport {
     if (TOP_LEVEL_KEYS_WITH_NO_EQUIVALENT.has(key)) warnings.push(`${key} has no srt-gw equivalent; ignored`);
     else warnings.push(`${key} is not an srt setting srt-gw knows; ignored`);
   }
-  return { policy: { version: 1, rules }, warnings };
+  return { policy: { version: 1, rules, ...(importedFilesystem === undefined ? {} : { filesystem: importedFilesystem }) }, warnings };
+}
+
+const WORKING_DIRECTORY_ENTRIES = new Set(['.', './']);
+/** srt's macOS spelling /private/tmp included. */
+const HOST_TMP_ENTRIES = new Set(['/tmp', '/tmp/', '/private/tmp', '/private/tmp/']);
+const GLOB_CHARACTERS = /[*?[]/;
+
+/** The four lists carry over as they are, minus what srt-gw cannot or need not express. */
+function importFilesystem(filesystem: Record<string, unknown> | undefined, file: string, warnings: string[]): ImportedFilesystem | undefined {
+  const imported: ImportedFilesystem = {};
+  const relative: string[] = [];
+  let workingDirectoryWritable = false;
+  for (const key of FILESYSTEM_KEYS) {
+    const kept: string[] = [];
+    stringList(filesystem, key, file).forEach((entry, index) => {
+      const where = `filesystem.${key}[${index}] ${JSON.stringify(entry)}`;
+      if (key === 'allowWrite' && WORKING_DIRECTORY_ENTRIES.has(entry)) {
+        workingDirectoryWritable = true;
+        warnings.push(`${where} skipped: srt-gw always lets the command write its working directory`);
+        return;
+      }
+      if (key === 'allowWrite' && HOST_TMP_ENTRIES.has(entry)) {
+        warnings.push(`${where} skipped: the jail's /tmp is private, empty and always writable; the host's /tmp is never shared`);
+        return;
+      }
+      if (GLOB_CHARACTERS.test(entry)) {
+        warnings.push(`${where} skipped: srt-gw does not support globs; the jail works on concrete paths, so name the directory, which covers everything below it`);
+        return;
+      }
+      const problem = filesystemPathProblem(entry);
+      if (problem !== undefined) {
+        warnings.push(`${where} skipped: the path ${problem}`);
+        return;
+      }
+      if (!entry.startsWith('/') && entry !== '~' && !entry.startsWith('~/')) relative.push(entry);
+      kept.push(entry);
+    });
+    if (kept.length > 0) imported[key] = kept;
+  }
+  if (!workingDirectoryWritable) {
+    warnings.push(
+      'srt let the command write its working directory only with "." in filesystem.allowWrite; srt-gw always lets it, so run it from a directory it may change',
+    );
+  }
+  if (relative.length > 0) {
+    warnings.push(
+      `filesystem paths ${JSON.stringify(relative)} are relative: srt resolves them against the working directory, srt-gw against the directory of the policy file — save the converted policy in the directory you run commands from, or make the paths absolute`,
+    );
+  }
+  warnings.push(
+    'srt-gw also hides credential paths such as ~/.ssh, ~/.aws and ~/.npmrc by default and keeps shell startup files, .git/hooks and .git/config read-only; filesystem.allowRead reopens a hidden path',
+  );
+  return Object.keys(imported).length === 0 ? undefined : imported;
 }
 
 /** Parses srt settings text (JSON) and converts it. */

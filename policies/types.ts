@@ -31,9 +31,34 @@ export interface Rule {
   readonly source?: SourceLocation;
 }
 
+export type FilesystemPolicyKey = 'denyRead' | 'allowRead' | 'allowWrite' | 'denyWrite';
+
+/** One path of the `filesystem:` section, kept as written; the jail resolves it (jail/filesystem-rules.ts). */
+export interface FilesystemPathEntry {
+  /** As written: absolute, "~", "~/...", or relative to `baseDirectory`. */
+  readonly path: string;
+  /** Absolute directory of the policy file (symlinks not resolved yet). */
+  readonly baseDirectory: string;
+  readonly source?: SourceLocation;
+}
+
+/**
+ * The `filesystem:` section. Reads are allowed by default except built-in credential paths and
+ * denyRead; allowRead reopens paths inside those; writes are denied except the working directory,
+ * the jail's private /tmp and allowWrite; denyWrite wins over allowWrite.
+ */
+export interface FilesystemPolicy {
+  readonly denyRead: readonly FilesystemPathEntry[];
+  readonly allowRead: readonly FilesystemPathEntry[];
+  readonly allowWrite: readonly FilesystemPathEntry[];
+  readonly denyWrite: readonly FilesystemPathEntry[];
+}
+
 export interface Policy {
   readonly version: 1;
   readonly rules: readonly Rule[];
+  /** Absent when the file has no `filesystem:` section: the jail's defaults apply. */
+  readonly filesystem?: FilesystemPolicy;
 }
 
 /** What the gateway knows about one request when it asks for a decision. */

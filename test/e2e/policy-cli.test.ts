@@ -114,7 +114,8 @@ describe('srt-gw policy import-srt', () => {
   it('prints YAML that loads and a warning header', () => {
     const { status, stdout } = policy('import-srt', `${TESTDATA}/srt-complete.json`);
     expect(stdout).toMatch(/^# srt-gw policy converted from srt settings policies\/testdata\/srt-complete\.json/);
-    expect(stdout).toContain('#   - filesystem.denyRead ["~/.ssh"] is not part of the network policy: carried over when srt-gw run lands\n');
+    expect(stdout).toContain('#   - filesystem.allowWrite[0] "." skipped: srt-gw always lets the command write its working directory\n');
+    expect(stdout).toContain('filesystem:\n  denyRead:\n    - ~/.ssh\n');
     expect(stdout).toContain('  - id: srt-allow-star.github.com\n    host: "*.github.com"\n');
     expect(status).toBe(0);
     const file = join(scratch, 'imported.yaml');
