@@ -16,30 +16,47 @@ program
   .name('srt-gw')
   .description('Egress-first security gateway for AI agents: every request checked against per-API rules.')
   .version('0.1.0')
-  .showHelpAfterError('(run srt-gw help <command> for the flags)');
+  .showHelpAfterError('(run srt-gw help <command> for the flags)')
+  .enablePositionalOptions();
 
-program
+const serve = program
   .command('serve')
   .description('Run the gateway as an explicit HTTP proxy (CONNECT and absolute-form), terminating TLS with the local CA')
   .option('--policy <file>', 'policy YAML file')
   .option('--allow <host>', 'allow every request to HOST (repeatable; adds to --policy)', collect, [])
   .option('--listen <ip:port>', 'proxy listener address', '127.0.0.1:8080')
   .option('--ca-dir <dir>', 'local CA directory (default: $SRT_GW_CA_DIR or ~/.config/srt-gw/ca)')
-  .option('--upstream-ca <file>', 'extra PEM CA trusted for upstream certificates (repeatable)', collect, [])
-  .option('--resolve <host=ip>', 'resolve HOST to IP for upstream connections (repeatable)', collect, [])
-  .option('--dns-upstream <ip:port>', 'DNS server for the gateway\'s own lookups (repeatable; default: the system\'s)', collect, [])
   .option('--header-timeout <seconds>', 'time a client has to send a complete request head (default 10; slowloris bound)')
-  .option('--upstream-timeout <seconds>', 'upstream connect, response-header and between-chunks timeout (default 10 s / 60 s / 300 s)')
   .option('--log <file>', 'audit log file (JSON lines; default: stderr)')
   .option('--metrics <ip:port>', 'serve Prometheus metrics at http://IP:PORT/metrics')
   .option('--dns <ip:port>', 'serve DNS (UDP+TCP): allowed names get synthetic addresses, the rest NXDOMAIN; nothing is forwarded')
   .option('--dns-socket <socket>', 'also serve DNS (length-framed, as over TCP) on this unix socket for the jail\'s forwarder (mode 0600)')
   .option('--transparent <socket>', 'unix socket for PROXY-v2-framed connections from the jail\'s redirector (mode 0600)')
   .addOption(new Option('--dns-deny <rcode>', 'answer for names no rule allows').choices(['nxdomain', 'refused']).default('nxdomain'))
-  .addOption(new Option('--monitor', 'report mode: log what would be denied, deny nothing').default(false))
-  .action(async (flags) => {
+  .addOption(new Option('--monitor', 'report mode: log what would be denied, deny nothing').default(false));
+addUpstreamOptions(serve).action(async (flags) => {
     const { serve } = await import('./serve.js');
     await serve(flags);
+  });
+
+const runCommand = program
+  .command('run')
+  .description('Run a command in the jail: its only way out is the gateway, which checks every connection, request and DNS query')
+  .usage('[flags] -- <command> [args...]')
+  .argument('<command>', 'the command to run')
+  .argument('[args...]', 'its arguments (put -- before the command so its flags are not read as srt-gw\'s)')
+  .option('--policy <file>', 'policy YAML (default: ./.srt-gw.yaml, then ~/.config/srt-gw/policy.yaml, then ./.srt.json; none → no network)')
+  .option('-s, --srt-settings <file>', "srt's JSON settings instead of an srt-gw policy (network and filesystem rules are carried over, with warnings)")
+  .option('--allow <host>', 'allow every request to HOST (repeatable; adds to the policy)', collect, [])
+  .option('--ca-dir <dir>', 'local CA directory (default: $SRT_GW_CA_DIR or ~/.config/srt-gw/ca); hidden inside the jail')
+  .option('--log <file>', 'audit log file (JSON lines, one per decision; default: none)')
+  .option('--metrics <ip:port>', 'serve Prometheus metrics at http://IP:PORT/metrics while the command runs')
+  .addOption(new Option('--monitor', 'report mode: log and summarise what would be denied, deny nothing').default(false))
+  .addOption(new Option('-q, --quiet', 'no notices and no denial summary on stderr').default(false))
+  .passThroughOptions();
+addUpstreamOptions(runCommand).action(async (command: string, args: string[], flags) => {
+    const { run } = await import('./run.js');
+    process.exitCode = await run(command, args, flags);
   });
 
 program
@@ -112,6 +129,15 @@ policy
     const { printPolicySchema } = await import('./policy.js');
     process.exitCode = printPolicySchema();
   });
+
+/** How the gateway reaches upstreams: the same flags for serve and run. */
+function addUpstreamOptions(command: Command): Command {
+  return command
+    .option('--upstream-ca <file>', 'extra PEM CA trusted for upstream certificates (repeatable)', collect, [])
+    .option('--resolve <host=ip>', 'resolve HOST to IP for upstream connections (repeatable)', collect, [])
+    .option('--dns-upstream <ip:port>', "DNS server for the gateway's own lookups (repeatable; default: the system's)", collect, [])
+    .option('--upstream-timeout <seconds>', 'upstream connect, response-header and between-chunks timeout (default 10 s / 60 s / 300 s)');
+}
 
 try {
   await program.parseAsync(process.argv);

@@ -1,10 +1,20 @@
-// Builds the policy a command runs with from --policy and --allow flags.
+// Builds the policy a command runs with: --policy / --srt-settings and --allow flags, or, for
+// `srt-gw run`, the first policy found in the usual places.
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
 import { ErrorCodes, SrtGwError } from '../errors.js';
-import { allowHostRule, loadPolicyFile } from '../policies/loader.js';
+import { policyCandidates, srtSettingsCandidate } from '../jail/run.js';
+import { allowHostRule, loadPolicyFile, parsePolicy } from '../policies/loader.js';
+import { importSrtSettingsText, renderSrtImport } from '../policies/srt-settings.js';
 import type { Policy } from '../policies/types.js';
 
 export async function policyFromFlags(policyFile: string | undefined, allowHosts: readonly string[]): Promise<Policy> {
   const base: Policy = policyFile ? await loadPolicyFile(policyFile) : { version: 1, rules: [] };
+  return withAllowedHosts(base, allowHosts);
+}
+
+function withAllowedHosts(base: Policy, allowHosts: readonly string[]): Policy {
   if (allowHosts.length === 0) return base;
   const extra = allowHosts.map((host) => allowHostRule(host));
   const ids = new Set(base.rules.map((rule) => rule.id));
@@ -12,5 +22,56 @@ export async function policyFromFlags(policyFile: string | undefined, allowHosts
     if (ids.has(rule.id)) throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `--allow ${rule.host}: the policy already has a rule with id ${rule.id}`);
     ids.add(rule.id);
   }
-  return { version: 1, rules: [...base.rules, ...extra] };
+  return { ...base, rules: [...base.rules, ...extra] };
+}
+
+export interface RunPolicy {
+  policy: Policy;
+  /** The files it came from (read-only inside the jail). */
+  files: string[];
+  /** Said on stderr before the run: where the policy came from, srt import warnings, or that there is none. */
+  notices: string[];
+}
+
+/**
+ * `srt-gw run`'s policy: --policy FILE, else --srt-settings FILE, else ./.srt-gw.yaml, else
+ * ~/.config/srt-gw/policy.yaml, else the project's .srt.json; none of these → no network at all.
+ * --allow HOST adds to whichever is used.
+ */
+export async function runPolicyFromFlags(
+  flags: { policy?: string; srtSettings?: string; allow: readonly string[] },
+  cwd: string,
+  home: string = homedir(),
+): Promise<RunPolicy> {
+  if (flags.policy && flags.srtSettings) {
+    throw new SrtGwError(ErrorCodes.CONFIG_INVALID, 'give either --policy or --srt-settings, not both');
+  }
+  if (flags.policy) return { policy: withAllowedHosts(await loadPolicyFile(flags.policy), flags.allow), files: [flags.policy], notices: [] };
+  if (flags.srtSettings) return fromSrtSettings(flags.srtSettings, flags.allow, false);
+  const found = policyCandidates(cwd, home).find((candidate) => existsSync(candidate));
+  if (found) return { policy: withAllowedHosts(await loadPolicyFile(found), flags.allow), files: [found], notices: [`srt-gw: policy ${found}`] };
+  const srtFile = srtSettingsCandidate(cwd);
+  if (existsSync(srtFile)) return fromSrtSettings(srtFile, flags.allow, true);
+  const notices =
+    flags.allow.length > 0
+      ? []
+      : [
+          `srt-gw: no policy (--policy FILE, ./.srt-gw.yaml or ~/.config/srt-gw/policy.yaml): the command runs with no network. Allow a host with --allow HOST.`,
+        ];
+  return { policy: withAllowedHosts({ version: 1, rules: [] }, flags.allow), files: [], notices };
+}
+
+async function fromSrtSettings(file: string, allow: readonly string[], discovered: boolean): Promise<RunPolicy> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    throw new SrtGwError(ErrorCodes.POLICY_UNREADABLE, `cannot read srt settings ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+  }
+  const imported = importSrtSettingsText(text, file);
+  // Through the YAML loader, so the imported policy is validated exactly like a written one.
+  const policy = parsePolicy(renderSrtImport(imported, file), file);
+  const notices = [`srt-gw: ${discovered ? 'no srt-gw policy; using' : 'using'} srt settings ${file}`];
+  for (const warning of imported.warnings) notices.push(`srt-gw: ${file}: ${warning}`);
+  return { policy: withAllowedHosts(policy, allow), files: [file], notices };
 }

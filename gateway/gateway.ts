@@ -8,15 +8,14 @@ import { defaultCaDir } from '../ca/paths.js';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { compilePolicy, type CompiledPolicy } from '../policies/match.js';
 import type { Policy } from '../policies/types.js';
-import { startAuditLog, type AuditLog } from './audit-log.js';
-import { registerDnsMetrics } from './dns/metrics.js';
+import type { AuditLog } from './audit-log.js';
 import { startDnsServer, type DnsServer } from './dns/server.js';
 import { SyntheticAddressPool } from './dns/synthetic-pool.js';
 import { UpstreamResolver } from './dns/upstream-resolver.js';
 import { GatewayEvents } from './events.js';
 import { createExplicitProxyServer } from './explicit-proxy.js';
 import { DEFAULT_LIMITS, type GatewayLimits } from './limits.js';
-import { createMetricsServer, startGatewayMetrics, type GatewayMetrics } from './metrics.js';
+import type { GatewayMetrics } from './metrics.js';
 import { RequestPipeline } from './request-pipeline.js';
 import { loadUpstreamTrust } from './trust-store.js';
 import { startTransparentListener } from './transparent-listener.js';
@@ -105,8 +104,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     ...(timeout !== undefined ? { connectTimeoutMs: timeout, headersTimeoutMs: timeout, bodyTimeoutMs: timeout } : {}),
   });
 
-  const auditLog: AuditLog | null = options.auditLog === false ? null : startAuditLog(events, options.auditLog ?? 2);
-  const metrics: GatewayMetrics | null = options.metrics ? startGatewayMetrics(events, policy) : null;
+  // pino and prom-client load only when asked for: a run without --log or --metrics starts faster.
+  const auditLog: AuditLog | null = options.auditLog === false ? null : (await import('./audit-log.js')).startAuditLog(events, options.auditLog ?? 2);
+  const metricsModule = options.metrics ? await import('./metrics.js') : null;
+  const metrics: GatewayMetrics | null = metricsModule ? metricsModule.startGatewayMetrics(events, policy) : null;
 
   const monitor = options.monitor ?? false;
   const currentPolicy = () => policy;
@@ -122,7 +123,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const syntheticAddresses = new SyntheticAddressPool();
   const dnsListen = options.dns ?? (options.dnsSocket ? { host: '127.0.0.1', port: 0 } : null);
-  const dnsMetrics = metrics && dnsListen ? registerDnsMetrics(metrics.registry, (listener) => events.on('dns', listener), syntheticAddresses) : null;
+  const dnsMetrics =
+    metrics && dnsListen ? (await import('./dns/metrics.js')).registerDnsMetrics(metrics.registry, (listener) => events.on('dns', listener), syntheticAddresses) : null;
   let dnsServer: DnsServer | null = null;
 
   const servers: http.Server[] = [];
@@ -143,8 +145,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     const proxyAddress = await listen(proxyServer, options.listen ?? { host: '127.0.0.1', port: 0 }, 'proxy');
     servers.push(proxyServer);
     let metricsAddress: ListenAddress | null = null;
-    if (metrics && options.metrics) {
-      const metricsServer = createMetricsServer(metrics.registry);
+    if (metrics && metricsModule && options.metrics) {
+      const metricsServer = metricsModule.createMetricsServer(metrics.registry);
       metricsAddress = await listen(metricsServer, options.metrics, 'metrics');
       servers.push(metricsServer);
     }

@@ -4,11 +4,19 @@
 import type { Duplex, Readable } from 'node:stream';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
-import { Pool, type Dispatcher } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 import type { UpstreamResolver } from './dns/upstream-resolver.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
 
 export type LookupFunction = UpstreamResolver['lookup'];
+
+// undici is loaded on the first upstream request, not at start: `srt-gw run -- true` never needs
+// it, and loading it is ~1/4 of a run's start-up (bench/README.md, "run start-up").
+let undici: typeof import('undici') | null = null;
+async function loadUndici(): Promise<typeof import('undici')> {
+  undici ??= await import('undici');
+  return undici;
+}
 
 export interface UpstreamClientOptions {
   /** PEM bundles trusted for upstream certificates. */
@@ -65,7 +73,7 @@ export class UpstreamClient {
    * Built once: passing `ca` per connection makes node parse the whole system bundle into a
    * new context for every upstream TLS connection (25-30 ms of CPU each, measured by the bench).
    */
-  private readonly trustContext: tls.SecureContext;
+  private trustContextValue: tls.SecureContext | null = null;
 
   constructor(options: UpstreamClientOptions) {
     this.options = {
@@ -77,11 +85,17 @@ export class UpstreamClient {
       connectionsPerOrigin: 64,
       ...options,
     };
-    this.trustContext = tls.createSecureContext({ ca: options.trustedCa });
+  }
+
+  /** Built on first use: parsing the system bundle takes ~25 ms that a run without traffic never needs. */
+  private get trustContext(): tls.SecureContext {
+    this.trustContextValue ??= tls.createSecureContext({ ca: this.options.trustedCa });
+    return this.trustContextValue;
   }
 
   /** Forwards one request and streams the response into `sink`; resolves when the exchange ends. */
   forward(target: UpstreamTarget, request: UpstreamRequest, sink: ResponseSink): Promise<ForwardResult> {
+    if (!undici) return loadUndici().then(() => this.forward(target, request, sink));
     const pool = this.poolFor(target);
     return new Promise<ForwardResult>((resolve) => {
       let bytesOut = 0;
@@ -148,6 +162,7 @@ export class UpstreamClient {
 
   /** Opens an upgraded (WebSocket) stream to the upstream. */
   async upgrade(target: UpstreamTarget, request: Omit<UpstreamRequest, 'body'>, protocol: string): Promise<{ headers: Record<string, string | string[]>; socket: Duplex }> {
+    await loadUndici();
     const pool = this.poolFor(target);
     const result = await pool.upgrade({
       path: request.path,
@@ -179,7 +194,7 @@ export class UpstreamClient {
       void oldest.close().catch(() => undefined);
     }
     const isName = isIP(target.host) === 0;
-    pool = new Pool(origin, {
+    pool = new undici!.Pool(origin, {
       connections: this.options.connectionsPerOrigin,
       connectTimeout: this.options.connectTimeoutMs,
       headersTimeout: this.options.headersTimeoutMs,

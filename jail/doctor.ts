@@ -5,6 +5,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CA_CERT_FILE, CA_KEY_FILE } from '../ca/paths.js';
+import { findNativeHelpers, NATIVE_BUILD_HINT } from './linux/native-helpers.js';
 
 const run = promisify(execFile);
 
@@ -119,11 +120,12 @@ const CHECKS: Check[] = [
     name: 'native helpers',
     platforms: ['linux'],
     async run(options) {
-      const redirector = join(options.nativeBuildDir, 'srt-gw-redirector');
-      if (!existsSync(redirector)) {
-        return { status: 'fail', detail: `${redirector} is not built`, fix: 'run: bash native/build.sh (in the srt-gw package), or reinstall srt-gw' };
+      try {
+        const helpers = findNativeHelpers(options.nativeBuildDir);
+        return { status: 'ok', detail: `${Object.values(helpers).length} helpers in ${options.nativeBuildDir}` };
+      } catch (error) {
+        return { status: 'fail', detail: (error as Error).message.split(';')[0] ?? 'not built', fix: NATIVE_BUILD_HINT };
       }
-      return { status: 'ok', detail: redirector };
     },
   },
   {

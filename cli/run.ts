@@ -1,0 +1,90 @@
+// `srt-gw run [flags] -- COMMAND [ARGS...]`: the command in the jail, the gateway embedded here.
+// Exit status: the command's (128+N when signal N killed it); 125 when srt-gw itself could not
+// start the run (bad flag or policy, jail unavailable), with a message saying what to do.
+import { constants as osConstants } from 'node:os';
+import { isSrtGwError } from '../errors.js';
+import { formatDenialSummary } from '../jail/denial-summary.js';
+import { JAIL_SETUP_FAILED } from '../jail/jail.js';
+import { runInJail } from '../jail/run.js';
+import { parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds } from './flags.js';
+import { runPolicyFromFlags } from './policy-source.js';
+
+export interface RunFlags {
+  policy?: string;
+  srtSettings?: string;
+  allow: string[];
+  caDir?: string;
+  upstreamCa: string[];
+  resolve: string[];
+  dnsUpstream: string[];
+  upstreamTimeout?: string;
+  log?: string;
+  metrics?: string;
+  monitor: boolean;
+  quiet: boolean;
+}
+
+/** Signals a user sends to `srt-gw run` that the command should get instead. */
+const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGWINCH'];
+
+export async function run(command: string, args: string[], flags: RunFlags): Promise<number> {
+  let settings;
+  try {
+    const cwd = process.cwd();
+    const { policy, files, notices } = await runPolicyFromFlags(flags, cwd);
+    settings = {
+      policy,
+      policyFiles: files,
+      cwd,
+      caDir: flags.caDir,
+      upstreamCaFiles: flags.upstreamCa,
+      resolve: new Map(flags.resolve.map(parseResolveOverride)),
+      dnsUpstream: flags.dnsUpstream.map(parseDnsServer),
+      upstreamTimeoutMs: flags.upstreamTimeout === undefined ? undefined : parseSeconds('--upstream-timeout', flags.upstreamTimeout) * 1000,
+      auditLog: flags.log ?? (false as const),
+      metrics: flags.metrics ? parseListenAddress('--metrics', flags.metrics) : null,
+      monitor: flags.monitor,
+    };
+    if (!flags.quiet) for (const notice of notices) process.stderr.write(`${notice}\n`);
+  } catch (error) {
+    return reportSetupFailure(error);
+  }
+
+  // Installed before the command starts: a signal that arrived with no handler would kill this
+  // process and, through --die-with-parent, the command, without the command's own handling.
+  const pending: NodeJS.Signals[] = [];
+  let forward: (signal: NodeJS.Signals) => void = (signal) => pending.push(signal);
+  const handlers = FORWARDED_SIGNALS.map((signal) => {
+    const handler = () => forward(signal);
+    process.on(signal, handler);
+    return [signal, handler] as const;
+  });
+  try {
+    const result = await runInJail({
+      command,
+      args,
+      ...settings,
+      onStart: ({ process: jailed }) => {
+        forward = (signal) => jailed.signal(signal);
+        for (const signal of pending.splice(0)) jailed.signal(signal);
+      },
+    });
+    if (!flags.quiet) process.stderr.write(formatDenialSummary(result.denials, result.omittedDenials));
+    return result.exitCode;
+  } catch (error) {
+    return reportSetupFailure(error);
+  } finally {
+    for (const [signal, handler] of handlers) process.off(signal, handler);
+  }
+}
+
+function reportSetupFailure(error: unknown): number {
+  if (!isSrtGwError(error)) throw error;
+  process.stderr.write(`srt-gw: ${error.message}\n`);
+  return JAIL_SETUP_FAILED;
+}
+
+/** 128+N for a signal name, as shells report it. */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return 128 + (osConstants.signals[signal] ?? 0);
+}

@@ -1,0 +1,113 @@
+import { describe, expect, it } from 'vitest';
+import { GatewayEvents, type ConnectEvent, type RequestEvent } from '../gateway/events.js';
+import type { DnsQueryEvent } from '../gateway/dns/query-events.js';
+import { DenialCollector, formatDenialSummary } from './denial-summary.js';
+
+const request = (overrides: Partial<RequestEvent>): RequestEvent => ({
+  kind: 'request',
+  conn: 'c1',
+  protocol: 'http/1.1',
+  method: 'POST',
+  host: 'api.example.test',
+  port: 443,
+  path: '/v1/upload',
+  decision: 'deny',
+  rule: 'no-uploads',
+  reason: 'uploads are not allowed',
+  step: 'policy',
+  status: 403,
+  bytesIn: 0,
+  bytesOut: 0,
+  durationMs: 1,
+  ...overrides,
+});
+const connect = (overrides: Partial<ConnectEvent>): ConnectEvent => ({
+  kind: 'connect',
+  conn: 'c2',
+  client: 'jail:127.0.0.1:1',
+  host: '203.0.113.9',
+  port: 443,
+  decision: 'deny',
+  rule: 'default-deny',
+  reason: 'no rule allows host 203.0.113.9',
+  ...overrides,
+});
+const dns = (overrides: Partial<DnsQueryEvent>): DnsQueryEvent => ({
+  client: 'jail',
+  transport: 'tcp',
+  name: 'evil.test',
+  qtype: 'A',
+  decision: 'denied',
+  rcode: 'NXDOMAIN',
+  tunnelSignals: [],
+  ...overrides,
+});
+
+describe('DenialCollector', () => {
+  it('groups repeats with a count and ignores allowed traffic', () => {
+    const events = new GatewayEvents('t');
+    const collector = new DenialCollector(events);
+    events.emit('request', request({}));
+    events.emit('request', request({ path: '/v1/upload/2' }));
+    events.emit('request', request({ decision: 'allow', rule: 'read', status: 200 }));
+    events.emit('connect', connect({}));
+    events.emit('connect', connect({ decision: 'allow' }));
+    events.emit('dns', dns({}));
+    events.emit('dns', dns({ name: 'api.example.test', decision: 'synthetic' }));
+    const { denials } = collector.denials();
+    expect(denials).toEqual([
+      expect.objectContaining({ kind: 'request', host: 'api.example.test', example: 'POST /v1/upload', rule: 'no-uploads', count: 2 }),
+      expect.objectContaining({ kind: 'connection', host: '203.0.113.9', count: 1 }),
+      expect.objectContaining({ kind: 'dns', host: 'evil.test', count: 1 }),
+    ]);
+  });
+
+  it('counts requests that --monitor let through as would-be denials', () => {
+    const events = new GatewayEvents('t');
+    const collector = new DenialCollector(events);
+    events.emit('request', request({ decision: 'allow', monitored: true }));
+    expect(collector.denials().denials).toEqual([expect.objectContaining({ monitored: true, count: 1 })]);
+  });
+
+  it('is bounded: groups beyond the limit are counted, not kept', () => {
+    const events = new GatewayEvents('t');
+    const collector = new DenialCollector(events, 3);
+    for (let i = 0; i < 10; i++) events.emit('dns', dns({ name: `n${i}.evil.test` }));
+    expect(collector.denials()).toEqual({ denials: expect.any(Array), omitted: 7 });
+    expect(collector.denials().denials).toHaveLength(3);
+  });
+
+  it('stops listening when stopped', () => {
+    const events = new GatewayEvents('t');
+    const collector = new DenialCollector(events);
+    collector.stop();
+    events.emit('dns', dns({}));
+    expect(collector.denials().denials).toEqual([]);
+  });
+});
+
+describe('formatDenialSummary', () => {
+  it('says nothing when nothing was denied', () => {
+    expect(formatDenialSummary([])).toBe('');
+  });
+
+  it('lists host, what, count, rule and reason, and folds a DNS denial into the same host\'s other denial', () => {
+    const text = formatDenialSummary([
+      { kind: 'dns', host: 'api.example.test', rule: null, reason: 'x', count: 1, monitored: false },
+      { kind: 'request', host: 'api.example.test', port: 443, example: 'POST /v1/upload', rule: 'no-uploads', reason: 'uploads are not allowed', count: 3, monitored: false },
+      { kind: 'dns', host: 'evil.test', rule: null, reason: 'no rule allows evil.test, so the name was not resolved', count: 1, monitored: false },
+    ]);
+    expect(text).toBe(
+      'srt-gw: denied during this run:\n' +
+        '  api.example.test:443  POST /v1/upload (3x)  [no-uploads] uploads are not allowed\n' +
+        '  evil.test  DNS lookup  [no rule] no rule allows evil.test, so the name was not resolved\n' +
+        '  To allow a host, add a rule to the policy (srt-gw policy explain shows which rule decides).\n',
+    );
+  });
+
+  it('says "would have been denied" in monitor mode and points at the log for what was cut', () => {
+    const text = formatDenialSummary([{ kind: 'request', host: 'h.test', port: 443, example: 'GET /', rule: 'default-deny', reason: 'r', count: 1, monitored: true }], 5);
+    expect(text).toContain('--monitor: these would have been denied');
+    expect(text).toContain('... and 5 more (see the audit log: --log FILE)');
+  });
+});

@@ -1,0 +1,86 @@
+// What one run was refused, grouped so a user can fix the policy: host, port, rule and reason
+// with a count. Fed by the gateway's decision events (the same seam as the audit log).
+import type { GatewayEvents } from '../gateway/events.js';
+
+export interface Denial {
+  /** request: an HTTP request was refused; connection: a connection (IP literal, non-HTTP TCP); dns: a name was not resolved. */
+  readonly kind: 'request' | 'connection' | 'dns';
+  readonly host: string;
+  /** Absent for DNS. */
+  readonly port?: number;
+  /** Method and path of the first refused request of this group (requests only). */
+  readonly example?: string;
+  readonly rule: string | null;
+  readonly reason: string;
+  readonly count: number;
+  /** True when --monitor let these through: they would have been denied. */
+  readonly monitored: boolean;
+}
+
+/** Collects denials from `events` until stopped; bounded, so a flood cannot grow it without end. */
+export class DenialCollector {
+  private readonly groups = new Map<string, { -readonly [K in keyof Denial]: Denial[K] }>();
+  private dropped = 0;
+  private readonly unsubscribe: (() => void)[];
+
+  constructor(events: GatewayEvents, private readonly maxGroups = 200) {
+    this.unsubscribe = [
+      events.on('request', (event) => {
+        if (event.decision !== 'deny' && !event.monitored) return;
+        this.add({ kind: 'request', host: event.host, port: event.port, example: `${event.method} ${event.path}`, rule: event.rule, reason: event.reason, monitored: event.monitored === true });
+      }),
+      events.on('connect', (event) => {
+        if (event.decision !== 'deny') return;
+        this.add({ kind: 'connection', host: event.host, port: event.port, rule: event.rule, reason: event.reason, monitored: false });
+      }),
+      events.on('dns', (event) => {
+        if (event.decision !== 'denied' && event.decision !== 'refused') return;
+        this.add({ kind: 'dns', host: event.name, rule: null, reason: `no rule allows ${event.name}, so the name was not resolved`, monitored: false });
+      }),
+    ];
+  }
+
+  private add(denial: Omit<Denial, 'count'>): void {
+    const key = [denial.kind, denial.host, denial.port, denial.rule, denial.reason, denial.monitored].join('\u0000');
+    const group = this.groups.get(key);
+    if (group) {
+      group.count++;
+      return;
+    }
+    if (this.groups.size >= this.maxGroups) {
+      this.dropped++;
+      return;
+    }
+    this.groups.set(key, { ...denial, count: 1 });
+  }
+
+  stop(): void {
+    for (const unsubscribe of this.unsubscribe) unsubscribe();
+  }
+
+  /** Groups in the order first seen; `omitted` counts denials beyond the group limit. */
+  denials(): { denials: Denial[]; omitted: number } {
+    return { denials: [...this.groups.values()], omitted: this.dropped };
+  }
+}
+
+/**
+ * The lines `srt-gw run` prints on stderr at exit. A DNS denial of a host that was also refused as
+ * a connection or request says nothing new, and is folded into it.
+ */
+export function formatDenialSummary(denials: readonly Denial[], omitted = 0): string {
+  if (denials.length === 0 && omitted === 0) return '';
+  const hostsWithOtherDenials = new Set(denials.filter((d) => d.kind !== 'dns').map((d) => d.host));
+  const shown = denials.filter((d) => d.kind !== 'dns' || !hostsWithOtherDenials.has(d.host));
+  const monitored = shown.some((d) => d.monitored);
+  const lines = [monitored ? 'srt-gw: --monitor: these would have been denied:' : 'srt-gw: denied during this run:'];
+  for (const d of shown) {
+    const where = d.port === undefined ? d.host : `${d.host}:${d.port}`;
+    const what = d.kind === 'request' ? `${d.example ?? 'request'}` : d.kind === 'dns' ? 'DNS lookup' : 'connection';
+    const times = d.count > 1 ? ` (${d.count}x)` : '';
+    lines.push(`  ${where}  ${what}${times}  [${d.rule ?? 'no rule'}] ${d.reason}`);
+  }
+  if (omitted > 0) lines.push(`  ... and ${omitted} more (see the audit log: --log FILE)`);
+  lines.push('  To allow a host, add a rule to the policy (srt-gw policy explain shows which rule decides).');
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,54 @@
+// The seam between `srt-gw run` and the operating system: one Jail backend per platform (Linux:
+// bubblewrap + network namespace, macOS: Seatbelt), driven by the same run logic and tested by the
+// same end-to-end test body.
+import type { ChildProcess, StdioOptions } from 'node:child_process';
+import type { ListenAddress } from '../gateway/gateway.js';
+import type { ResolvedFilesystemRules } from './filesystem-rules.js';
+import type { RunDirectory } from './run-directory.js';
+
+/** Where the jailed command's traffic goes; a backend uses the endpoints it declared in `needs`. */
+export interface JailGatewayEndpoints {
+  /** PROXY-v2 framed connections from the jail's redirector (Linux). */
+  readonly transparentSocket: string;
+  /** Length-framed DNS from the jail's DNS forwarder (Linux). */
+  readonly dnsSocket: string;
+  /** The explicit proxy (macOS, where traffic is steered by proxy variables). */
+  readonly proxyAddress: ListenAddress;
+}
+
+export interface JailSpawnOptions {
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly cwd: string;
+  /** The command's environment, already built by jailEnvironment(). */
+  readonly env: Readonly<Record<string, string>>;
+  readonly filesystem: ResolvedFilesystemRules;
+  /** Host path of the trust bundle (system CAs + the srt-gw CA). */
+  readonly caBundle: string;
+  /** Where the jail path of the bundle is; the env names this path. */
+  readonly runDirectory: RunDirectory;
+  readonly gateway: JailGatewayEndpoints;
+  /** stdin, stdout, stderr as for child_process.spawn. Default: inherit all three. */
+  readonly stdio?: StdioOptions;
+}
+
+export interface JailedProcess {
+  /** The process srt-gw started (bwrap, sandbox-exec); its stdio pipes when stdio asked for them. */
+  readonly child: ChildProcess;
+  /** The command's exit status: its code, or 128+N when signal N killed it; 125 when the jail could not start. */
+  readonly exited: Promise<number>;
+  /** Passes a signal to the command (not to the jail's helpers). */
+  signal(signal: NodeJS.Signals): void;
+}
+
+export interface Jail {
+  readonly platform: NodeJS.Platform;
+  /** The path inside the jail where the trust bundle appears (what CA variables name). */
+  readonly caBundlePathInJail: string;
+  /** Throws JAIL_UNAVAILABLE with what to install when this machine cannot run the jail. */
+  checkAvailable(): void;
+  spawn(options: JailSpawnOptions): JailedProcess;
+}
+
+/** Exit status when the jail itself could not be set up (as `env`, `docker run`, `timeout` do). */
+export const JAIL_SETUP_FAILED = 125;

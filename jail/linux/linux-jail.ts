@@ -1,0 +1,200 @@
+// The Linux jail: bubblewrap makes new user, network, PID, IPC and UTS namespaces and the
+// filesystem view; srt-gw-jail-init (native/jail-init.c) then wires the network namespace to the
+// gateway and runs the command without capabilities, in nested namespaces where neither the
+// gateway's sockets nor the helpers are visible.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { basename, delimiter, dirname, join } from 'node:path';
+import { ErrorCodes, SrtGwError } from '../../errors.js';
+import { JAIL_SETUP_FAILED, type Jail, type JailedProcess, type JailSpawnOptions } from '../jail.js';
+import { bwrapFilesystemArgs } from './bwrap-filesystem.js';
+import { findNativeHelpers, NATIVE_BUILD_DIR, type NativeHelpers } from './native-helpers.js';
+import { JAIL_PORTS, jailNftRuleset } from './nft-rules.js';
+
+/** Where the run directory's parts appear inside the jail (under the jail's private /run). */
+export const JAIL_PATHS = {
+  gatewayDir: '/run/srt-gw/gateway',
+  jailDir: '/run/srt-gw/jail',
+  helpersDir: '/run/srt-gw/bin',
+} as const;
+
+/** Distribution CA bundle files the trust bundle is mounted over, where they exist. */
+export const DISTRIBUTION_CA_BUNDLES = [
+  '/etc/ssl/certs/ca-certificates.crt', // Debian, Ubuntu, Alpine, Arch
+  '/etc/pki/tls/certs/ca-bundle.crt', // Fedora, RHEL
+  '/etc/ssl/ca-bundle.pem', // openSUSE
+  '/etc/ssl/cert.pem', // Alpine, macOS-style
+] as const;
+
+/**
+ * Capabilities the init needs in the jail's user namespace (never the command: it drops them
+ * all before exec): NET_ADMIN for lo, routes and nftables; SYS_ADMIN for the command's mount and
+ * PID namespaces and its /proc; SETFCAP to map uid 0 into the command's user namespace (the
+ * kernel asks for it since 5.12); NET_BIND_SERVICE for the helpers' ports below 1024.
+ */
+const INIT_CAPABILITIES = ['CAP_NET_ADMIN', 'CAP_SYS_ADMIN', 'CAP_SETFCAP', 'CAP_NET_BIND_SERVICE'] as const;
+
+export interface BwrapInvocation {
+  bwrap: string;
+  nft: string;
+  helpers: NativeHelpers;
+  uid: number;
+  gid: number;
+  /** File descriptor numbers in bwrap's process for the control channel and bwrap's JSON status. */
+  controlFd: number;
+  statusFd: number;
+  /** Host paths of the files mounted into the jail. */
+  nftRules: string;
+  hostsFile: string;
+  emptyFile: string;
+}
+
+/** The whole bwrap command line for one run (pure: tested in linux-jail.test.ts). */
+export function bwrapArguments(options: JailSpawnOptions, invocation: BwrapInvocation): string[] {
+  const { runDirectory, gateway } = options;
+  const inJail = (hostPath: string, hostDir: string, jailDir: string) => join(jailDir, hostPath.slice(hostDir.length + 1));
+  const args = [
+    '--unshare-user',
+    '--uid', '0',
+    '--gid', '0',
+    '--unshare-net',
+    '--unshare-pid',
+    '--unshare-ipc',
+    '--unshare-uts',
+    '--unshare-cgroup-try',
+    '--hostname', 'srt-gw-jail',
+    '--die-with-parent',
+    // SECURITY: the command cannot push keystrokes into the caller's terminal (TIOCSTI) —
+    // also refused by the init's seccomp filter.
+    '--new-session',
+    '--cap-drop', 'ALL',
+    ...INIT_CAPABILITIES.flatMap((cap) => ['--cap-add', cap]),
+    '--json-status-fd', String(invocation.statusFd),
+    ...bwrapFilesystemArgs(options.filesystem, { emptyFile: invocation.emptyFile }),
+    '--ro-bind', runDirectory.gatewayDir, JAIL_PATHS.gatewayDir,
+    '--ro-bind', runDirectory.jailDir, JAIL_PATHS.jailDir,
+    '--ro-bind', dirname(invocation.helpers.init), JAIL_PATHS.helpersDir,
+    '--ro-bind', invocation.hostsFile, '/etc/hosts',
+  ];
+  for (const bundle of DISTRIBUTION_CA_BUNDLES) {
+    if (existsSync(bundle)) args.push('--ro-bind', options.caBundle, bundle);
+  }
+  const helper = (key: keyof NativeHelpers) => join(JAIL_PATHS.helpersDir, basename(invocation.helpers[key]));
+  args.push(
+    '--chdir', options.cwd,
+    '--',
+    helper('init'),
+    '--nft', invocation.nft,
+    '--nft-rules', inJail(invocation.nftRules, runDirectory.jailDir, JAIL_PATHS.jailDir),
+    '--redirector', helper('redirector'),
+    '--redirect-port', String(JAIL_PORTS.redirectPort),
+    '--gateway-socket', inJail(gateway.transparentSocket, runDirectory.gatewayDir, JAIL_PATHS.gatewayDir),
+    '--dns-forwarder', helper('dnsForwarder'),
+    '--dns-port', String(JAIL_PORTS.dnsPort),
+    '--dns-socket', inJail(gateway.dnsSocket, runDirectory.gatewayDir, JAIL_PATHS.gatewayDir),
+    '--hide', JAIL_PATHS.gatewayDir,
+    '--uid', String(invocation.uid),
+    '--gid', String(invocation.gid),
+    '--control-fd', String(invocation.controlFd),
+    '--',
+    options.command,
+    ...options.args,
+  );
+  return args;
+}
+
+/** Looks a program up on PATH and in the sbin directories an ordinary user's PATH may lack. */
+export function findProgram(name: string, path: string | undefined = process.env.PATH): string | null {
+  const dirs = [...(path ?? '').split(delimiter), '/usr/sbin', '/sbin', '/usr/bin', '/bin'].filter((dir) => dir.startsWith('/'));
+  for (const dir of dirs) {
+    const candidate = join(dir, name);
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return null;
+}
+
+const HOSTS_FILE = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tsrt-gw-jail\n';
+
+export class LinuxJail implements Jail {
+  readonly platform = 'linux' as const;
+  readonly caBundlePathInJail = DISTRIBUTION_CA_BUNDLES[0];
+  private tools: { bwrap: string; nft: string; helpers: NativeHelpers } | null = null;
+
+  constructor(private readonly nativeBuildDir: string = NATIVE_BUILD_DIR) {}
+
+  checkAvailable(): void {
+    if (this.tools) return;
+    const bwrap = findProgram('bwrap');
+    if (!bwrap) throw unavailable('bubblewrap (bwrap) is not installed; install it: apt-get install bubblewrap (Fedora: dnf install bubblewrap)');
+    const nft = findProgram('nft');
+    if (!nft) throw unavailable('nftables (nft) is not installed; install it: apt-get install nftables (Fedora: dnf install nftables)');
+    this.tools = { bwrap, nft, helpers: findNativeHelpers(this.nativeBuildDir) };
+  }
+
+  spawn(options: JailSpawnOptions): JailedProcess {
+    this.checkAvailable();
+    const tools = this.tools!;
+    const { runDirectory } = options;
+    const invocation: BwrapInvocation = {
+      ...tools,
+      uid: process.getuid?.() ?? 0,
+      gid: process.getgid?.() ?? 0,
+      controlFd: 3,
+      statusFd: 4,
+      nftRules: runDirectory.writeJailFile('rules.nft', jailNftRuleset()),
+      hostsFile: runDirectory.writeJailFile('hosts', HOSTS_FILE),
+      emptyFile: runDirectory.writeJailFile('empty', '', 0o000),
+    };
+    const stdio = normalizeStdio(options.stdio);
+    const child = spawn(tools.bwrap, bwrapArguments(options, invocation), {
+      env: options.env,
+      stdio: [...stdio, 'pipe', 'pipe'],
+      // The command's cwd is set inside by --chdir; bwrap itself starts anywhere readable.
+      cwd: '/',
+    });
+    const control = child.stdio[3] as NodeJS.WritableStream & { destroyed?: boolean };
+    const status = child.stdio[4] as NodeJS.ReadableStream;
+    control.on('error', () => undefined);
+    // bwrap writes {"exit-code": N} only when the jail was built and its init ran to the end;
+    // without it, bwrap failed while building the jail (its message is on stderr).
+    let statusText = '';
+    status.setEncoding('utf8');
+    status.on('data', (chunk: string) => {
+      if (statusText.length < 4096) statusText += chunk;
+    });
+    const exited = new Promise<number>((resolve, reject) => {
+      child.once('error', (error: NodeJS.ErrnoException) =>
+        reject(new SrtGwError(ErrorCodes.JAIL_UNAVAILABLE, `cannot start bubblewrap (${tools.bwrap}): ${error.code ?? error.message}`, { cause: error })),
+      );
+      child.once('close', (code, signal) => {
+        if (!/"exit-code"\s*:/.test(statusText)) resolve(JAIL_SETUP_FAILED);
+        else if (code !== null) resolve(code);
+        else resolve(128 + (osConstants.signals[signal as NodeJS.Signals] ?? 0));
+      });
+    });
+    return {
+      child,
+      exited,
+      signal(signal: NodeJS.Signals) {
+        const number = osConstants.signals[signal];
+        if (number !== undefined && !control.destroyed) control.write(Buffer.from([number]));
+      },
+    };
+  }
+}
+
+function normalizeStdio(stdio: JailSpawnOptions['stdio']): ('inherit' | 'pipe' | 'ignore' | number | ChildProcess['stdin'])[] {
+  if (stdio === undefined) return ['inherit', 'inherit', 'inherit'];
+  if (typeof stdio === 'string') return [stdio, stdio, stdio] as ('inherit' | 'pipe' | 'ignore')[];
+  return [0, 1, 2].map((index) => (stdio[index] ?? 'inherit') as 'inherit' | 'pipe' | 'ignore' | number);
+}
+
+function unavailable(message: string): SrtGwError {
+  return new SrtGwError(ErrorCodes.JAIL_UNAVAILABLE, message);
+}

@@ -1,0 +1,32 @@
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { RunDirectory, sweepLeftovers } from './run-directory.js';
+
+describe('RunDirectory', () => {
+  it('is private (0700) and names this process, with gateway/ and jail/ inside', () => {
+    const parent = mkdtempSync(join(tmpdir(), 'srt-gw-rundir-test-'));
+    const dir = RunDirectory.create(parent);
+    expect(statSync(dir.path).mode & 0o777).toBe(0o700);
+    expect(dir.path).toContain(`srt-gw-run-${process.pid}-`);
+    expect(statSync(dir.gatewayDir).mode & 0o777).toBe(0o700);
+    const file = dir.writeJailFile('rules.nft', 'x');
+    expect(statSync(file).mode & 0o777).toBe(0o444);
+    expect(statSync(dir.writeJailFile('empty', '', 0)).mode & 0o777).toBe(0);
+    dir.dispose();
+    dir.dispose(); // twice is fine
+    expect(existsSync(dir.path)).toBe(false);
+  });
+
+  it('sweeps directories of runs whose process is gone, and only those', () => {
+    const parent = mkdtempSync(join(tmpdir(), 'srt-gw-rundir-test-'));
+    // pid 2^22+1 is above the kernel's pid_max ceiling, so no process can have it.
+    const dead = join(parent, 'srt-gw-run-4194305-abc');
+    const live = join(parent, `srt-gw-run-${process.pid}-def`);
+    const other = join(parent, 'something-else');
+    for (const dir of [dead, live, other]) mkdirSync(dir);
+    expect(sweepLeftovers(parent)).toEqual([dead]);
+    expect(readdirSync(parent).sort()).toEqual(['something-else', `srt-gw-run-${process.pid}-def`].sort());
+  });
+});

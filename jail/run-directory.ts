@@ -1,0 +1,86 @@
+// The private directory one `srt-gw run` keeps on the host: the gateway's unix sockets (mounted
+// only where the jail's helpers can reach them) and the files the jail mounts read-only (trust
+// bundle, nftables rules, hosts). Created 0700; removed by dispose() on every exit path, and a
+// later run sweeps what a crashed one left behind.
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const PREFIX = 'srt-gw-run-';
+
+export class RunDirectory {
+  /** Holds the gateway's sockets; mounted for the jail's helpers, unmounted for the command. */
+  readonly gatewayDir: string;
+  /** Files the jail mounts read-only. */
+  readonly jailDir: string;
+  private disposed = false;
+
+  private constructor(readonly path: string) {
+    this.gatewayDir = join(path, 'gateway');
+    this.jailDir = join(path, 'jail');
+    mkdirSync(this.gatewayDir, { mode: 0o700 });
+    mkdirSync(this.jailDir, { mode: 0o700 });
+  }
+
+  /**
+   * A new directory under `parent` (default: $XDG_RUNTIME_DIR, else the system temp dir), named
+   * after this process so that a sweep can tell a live run from a dead one.
+   */
+  static create(parent: string = defaultParent()): RunDirectory {
+    sweepLeftovers(parent);
+    const path = mkdtempSync(join(parent, `${PREFIX}${process.pid}-`));
+    chmodSync(path, 0o700);
+    return new RunDirectory(path);
+  }
+
+  /** Writes a file for the jail (read-only inside: it is mounted with --ro-bind). */
+  writeJailFile(name: string, content: string, mode = 0o444): string {
+    const path = join(this.jailDir, name);
+    writeFileSync(path, content, { mode });
+    chmodSync(path, mode);
+    return path;
+  }
+
+  /** Safe to call twice and from exit handlers (synchronous). */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    rmSync(this.path, { recursive: true, force: true });
+  }
+}
+
+function defaultParent(): string {
+  const runtime = process.env.XDG_RUNTIME_DIR;
+  return runtime && runtime.startsWith('/') ? runtime : tmpdir();
+}
+
+/** Removes run directories whose process no longer exists (a run killed with SIGKILL). */
+export function sweepLeftovers(parent: string): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const match = new RegExp(`^${PREFIX}(\\d+)-`).exec(name);
+    if (!match || processExists(Number(match[1]))) continue;
+    try {
+      rmSync(join(parent, name), { recursive: true, force: true });
+      removed.push(join(parent, name));
+    } catch {
+      // another user's directory, or gone already: not ours to clean
+    }
+  }
+  return removed;
+}
+
+function processExists(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}

@@ -1,0 +1,141 @@
+// `srt-gw run`: one command in the jail, with the gateway embedded in this process. Starts the
+// gateway on private sockets, builds the jail's files (trust bundle, filesystem rules), runs the
+// command, and on every exit path closes the gateway and removes what the run created.
+import type { StdioOptions } from 'node:child_process';
+import { readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { buildTrustBundle } from '../ca/trust-bundle.js';
+import { defaultCaDir } from '../ca/paths.js';
+import { ErrorCodes, SrtGwError } from '../errors.js';
+import { startGateway, type Gateway, type GatewayOptions } from '../gateway/gateway.js';
+import type { Policy } from '../policies/types.js';
+import { DenialCollector, type Denial } from './denial-summary.js';
+import { resolveFilesystemRules, type ResolvedFilesystemRules } from './filesystem-rules.js';
+import type { Jail, JailedProcess } from './jail.js';
+import { jailEnvironment } from './jail-environment.js';
+import { bwrapMountPointsCreated } from './linux/bwrap-filesystem.js';
+import { LinuxJail } from './linux/linux-jail.js';
+import { RunDirectory } from './run-directory.js';
+
+export interface RunOptions {
+  command: string;
+  args?: readonly string[];
+  policy: Policy;
+  /** Policy files in use: read-only inside the jail. */
+  policyFiles?: readonly string[];
+  /** Default: process.cwd(). */
+  cwd?: string;
+  /** The environment the jail's environment is built from. Default: process.env. */
+  env?: NodeJS.ProcessEnv;
+  stdio?: StdioOptions;
+  caDir?: string;
+  upstreamCaFiles?: readonly string[];
+  resolve?: ReadonlyMap<string, string[]>;
+  dnsUpstream?: readonly string[];
+  /** Audit log: a file path, a file descriptor, or false (the default) for none. */
+  auditLog?: GatewayOptions['auditLog'];
+  metrics?: GatewayOptions['metrics'];
+  monitor?: boolean;
+  upstreamTimeoutMs?: number;
+  /** Called once the command runs, with its handle (signals, stdio pipes) and the gateway. */
+  onStart?: (started: { process: JailedProcess; gateway: Gateway }) => void;
+  /** Default: the platform's jail. */
+  jail?: Jail;
+}
+
+export interface RunResult {
+  /** The command's exit status (128+N when signal N killed it; 125 when the jail could not start). */
+  exitCode: number;
+  denials: Denial[];
+  /** Denials beyond the summary's bound (the audit log has them all). */
+  omittedDenials: number;
+}
+
+export function platformJail(): Jail {
+  if (process.platform === 'linux') return new LinuxJail();
+  throw new SrtGwError(ErrorCodes.JAIL_UNAVAILABLE, `srt-gw run has no jail for ${process.platform} yet; on this platform use srt-gw serve as an explicit proxy`);
+}
+
+export async function runInJail(options: RunOptions): Promise<RunResult> {
+  const jail = options.jail ?? platformJail();
+  jail.checkAvailable();
+  const cwd = resolve(options.cwd ?? process.cwd());
+  const caDir = options.caDir ?? defaultCaDir(options.env ?? process.env);
+  const filesystem = resolveFilesystemRules(options.policy.filesystem, {
+    home: homedir(),
+    cwd,
+    // SECURITY: the CA key never enters the jail, whatever allowRead says —
+    // test/e2e/jail-run.test.ts "the CA directory is hidden".
+    alwaysHidden: [caDir],
+    alwaysReadOnly: options.policyFiles ?? [],
+  });
+
+  const runDirectory = RunDirectory.create();
+  let gateway: Gateway | null = null;
+  let collector: DenialCollector | null = null;
+  try {
+    gateway = await startGateway({
+      policy: options.policy,
+      caDir,
+      upstreamCaFiles: options.upstreamCaFiles,
+      resolve: options.resolve,
+      dnsUpstream: options.dnsUpstream,
+      auditLog: options.auditLog ?? false,
+      metrics: options.metrics,
+      monitor: options.monitor,
+      upstreamTimeoutMs: options.upstreamTimeoutMs,
+      transparentSocket: join(runDirectory.gatewayDir, 'transparent.sock'),
+      dnsSocket: join(runDirectory.gatewayDir, 'dns.sock'),
+    });
+    collector = new DenialCollector(gateway.events);
+    const caBundle = runDirectory.writeJailFile('ca-bundle.pem', buildTrustBundle(readFileSync(gateway.ca.certPath, 'utf8')));
+    const jailed = jail.spawn({
+      command: options.command,
+      args: options.args ?? [],
+      cwd,
+      env: jailEnvironment(options.env ?? process.env, jail.caBundlePathInJail),
+      filesystem,
+      caBundle,
+      runDirectory,
+      gateway: {
+        transparentSocket: join(runDirectory.gatewayDir, 'transparent.sock'),
+        dnsSocket: join(runDirectory.gatewayDir, 'dns.sock'),
+        proxyAddress: gateway.proxyAddress,
+      },
+      stdio: options.stdio,
+    });
+    options.onStart?.({ process: jailed, gateway });
+    const exitCode = await jailed.exited;
+    const { denials, omitted } = collector.denials();
+    return { exitCode, denials, omittedDenials: omitted };
+  } finally {
+    collector?.stop();
+    await gateway?.close();
+    runDirectory.dispose();
+    if (jail.platform === 'linux') removeCreatedMountPoints(filesystem);
+  }
+}
+
+/** bubblewrap creates mount points for protections of paths that did not exist; remove the ones still empty. */
+function removeCreatedMountPoints(filesystem: ResolvedFilesystemRules): void {
+  for (const path of bwrapMountPointsCreated(filesystem)) {
+    try {
+      const stat = statSync(path);
+      if (stat.isDirectory()) rmdirSync(path);
+      else if (stat.isFile() && stat.size === 0) rmSync(path);
+    } catch {
+      // gone, not empty, or not ours: leave it
+    }
+  }
+}
+
+/** Where `srt-gw run` looks for a policy when none is named, in order. */
+export function policyCandidates(cwd: string, home: string = homedir()): string[] {
+  return [join(cwd, '.srt-gw.yaml'), join(home, '.config', 'srt-gw', 'policy.yaml')];
+}
+
+/** The project's srt settings, picked up when no srt-gw policy exists. */
+export function srtSettingsCandidate(cwd: string): string {
+  return join(cwd, '.srt.json');
+}
