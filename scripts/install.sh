@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 packages=(
   bubblewrap nftables iproute2 gcc libc6-dev libseccomp-dev   # the jail
-  ca-certificates openssl curl git python3 dnsutils iodine    # clients and tools the tests run
+  ca-certificates openssl curl wget git python3 python3-pip python3-requests  # clients the jail tests run
+  dnsutils iodine procps util-linux bsdutils                  # dig, iodine, ps, setpriv/unshare, script
   prometheus                                                  # monitoring tests (promtool, server)
 )
 

@@ -130,9 +130,10 @@ const cases: MountCase[] = [
     inOrder: ['bind $R/repo-without-hooks', 'bind $R/repo-without-hooks/.git', 'tmpfs 0555 $R/repo-without-hooks/.git/hooks', 'remount-ro $R/repo-without-hooks/.git/hooks'],
   },
   {
-    name: 'no repository: .git created and pinned, config an empty read-only file, hooks an empty read-only directory',
+    name: 'no repository: .git is blocked as an empty read-only directory, which covers config and hooks',
     context: { cwd: join(ROOT, 'no-repo') },
-    inOrder: ['bind $R/no-repo', 'dir $R/no-repo/.git', 'bind $R/no-repo/.git', 'empty-file $R/no-repo/.git/config', 'tmpfs 0555 $R/no-repo/.git/hooks'],
+    inOrder: ['bind $R/no-repo', 'tmpfs 0555 $R/no-repo/.git', 'remount-ro $R/no-repo/.git'],
+    absent: ['bind $R/no-repo/.git', 'empty-file $R/no-repo/.git/config', 'tmpfs 0555 $R/no-repo/.git/hooks'],
   },
   {
     name: 'missing editor settings in cwd are blocked too',
@@ -156,9 +157,10 @@ const cases: MountCase[] = [
     absent: ['tmpfs 0000 $R/home/.kube', 'empty-file $R/home/.pgpass'],
   },
   {
-    name: 'missing parents of a protected path in a writable directory are created and pinned first',
+    name: 'missing parents of a protected path in a writable directory are blocked (they cannot be pinned)',
     context: { home: join(ROOT, 'empty-home'), cwd: join(ROOT, 'empty-home') },
-    inOrder: ['dir $R/empty-home/.config', 'bind $R/empty-home/.config', 'tmpfs 0555 $R/empty-home/.config/fish'],
+    inOrder: ['tmpfs 0555 $R/empty-home/.config', 'remount-ro $R/empty-home/.config'],
+    absent: ['bind $R/empty-home/.config', 'tmpfs 0555 $R/empty-home/.config/fish'],
   },
   { name: 'allowWrite is bound writable', lists: { allowWrite: ['~/.npm'] }, inOrder: ['bind $R/home/.npm'] },
   { name: 'denyWrite under allowWrite is bound read-only after it', lists: { allowWrite: ['~/.npm'], denyWrite: ['~/.npm/secret.env'] }, inOrder: ['bind $R/home/.npm', 'ro-bind $R/home/.npm/secret.env'] },
@@ -227,8 +229,10 @@ describe('bwrapFilesystemArgs', () => {
 describe('bwrapMountPointsCreated', () => {
   test('lists the protections of missing paths in writable directories, deepest first', () => {
     const created = bwrapMountPointsCreated(resolve({}, { cwd: join(ROOT, 'no-repo') })).map((path) => path.replace(ROOT, '$R'));
-    expect(created).toEqual(expect.arrayContaining(['$R/no-repo/.git/hooks', '$R/no-repo/.git/config', '$R/no-repo/.git', '$R/no-repo/.vscode', '$R/no-repo/.mcp.json']));
-    expect(created.indexOf('$R/no-repo/.git/hooks')).toBeLessThan(created.indexOf('$R/no-repo/.git'));
+    expect(created).toEqual(expect.arrayContaining(['$R/no-repo/.git', '$R/no-repo/.vscode', '$R/no-repo/.mcp.json']));
+    // Mount points inside the blocking tmpfs over .git are made in that tmpfs, not on the host.
+    expect(created).not.toContain('$R/no-repo/.git/hooks');
+    expect(created).not.toContain('$R/no-repo/.git/config');
     expect(created.some((path) => path.includes('/home/'))).toBe(false);
   });
 

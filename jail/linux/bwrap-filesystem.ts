@@ -15,7 +15,9 @@
 // the empty mount point on the host as it would for any mount; bwrapMountPointsCreated() lists
 // those paths so the caller can remove them after the run if they are still empty. Writable
 // directories above a protected path are bound onto themselves ("anchors"): a mount point cannot
-// be renamed or removed (EBUSY), so `mv .git x; mkdir .git` cannot shed the protection.
+// be renamed or removed (EBUSY), so `mv .git x; mkdir .git` cannot shed the protection. A missing
+// directory above a protected path (.git where there is no repository yet) cannot be bound, so it
+// is blocked instead: an empty read-only directory, with the protected paths below it inside.
 //
 // SECURITY: the mounts only hold if the command has no capabilities in the jail's user namespace.
 // With CAP_SYS_ADMIN it could unmount the tmpfs over ~/.ssh; with CAP_DAC_OVERRIDE mode 000 means
@@ -34,8 +36,8 @@ type MountStep =
   | { op: 'bind' | 'ro-bind'; path: string; createsOnHost: false }
   | { op: 'hide-directory'; path: string; mode: '0000' | '0111'; createsOnHost: boolean }
   | { op: 'block-directory'; path: string; createsOnHost: boolean }
-  | { op: 'empty-file'; path: string; createsOnHost: boolean }
-  | { op: 'anchor-new-directory'; path: string; createsOnHost: true };
+  | { op: 'empty-file'; path: string; createsOnHost: boolean };
+
 
 /** Mounted before any rule point; the access each leaves below it. */
 const BASE_LAYOUT: readonly { args: readonly string[]; path: string; access: FilesystemAccess }[] = [
@@ -75,9 +77,6 @@ export function bwrapFilesystemArgs(rules: ResolvedFilesystemRules, options: Bwr
       case 'empty-file':
         args.push('--ro-bind', emptyFile, path);
         break;
-      case 'anchor-new-directory':
-        args.push('--dir', path, '--bind', path, path);
-        break;
     }
   }
   for (const path of remounts) args.push('--remount-ro', path);
@@ -98,12 +97,16 @@ export function bwrapMountPointsCreated(rules: ResolvedFilesystemRules): string[
 function mountSteps(rules: ResolvedFilesystemRules): MountStep[] {
   const mounted = new Map<string, FilesystemAccess>(BASE_LAYOUT.map((base) => [base.path, base.access]));
   const steps: MountStep[] = [];
+  const tmpfsPaths = new Set<string>();
   for (const point of rules.points) {
     if (mounted.has(point.path)) continue;
     const step = stepFor(point, inheritedAccess(mounted, point.path), rules.points);
     if (step === undefined) continue;
+    // A mount point inside one of our own tmpfs mounts is made there, not on the host.
+    if (step.createsOnHost && [...tmpfsPaths].some((tmpfs) => isWithin(point.path, tmpfs))) step.createsOnHost = false;
     steps.push(step);
-    mounted.set(point.path, point.access);
+    if (step.op === 'block-directory' || step.op === 'hide-directory') tmpfsPaths.add(point.path);
+    mounted.set(point.path, step.op === 'block-directory' ? 'read-only' : point.access);
   }
   return steps;
 }
@@ -130,7 +133,11 @@ function stepFor(point: FilesystemPoint, inherited: FilesystemAccess, points: re
       if (!creatable) return undefined;
       return point.kind === 'file' ? { op: 'empty-file', path, createsOnHost: true } : { op: 'block-directory', path, createsOnHost: true };
     case 'read-write':
-      if (!point.exists) return point.anchor && creatable ? { op: 'anchor-new-directory', path, createsOnHost: true } : undefined;
+      // A missing directory above a protected path (.git in a directory that is no repository
+      // yet) cannot be pinned: bwrap resolves every bind source before it mounts anything, so a
+      // directory it would create first cannot be bound. Block it instead, read-only and empty:
+      // `git init` in the jail then fails with EROFS rather than creating hooks the host runs.
+      if (!point.exists) return point.anchor && creatable ? { op: 'block-directory', path, createsOnHost: true } : undefined;
       if (inherited === 'read-write' && !point.anchor) return undefined;
       return { op: 'bind', path, createsOnHost: false };
   }

@@ -1,0 +1,95 @@
+// A fake of a server outside the machine (a registry, a git host) for the jailed-client tests:
+// HTTPS/1.1 on 127.0.0.1 with a test-PKI certificate, logging every request as soon as its head
+// arrives so a test can assert what never got through. Routes are static files or a handler.
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+
+export interface LoggedRequest {
+  method: string;
+  /** Request target as received: path and query. */
+  path: string;
+  /** The Host header. */
+  authority: string | null;
+  /** The SNI the server saw. */
+  servername: string | null;
+}
+
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+export interface StaticFile {
+  contentType: string;
+  body: Buffer | string;
+}
+
+export interface FakeHttpsServer {
+  port: number;
+  requests: LoggedRequest[];
+  /** https://HOST:PORT/PATH */
+  url(host: string, path: string): string;
+  /** Serve `file` for GET/HEAD of exactly `path` (query ignored). */
+  serveFile(path: string, file: StaticFile): void;
+  close(): Promise<void>;
+}
+
+export interface FakeHttpsServerOptions {
+  cert: string;
+  key: string;
+  /** Called for requests no static file matches; default 404. */
+  handler?: RequestHandler;
+}
+
+export async function startFakeHttpsServer(options: FakeHttpsServerOptions): Promise<FakeHttpsServer> {
+  const requests: LoggedRequest[] = [];
+  const files = new Map<string, StaticFile>();
+  const sockets = new Set<Socket>();
+  const server: Server = createServer({ cert: options.cert, key: options.key }, (req, res) => {
+    const servername = (req.socket as TLSSocket).servername;
+    requests.push({
+      method: req.method ?? '',
+      path: req.url ?? '',
+      authority: req.headers.host ?? null,
+      servername: typeof servername === 'string' && servername !== '' ? servername : null,
+    });
+    req.on('error', () => undefined);
+    res.on('error', () => undefined);
+    const pathname = new URL(req.url ?? '/', 'https://fake.invalid').pathname;
+    const file = files.get(pathname);
+    if (file && (req.method === 'GET' || req.method === 'HEAD')) {
+      req.resume();
+      const body = Buffer.from(file.body);
+      res.writeHead(200, { 'content-type': file.contentType, 'content-length': String(body.length) });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
+    if (options.handler) {
+      options.handler(req, res);
+      return;
+    }
+    req.resume();
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('not found\n');
+  });
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  server.on('tlsClientError', () => undefined);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  return {
+    port,
+    requests,
+    url: (host, path) => `https://${host}:${port}${path}`,
+    serveFile: (path, file) => files.set(path, file),
+    close: async () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const socket of sockets) socket.destroy();
+      await closed;
+    },
+  };
+}
