@@ -19,6 +19,11 @@ export const ErrorCodes = {
   JAIL_FILESYSTEM_INVALID: 'SRTGW_JAIL_FILESYSTEM_INVALID',
   /** `srt-gw run` cannot build its jail here (bubblewrap, nftables or a native helper missing or failing). */
   JAIL_UNAVAILABLE: 'SRTGW_JAIL_UNAVAILABLE',
+  /**
+   * A secret a credential rule injects cannot be read at start or reload (env var unset or empty,
+   * file missing, command failing, a value that cannot be sent); the message never holds the value.
+   */
+  CREDENTIAL_UNAVAILABLE: 'SRTGW_CREDENTIAL_UNAVAILABLE',
   /** A command-line flag or library option is invalid. */
   CONFIG_INVALID: 'SRTGW_CONFIG_INVALID',
   /** A listener could not bind. */

@@ -5,4 +5,5 @@ export { DEFAULT_LIMITS, type GatewayLimits } from './gateway/limits.js';
 export { ErrorCodes, SrtGwError, isSrtGwError, type ErrorCode } from './errors.js';
 export { loadPolicyFile, parsePolicy } from './policies/loader.js';
 export { compilePolicy, type CompiledPolicy } from './policies/match.js';
-export type { Decision, Policy, RequestFacts, Rule } from './policies/types.js';
+export type { CredentialRule, Decision, EgressBudget, Policy, RequestFacts, Rule, SecretSource } from './policies/types.js';
+export { credentialPlaceholders, credentialSecretFiles } from './policies/credentials.js';

@@ -144,7 +144,7 @@ try {
 } catch (error) {
   if (isSrtGwError(error)) {
     process.stderr.write(`srt-gw: ${error.message}\n`);
-    process.exit(error.code === 'SRTGW_CONFIG_INVALID' || error.code === 'SRTGW_POLICY_INVALID' || error.code === 'SRTGW_POLICY_UNREADABLE' || error.code === 'SRTGW_CA_INVALID' ? 2 : 1);
+    process.exit(error.code === 'SRTGW_CONFIG_INVALID' || error.code === 'SRTGW_POLICY_INVALID' || error.code === 'SRTGW_POLICY_UNREADABLE' || error.code === 'SRTGW_CA_INVALID' || error.code === 'SRTGW_CREDENTIAL_UNAVAILABLE' ? 2 : 1);
   }
   process.stderr.write(`srt-gw: ${(error as Error).stack ?? String(error)}\n`);
   process.exit(1);

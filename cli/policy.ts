@@ -1,5 +1,6 @@
 // `srt-gw policy ...`: check, explain, test, import-srt and schema. Thin: the logic lives in
 // policies/; this file reads files, prints and returns exit codes (0 ok, 1 findings or failures).
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { ErrorCodes, isSrtGwError, SrtGwError } from '../errors.js';
@@ -15,7 +16,9 @@ import type { Policy } from '../policies/types.js';
 export async function checkPolicy(file: string): Promise<number> {
   const policy = await loadOrReport(file);
   if (policy === null) return 1;
-  const findings = lintPolicy(policy);
+  // The machine's view: an inject whose env var is unset or whose file is missing here is
+  // reported now rather than when the gateway refuses to start.
+  const findings = lintPolicy(policy, { env: process.env, fileExists: (path) => existsSync(path) });
   for (const finding of findings) process.stdout.write(`${formatFinding(finding)}\n`);
   const errors = findings.filter((finding) => finding.severity === 'error').length;
   const warnings = findings.length - errors;

@@ -65,7 +65,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
   // Reload on SIGHUP and when the policy file changes; a bad file keeps the old policy.
   const reload = async (why: string) => {
     try {
-      gateway.reload(await policyFromFlags(flags.policy, flags.allow));
+      await gateway.reload(await policyFromFlags(flags.policy, flags.allow));
       process.stderr.write(`srt-gw: policy reloaded (${why})\n`);
     } catch (error) {
       gateway.reportReloadFailure((error as Error).message);

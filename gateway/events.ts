@@ -31,8 +31,11 @@ export interface RequestEvent {
   /** Deciding rule id; null for checks that come before the policy (framing, authority). */
   rule: string | null;
   reason: string;
-  /** Which pipeline step decided: framing, authority, policy, upstream. */
-  step: 'framing' | 'authority' | 'policy' | 'upstream';
+  /**
+   * Which pipeline step decided: framing (400), authority (421), policy (403), credentials (403),
+   * budget (429), upstream (502). An allowed request names the policy step.
+   */
+  step: RequestStep;
   status: number;
   bytesIn: number;
   bytesOut: number;
@@ -41,7 +44,16 @@ export interface RequestEvent {
   upstreamError?: 'dns' | 'refused' | 'certificate' | 'timeout' | 'reset' | 'other';
   /** Only for denials that --monitor let through. */
   monitored?: boolean;
+  /**
+   * What the credentials step did, when the deciding rule has credential rules: injected the
+   * secret, found a required credential allowed, stripped it, or refused the request (403, or
+   * with `monitored`, passed it through unchanged). Never the value.
+   */
+  credential?: CredentialOutcomeField;
 }
+
+export type RequestStep = 'framing' | 'authority' | 'policy' | 'credentials' | 'budget' | 'upstream';
+export type CredentialOutcomeField = 'injected' | 'required-ok' | 'stripped' | 'refused';
 
 /** One per CONNECT tunnel (or transparent connection) decision. */
 export interface ConnectEvent {

@@ -9,10 +9,12 @@ import { ErrorCodes, SrtGwError } from '../errors.js';
 import { compilePolicy, type CompiledPolicy } from '../policies/match.js';
 import type { Policy } from '../policies/types.js';
 import type { AuditLog } from './audit-log.js';
+import { loadRuleCredentials, type RuleCredentials } from './credential-secrets.js';
 import { startDnsServer, type DnsServer } from './dns/server.js';
 import { SyntheticAddressPool } from './dns/synthetic-pool.js';
 import { UpstreamResolver } from './dns/upstream-resolver.js';
 import { GatewayEvents } from './events.js';
+import { EgressBudgets } from './egress-budget.js';
 import { createExplicitProxyServer } from './explicit-proxy.js';
 import { DEFAULT_LIMITS, type GatewayLimits } from './limits.js';
 import type { GatewayMetrics } from './metrics.js';
@@ -60,8 +62,13 @@ export interface GatewayOptions {
   transparentSocket?: string;
   /** Serve Prometheus metrics here. */
   metrics?: ListenAddress | null;
-  /** Report mode: policy denials are logged but let through. */
+  /** Report mode: policy, credential and budget denials are logged but let through. */
   monitor?: boolean;
+  /**
+   * Where `inject: { env: NAME }` secrets are read, at start and at each reload. Default:
+   * process.env. (A jail's environment gets placeholders instead: credentialPlaceholders().)
+   */
+  secretEnv?: NodeJS.ProcessEnv;
   /**
    * How long the upstream may take to accept a connection, to send response headers, and
    * between body chunks. Default: 10 s to connect, 60 s for headers, 300 s between chunks.
@@ -80,8 +87,12 @@ export interface Gateway {
   readonly ca: CertificateAuthority;
   /** The compiled policy in force now. */
   readonly policy: CompiledPolicy;
-  /** Swaps the policy atomically: requests already decided keep their decision. */
-  reload(policy: Policy): void;
+  /**
+   * Swaps the policy atomically once its secrets are read again: requests already decided keep
+   * their decision. Rejects (an SrtGwError, SRTGW_CREDENTIAL_UNAVAILABLE) when a secret cannot be
+   * read; the previous policy then stays in force. Egress budget counts carry over by rule id.
+   */
+  reload(policy: Policy): Promise<void>;
   /** Records a reload that failed before it reached reload() (e.g. the file did not validate). */
   reportReloadFailure(reason: string): void;
   close(): Promise<void>;
@@ -91,6 +102,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const limits: GatewayLimits = { ...DEFAULT_LIMITS, ...options.limits };
   const events = new GatewayEvents(randomBytes(4).toString('hex'));
   let policy = compilePolicy(options.policy);
+  // Before anything listens: a secret that cannot be read fails the start.
+  let credentials: RuleCredentials = await loadRuleCredentials(options.policy, { env: options.secretEnv });
   const ca = await loadOrCreateCertificateAuthority(options.caDir ?? defaultCaDir());
   const leafContexts = new LeafContextCache(ca, { onLookup: (hit) => events.emit('leafCache', { hit }) });
   const resolver = new UpstreamResolver({
@@ -111,7 +124,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
 
   const monitor = options.monitor ?? false;
   const currentPolicy = () => policy;
-  const pipeline = new RequestPipeline({ currentPolicy, upstream, events, monitor });
+  const budgets = new EgressBudgets();
+  const pipeline = new RequestPipeline({ currentPolicy, currentCredentials: () => credentials, budgets, upstream, events, monitor });
   const terminator = new TunnelTerminator({ leafContexts, pipeline, events, limits });
   const proxyServer = createExplicitProxyServer({ currentPolicy, terminator, pipeline, events, limits, monitor });
 
@@ -192,9 +206,13 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       get policy() {
         return policy;
       },
-      reload(next: Policy) {
+      async reload(next: Policy) {
         const compiled = compilePolicy(next);
+        // Secrets are read again (a rotated key takes effect); if one cannot be read, the reload
+        // fails as a whole and the old policy with its secrets stays.
+        const nextCredentials = await loadRuleCredentials(next, { env: options.secretEnv });
         policy = compiled;
+        credentials = nextCredentials;
         metrics?.setPolicy(compiled);
         events.emit('policyReload', { kind: 'policy-reload', outcome: 'ok', rules: next.rules.length });
       },

@@ -36,13 +36,42 @@ describe('metrics catalogue', () => {
     expect(exposed.sort()).toEqual([...DOCUMENTED].sort());
   });
 
-  it('reserved metrics are documented as reserved and have no series', async () => {
+  it('no metric is reserved any more: credential and budget metrics are real', () => {
+    expect(RESERVED_METRIC_NAMES).toEqual([]);
+    expect(CATALOGUE).not.toMatch(/Reserved: 0 until/);
+  });
+
+  it('credential injections and budget rejections are counted by rule, starting at 0 for the rules that have them', async () => {
+    const policy = compilePolicy(
+      parsePolicy(
+        [
+          'version: 1',
+          'rules:',
+          '  - id: keyed',
+          '    host: api.example.test',
+          '    credentials: { header: x-api-key, inject: { env: K } }',
+          '  - id: limited',
+          '    host: up.example.test',
+          '    budget: { requestBytesPerRun: 10 }',
+          '  - id: plain',
+          '    host: plain.example.test',
+        ].join('\n'),
+      ),
+    );
     const events = new GatewayEvents('t');
-    metrics = startGatewayMetrics(events, POLICY);
-    for (const name of RESERVED_METRIC_NAMES) {
-      expect(CATALOGUE).toMatch(new RegExp(`\\| \`${name}\` \\|[^\\n]*Reserved: 0 until credential rules land`));
-      expect((await metrics.registry.getSingleMetric(name)?.get())?.values).toEqual([]);
-    }
+    metrics = startGatewayMetrics(events, policy);
+    const series = async (name: string) => ((await metrics?.registry.getSingleMetric(name)?.get())?.values ?? []).map((v) => [v.labels.rule, v.value]);
+    expect(await series(METRIC_NAMES.credentialInjections)).toEqual([['keyed', 0]]);
+    expect(await series(METRIC_NAMES.budgetRejections)).toEqual([['limited', 0]]);
+    const base = { kind: 'request', conn: 'c1', protocol: 'h2', method: 'POST', host: 'api.example.test', port: 443, path: '/', status: 200, bytesIn: 0, bytesOut: 0, durationMs: 1 } as const;
+    events.emit('request', { ...base, decision: 'allow', rule: 'keyed', reason: 'ok', step: 'policy', credential: 'injected' });
+    events.emit('request', { ...base, decision: 'deny', rule: 'keyed', reason: 'refused', step: 'credentials', status: 403, credential: 'refused' });
+    events.emit('request', { ...base, decision: 'deny', rule: 'limited', reason: 'spent', step: 'budget', status: 429 });
+    events.emit('request', { ...base, decision: 'deny', rule: 'limited', reason: 'spent', step: 'budget', monitored: true });
+    expect(await series(METRIC_NAMES.credentialInjections)).toEqual([['keyed', 1]]);
+    expect(await series(METRIC_NAMES.budgetRejections)).toEqual([['limited', 1]]);
+    const denied = ((await metrics.registry.getSingleMetric(METRIC_NAMES.deniedRequests)?.get())?.values ?? []).map((v) => [v.labels.reason, v.value]);
+    expect(denied).toEqual(expect.arrayContaining([['credentials', 1], ['budget', 1]]));
   });
 
   it('policy reloads are counted by outcome, both starting at 0', async () => {

@@ -26,8 +26,8 @@ export const METRIC_NAMES = {
   budgetRejections: 'srtgw_budget_rejections_total',
 } as const;
 
-/** Metrics declared for features that do not exist yet: they have no series until those land. */
-export const RESERVED_METRIC_NAMES: readonly string[] = [METRIC_NAMES.credentialInjections, METRIC_NAMES.budgetRejections];
+/** Metrics declared for features that do not exist yet: they have no series until those land. None now. */
+export const RESERVED_METRIC_NAMES: readonly string[] = [];
 
 // undici's own diagnostics channels (lib/core/diagnostics.js): process-global, so they report
 // every undici connect in the process, not only this gateway's.
@@ -54,7 +54,7 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
   });
   const denied = new client.Counter({
     name: METRIC_NAMES.deniedRequests,
-    help: 'Denied requests and tunnels by the step that denied them: framing (400), authority (421), policy (403), connect (CONNECT refused).',
+    help: 'Denied requests and tunnels by the step that denied them: framing (400), authority (421), policy (403), credentials (403), budget (429), connect (CONNECT refused).',
     labelNames: ['reason'] as const,
     registers: [registry],
   });
@@ -113,24 +113,32 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
-  new client.Counter({
+  const injections = new client.Counter({
     name: METRIC_NAMES.credentialInjections,
-    help: 'Reserved, 0 until credential rules land: requests whose credential the gateway injected, by rule.',
+    help: 'Requests (and WebSocket upgrades) whose credential the gateway injected from a secret it holds, by rule; pre-initialised for every rule that injects.',
     labelNames: ['rule'] as const,
     registers: [registry],
   });
-  new client.Counter({
+  const budgetRejections = new client.Counter({
     name: METRIC_NAMES.budgetRejections,
-    help: 'Reserved, 0 until credential rules land: requests refused because their rule\'s budget was spent, by rule.',
+    help: 'Requests refused (429, or cut off mid-body) because they would cross their rule\'s egress budget, by rule; pre-initialised for every rule with a budget.',
     labelNames: ['rule'] as const,
     registers: [registry],
   });
+  const initialiseRuleSeries = (compiled: CompiledPolicy) => {
+    for (const rule of compiled.policy.rules) {
+      if (rule.action !== 'allow' || rule.protocol !== 'http') continue;
+      if (rule.credentials?.some((credential) => credential.action.kind === 'inject')) injections.inc({ rule: rule.id }, 0);
+      if (rule.budget !== undefined) budgetRejections.inc({ rule: rule.id }, 0);
+    }
+  };
+  initialiseRuleSeries(policy);
   // Every label combination that always exists starts at zero, so dashboards and alerts see
   // a series before the first event of its kind.
   for (const outcome of ['ok', 'failed']) tls.inc({ outcome }, 0);
   for (const result of ['hit', 'miss']) leafCache.inc({ result }, 0);
   for (const decision of ['allow', 'deny']) connects.inc({ decision }, 0);
-  for (const reason of ['framing', 'authority', 'policy', 'connect']) denied.inc({ reason }, 0);
+  for (const reason of ['framing', 'authority', 'policy', 'credentials', 'budget', 'connect']) denied.inc({ reason }, 0);
   for (const kind of ['dns', 'refused', 'certificate', 'timeout', 'reset', 'other']) upstreamErrors.inc({ kind }, 0);
   for (const outcome of ['ok', 'failed']) reloads.inc({ outcome }, 0);
   for (const outcome of ['ok', 'failed']) upstreamConnect.zero({ outcome });
@@ -173,6 +181,8 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
       if (event.upstreamError) upstreamErrors.inc({ kind: event.upstreamError });
       if (event.bytesIn > 0) bytes.inc({ direction: 'up', rule }, event.bytesIn);
       if (event.bytesOut > 0) bytes.inc({ direction: 'down', rule }, event.bytesOut);
+      if (event.credential === 'injected') injections.inc({ rule });
+      if (event.step === 'budget' && event.decision === 'deny' && !event.monitored) budgetRejections.inc({ rule });
     }),
     events.on('connect', (event) => {
       connects.inc({ decision: event.decision });
@@ -191,6 +201,7 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
     registry,
     setPolicy(next) {
       hostLabel = hostLabeller(next);
+      initialiseRuleSeries(next);
     },
     close() {
       for (const stop of unsubscribe) stop();

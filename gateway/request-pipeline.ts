@@ -1,18 +1,25 @@
 // The request pipeline: ordered steps, each able to end the exchange, and the step that
 // decided is recorded in the audit event:
-//   framing (400) → authority (421) → policy (403) → upstream (502 or the upstream's answer).
+//   framing (400) → authority (421) → policy (403) → credentials (403) → budget (429)
+//   → upstream (502 or the upstream's answer).
 import type http from 'node:http';
 import type http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
-import { pipeline, Transform, type Duplex } from 'node:stream';
+import { finished, Transform, pipeline, type Duplex } from 'node:stream';
 import { normalizePath } from '../policies/path.js';
+import { applyCredentials } from '../policies/credential-rewrite.js';
 import type { CompiledPolicy } from '../policies/match.js';
+import type { Rule } from '../policies/types.js';
 import { formatAuthority, type ConnectionContext } from './connection-context.js';
-import type { GatewayEvents, HttpProtocol, RequestEvent } from './events.js';
+import { EMPTY_RULE_CREDENTIALS, type RuleCredentials } from './credential-secrets.js';
+import type { BudgetAccount, EgressBudgets } from './egress-budget.js';
+import type { CredentialOutcomeField, GatewayEvents, HttpProtocol, RequestEvent, RequestStep } from './events.js';
 import type { ExchangeHead, ExchangeReadResult } from './exchange.js';
 import { readHttp1Exchange } from './http1-exchange.js';
 import { readHttp2Exchange } from './http2-exchange.js';
+import { createMaskingResponseSink, type MaskingResponseSink } from './masked-response.js';
 import { denialResponse, upstreamFailureResponse, writeRawResponse, type GatewayResponse } from './responses.js';
+import { createMaskingTransform, maskText, type MaskPair } from './secret-masker.js';
 import type { ResponseSink, UpstreamClient, UpstreamTarget } from './upstream-client.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 
@@ -21,7 +28,14 @@ export interface PipelineDependencies {
   currentPolicy(): CompiledPolicy;
   upstream: UpstreamClient;
   events: GatewayEvents;
-  /** Report mode: policy denials are logged as such but let through. */
+  /**
+   * The credential rules (secrets resolved) of the policy in force, read together with
+   * currentPolicy() so one request never sees the rules of one policy and the secrets of another.
+   */
+  currentCredentials?(): RuleCredentials;
+  /** Per-rule egress byte counts; absent = budgets are not enforced. */
+  budgets?: EgressBudgets;
+  /** Report mode: policy, credential and budget denials are logged as such but let through. */
   monitor: boolean;
 }
 
@@ -29,10 +43,27 @@ type ClientRequest = http.IncomingMessage | http2.Http2ServerRequest;
 type ClientResponse = http.ServerResponse | http2.Http2ServerResponse;
 
 type Verdict =
-  | { kind: 'reject'; step: RequestEvent['step']; status: number; rule: string | null; reason: string }
-  | { kind: 'forward'; target: UpstreamTarget; path: string; headers: string[]; rule: string; reason: string; policyDenied: boolean };
+  | { kind: 'reject'; step: RequestStep; status: number; rule: string | null; reason: string; credential?: CredentialOutcomeField }
+  | {
+      kind: 'forward';
+      target: UpstreamTarget;
+      path: string;
+      headers: string[];
+      rule: string;
+      reason: string;
+      /** A denial --monitor lets through: by which step, and why. */
+      monitoredDenial: { step: RequestStep; reason: string } | null;
+      credential?: CredentialOutcomeField;
+      /** Injected secrets to mask in the response; empty when nothing was injected. */
+      masks: MaskPair[];
+      /** The rule's budget, when it has one and the body is counted as it streams. */
+      budget: BudgetAccount | null;
+    };
 
 const MAX_LOGGED_PATH = 512;
+
+/** The error a request body stream ends with when it crosses its rule's budget. */
+class BudgetExceeded extends Error {}
 
 export class RequestPipeline {
   constructor(private readonly deps: PipelineDependencies) {}
@@ -48,8 +79,11 @@ export class RequestPipeline {
 
     if (verdict.kind === 'reject') {
       const response = verdict.status === 502 ? upstreamFailureResponse(verdict.reason) : denialResponse(verdict.status, verdict.rule, verdict.reason);
-      // Framing and authority failures end an HTTP/1.1 connection: its remaining bytes can't be trusted.
-      if (!isH2 && verdict.step !== 'policy') response.headers.connection = 'close';
+      // Framing and authority failures end an HTTP/1.1 connection: its remaining bytes can't be
+      // trusted. Policy, credential and budget refusals keep it: the unread body is discarded
+      // (never forwarded), and closing while the client still sends would reset the connection
+      // before it reads the answer.
+      if (!isH2 && (verdict.step === 'framing' || verdict.step === 'authority')) response.headers.connection = 'close';
       sendGatewayResponse(res, response);
       req.resume();
       this.finish(event, started, verdict.status, 0);
@@ -59,28 +93,75 @@ export class RequestPipeline {
     const head = (read as { ok: true; head: ExchangeHead }).head;
     let bytesIn = 0;
     let body: Transform | null = null;
+    let budgetRefusal: string | null = null;
     if (head.hasBody) {
+      const account = verdict.budget;
+      const monitor = this.deps.monitor;
       body = new Transform({
         transform(chunk: Buffer, _encoding, callback) {
+          if (account !== null) {
+            const refusal = account.tryCharge(chunk.length);
+            if (refusal !== null) {
+              if (!monitor) {
+                // SECURITY: the chunk that would cross the budget is never forwarded; the upstream
+                // request is aborted — test/e2e/credentials.test.ts "budgets".
+                budgetRefusal = refusal;
+                callback(new BudgetExceeded(refusal));
+                return;
+              }
+              account.charge(chunk.length);
+              if (!event.monitored) markMonitored(event, 'budget', refusal);
+            }
+          }
           bytesIn += chunk.length;
           callback(null, chunk);
         },
       });
-      pipeline(req, body, () => undefined);
+      // Not pipeline(): a budget refusal errors the body, and that must not destroy the client
+      // request before the 429 is written.
+      const upload = body;
+      req.pipe(upload);
+      finished(req as NodeJS.ReadableStream, (error) => {
+        if (error && !upload.destroyed) upload.destroy(error);
+      });
+      upload.on('error', () => undefined); // undici reports it; a budget refusal is handled below
+      // Whatever ends the upload early (budget, upstream failure), the rest of the client's body
+      // is read and dropped, so the client can still receive the answer.
+      upload.on('close', () => {
+        req.unpipe(upload);
+        req.resume();
+      });
     }
+    // SECURITY: an upstream that echoes the injected secret (headers, error messages) must not
+    // hand it to the sandbox — test/e2e/credentials.test.ts "its echo comes back with the placeholder".
+    const masking: MaskingResponseSink | null = verdict.masks.length > 0 ? createMaskingResponseSink(res, verdict.masks, verdict.target.host) : null;
+    const sink = masking ?? (res as unknown as ResponseSink);
     this.deps.upstream
-      .forward(verdict.target, { method: head.method, path: verdict.path, headers: verdict.headers, body }, res as unknown as ResponseSink)
+      .forward(verdict.target, { method: head.method, path: verdict.path, headers: verdict.headers, body }, sink)
       .then((result) => {
         if (result.ok) {
           this.finish(event, started, result.status, bytesIn, result.bytesOut);
           return;
         }
+        if (budgetRefusal !== null) {
+          event.decision = 'deny';
+          event.step = 'budget';
+          event.reason = budgetRefusal;
+          if (!res.headersSent) {
+            sendGatewayResponse(res, denialResponse(429, verdict.rule, budgetRefusal));
+            this.finish(event, started, 429, bytesIn, 0);
+          } else {
+            res.destroy();
+            this.finish(event, started, 429, bytesIn, result.bytesOut);
+          }
+          return;
+        }
         event.decision = 'error';
         event.step = 'upstream';
-        event.reason = result.failure.reason;
-        event.upstreamError = result.failure.kind;
+        event.reason = masking?.refusal ?? result.failure.reason;
+        event.upstreamError = masking?.refusal ? 'other' : result.failure.kind;
         if (!result.headersSent && !res.headersSent) {
-          sendGatewayResponse(res, upstreamFailureResponse(result.failure.reason));
+          sendGatewayResponse(res, upstreamFailureResponse(event.reason));
           this.finish(event, started, 502, bytesIn, 0);
         } else {
           res.destroy();
@@ -109,15 +190,39 @@ export class RequestPipeline {
     this.deps.upstream
       .upgrade(forward.target, { method: 'GET', path: forward.path, headers: forward.headers }, 'websocket')
       .then(({ headers, socket: upstreamSocket }) => {
+        const masks = forward.masks;
         let response = 'HTTP/1.1 101 Switching Protocols\r\n';
         for (const [name, value] of Object.entries(headers)) {
-          for (const item of Array.isArray(value) ? value : [value]) response += `${name}: ${item}\r\n`;
+          for (const item of Array.isArray(value) ? value : [value]) response += `${name}: ${masks.length > 0 ? maskText(item, masks) : item}\r\n`;
         }
         socket.write(response + '\r\n');
-        if (head.length > 0) upstreamSocket.write(head);
-        let bytesIn = head.length;
+        let bytesIn = 0;
         let bytesOut = 0;
-        socket.on('data', (chunk: Buffer) => (bytesIn += chunk.length));
+        const account = forward.budget;
+        const monitor = this.deps.monitor;
+        // Client → upstream: counted, and against the rule's budget when it has one.
+        const outbound = new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            if (account !== null) {
+              const refusal = account.tryCharge(chunk.length);
+              if (refusal !== null) {
+                if (!monitor) {
+                  // A WebSocket has no status left to send: the budget ends the connection.
+                  event.decision = 'deny';
+                  event.step = 'budget';
+                  event.reason = refusal;
+                  callback(new BudgetExceeded(refusal));
+                  return;
+                }
+                account.charge(chunk.length);
+                if (!event.monitored) markMonitored(event, 'budget', refusal);
+              }
+            }
+            bytesIn += chunk.length;
+            callback(null, chunk);
+          },
+        });
+        if (head.length > 0) socket.unshift(head);
         upstreamSocket.on('data', (chunk: Buffer) => (bytesOut += chunk.length));
         let ended = false;
         const end = () => {
@@ -127,8 +232,11 @@ export class RequestPipeline {
           upstreamSocket.destroy();
           this.finish(event, started, 101, bytesIn, bytesOut);
         };
-        pipeline(socket, upstreamSocket, end);
-        pipeline(upstreamSocket, socket, end);
+        pipeline(socket, outbound, upstreamSocket, end);
+        // Upstream → client: an echoed secret is masked in place (same length, so frames stay
+        // intact; no compression was negotiated for a request with an injected secret).
+        if (masks.length > 0) pipeline(upstreamSocket, createMaskingTransform(masks, { lengthPreserving: true }), socket, end);
+        else pipeline(upstreamSocket, socket, end);
       })
       .catch((error: unknown) => {
         const failure = classifyUpstreamError(error, forward.target.host);
@@ -175,16 +283,73 @@ export class RequestPipeline {
     if ('error' in normalized) return { kind: 'reject', step: 'framing', status: 400, rule: null, reason: normalized.error };
     const path = normalized.path;
 
-    const decision = this.deps.currentPolicy().decide({ host: target.host, port: target.port, method: head.method, path });
+    const policy = this.deps.currentPolicy();
+    const credentials = this.deps.currentCredentials?.() ?? EMPTY_RULE_CREDENTIALS;
+    const monitor = this.deps.monitor;
+    const decision = policy.decide({ host: target.host, port: target.port, method: head.method, path });
     const policyDenied = decision.action === 'deny';
-    if (policyDenied && !this.deps.monitor) {
+    if (policyDenied && !monitor) {
       return { kind: 'reject', step: 'policy', status: 403, rule: decision.ruleId, reason: decision.reason };
     }
     // Upstream sees exactly the path the policy saw (normalised), with the original query.
-    const forwardPath = queryStart < 0 ? path : path + head.target.slice(queryStart);
+    let query = queryStart < 0 ? '' : head.target.slice(queryStart);
     const defaultPort = target.scheme === 'https' ? 443 : 80;
-    const headers = ['host', formatAuthority(target.host, target.port, defaultPort), ...head.forwardHeaders];
-    return { kind: 'forward', target, path: forwardPath, headers, rule: decision.ruleId, reason: decision.reason, policyDenied };
+    let headers = ['host', formatAuthority(target.host, target.port, defaultPort), ...head.forwardHeaders];
+    let monitoredDenial: { step: RequestStep; reason: string } | null = policyDenied ? { step: 'policy', reason: decision.reason } : null;
+    let credential: CredentialOutcomeField | undefined;
+    let masks: MaskPair[] = [];
+    let budget: BudgetAccount | null = null;
+
+    const rule = policyDenied ? undefined : ruleById(policy, decision.ruleId);
+    const ruleCredentials = policyDenied ? undefined : credentials.get(decision.ruleId);
+    if (ruleCredentials !== undefined && ruleCredentials.length > 0) {
+      const result = applyCredentials(decision.ruleId, ruleCredentials, headers, query);
+      if (!result.ok) {
+        if (!monitor) return { kind: 'reject', step: 'credentials', status: 403, rule: decision.ruleId, reason: result.reason, credential: 'refused' };
+        // Report mode: logged as a denial, forwarded as sent — nothing injected.
+        monitoredDenial = { step: 'credentials', reason: result.reason };
+        credential = 'refused';
+      } else {
+        headers = result.headers;
+        query = result.query;
+        masks = result.masks;
+        if (result.outcome !== null) credential = result.outcome;
+        // A secret echoed in a compressed body could not be found to be masked.
+        if (masks.length > 0) headers = withoutCompression(headers, head.upgrade !== null);
+      }
+    }
+
+    if (rule?.budget !== undefined && this.deps.budgets !== undefined) {
+      const account = this.deps.budgets.account(rule.id, rule.budget);
+      const contentLength = head.upgrade !== null ? null : declaredContentLength(head);
+      if (head.upgrade !== null) {
+        // A WebSocket's frames are counted as they flow (handleUpgrade).
+        budget = account;
+      } else if (contentLength !== null) {
+        // A declared length is judged before anything is forwarded — the whole body or nothing.
+        const refusal = account.tryCharge(contentLength);
+        if (refusal !== null) {
+          if (!monitor) return { kind: 'reject', step: 'budget', status: 429, rule: rule.id, reason: refusal, ...(credential ? { credential } : {}) };
+          account.charge(contentLength);
+          monitoredDenial ??= { step: 'budget', reason: refusal };
+        }
+      } else {
+        budget = account;
+      }
+    }
+
+    return {
+      kind: 'forward',
+      target,
+      path: path + query,
+      headers,
+      rule: decision.ruleId,
+      reason: decision.reason,
+      monitoredDenial,
+      ...(credential ? { credential } : {}),
+      masks,
+      budget,
+    };
   }
 
   private eventFor(read: ExchangeReadResult, connection: ConnectionContext | null, connId: string, protocol: HttpProtocol, verdict: Verdict): RequestEvent {
@@ -200,7 +365,7 @@ export class RequestPipeline {
       host: connection?.host ?? head?.authorityHost ?? '-',
       port: connection?.port ?? head?.authorityPort ?? 0,
       path,
-      decision: verdict.kind === 'reject' ? 'deny' : verdict.policyDenied ? 'deny' : 'allow',
+      decision: verdict.kind === 'reject' ? 'deny' : 'allow',
       rule: verdict.rule,
       reason: verdict.reason,
       step: verdict.kind === 'reject' ? verdict.step : 'policy',
@@ -209,7 +374,8 @@ export class RequestPipeline {
       bytesOut: 0,
       durationMs: 0,
     };
-    if (verdict.kind === 'forward' && verdict.policyDenied) event.monitored = true;
+    if (verdict.credential !== undefined) event.credential = verdict.credential;
+    if (verdict.kind === 'forward' && verdict.monitoredDenial !== null) markMonitored(event, verdict.monitoredDenial.step, verdict.monitoredDenial.reason);
     return event;
   }
 
@@ -220,6 +386,48 @@ export class RequestPipeline {
     event.durationMs = Math.round((performance.now() - started) * 1000) / 1000;
     this.deps.events.emit('request', event);
   }
+}
+
+/** Records a denial that --monitor let through: the decision is deny, the exchange went on. */
+function markMonitored(event: RequestEvent, step: RequestStep, reason: string): void {
+  event.decision = 'deny';
+  event.monitored = true;
+  event.step = step;
+  event.reason = reason;
+}
+
+const rulesByPolicy = new WeakMap<CompiledPolicy, ReadonlyMap<string, Rule>>();
+
+function ruleById(policy: CompiledPolicy, id: string): Rule | undefined {
+  let rules = rulesByPolicy.get(policy);
+  if (rules === undefined) {
+    rules = new Map(policy.policy.rules.map((rule) => [rule.id, rule]));
+    rulesByPolicy.set(policy, rules);
+  }
+  return rules.get(id);
+}
+
+/** The body length the client declared (Content-Length), or null when it streams without one. */
+function declaredContentLength(head: ExchangeHead): number | null {
+  for (let i = 0; i < head.forwardHeaders.length; i += 2) {
+    if (head.forwardHeaders[i] === 'content-length') {
+      const value = Number(head.forwardHeaders[i + 1]);
+      return Number.isSafeInteger(value) && value >= 0 ? value : null;
+    }
+  }
+  return head.hasBody ? null : 0;
+}
+
+/** Asks for an uncompressed response (and, for WebSocket, no permessage-deflate). */
+function withoutCompression(headers: string[], upgrade: boolean): string[] {
+  const kept: string[] = [];
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i]!;
+    if (name === 'accept-encoding' || (upgrade && name === 'sec-websocket-extensions')) continue;
+    kept.push(name, headers[i + 1]!);
+  }
+  if (!upgrade) kept.push('accept-encoding', 'identity');
+  return kept;
 }
 
 function sendGatewayResponse(res: ClientResponse, response: GatewayResponse): void {

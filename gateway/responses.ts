@@ -16,7 +16,7 @@ export function headerSafe(text: string): string {
 }
 
 export function denialResponse(status: number, rule: string | null, reason: string): GatewayResponse {
-  const error = status === 421 ? 'misdirected' : status === 400 || status === 431 ? 'bad-request' : 'denied';
+  const error = status === 421 ? 'misdirected' : status === 400 || status === 431 ? 'bad-request' : status === 429 ? 'budget-exceeded' : 'denied';
   return jsonResponse(status, { error, rule, reason });
 }
 
@@ -43,6 +43,7 @@ const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   403: 'Forbidden',
   421: 'Misdirected Request',
+  429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   502: 'Bad Gateway',
   503: 'Service Unavailable',

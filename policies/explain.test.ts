@@ -1,5 +1,6 @@
 // explain.ts: which rule decides and why, for allowed, denied and path-normalised requests.
 import { describe, expect, test } from 'vitest';
+import { credentialPlaceholders } from './credentials.js';
 import { explainRequest, parseRequestText, parseRequestUrl, renderExplanation, type RequestLine } from './explain.js';
 import { parsePolicy } from './loader.js';
 
@@ -130,5 +131,59 @@ describe('explainRequest', () => {
     const explanation = explainRequest(policy, request('GET', 'https://other.example.test/'), [['Host', 'api.example.test']]);
     expect(explanation.decision.action).toBe('allow');
     expect(explanation.notes[0]).toContain('differs from the URL host');
+  });
+});
+
+describe('explain: credentials and budgets', () => {
+  const keyed = parsePolicy(
+    [
+      'version: 1',
+      'rules:',
+      '  - id: example-api',
+      '    host: api.example.test',
+      '    credentials: { header: x-api-key, inject: { env: EXAMPLE_API_KEY } }',
+      '    budget: { requestBytesPerMinute: 1MiB, requestBytesPerRun: 100MiB }',
+      '  - id: required',
+      '    host: required.example.test',
+      '    credentials: { header: authorization, require: ["sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae"] }',
+    ].join('\n'),
+    'policy.yaml',
+  );
+  const placeholder = credentialPlaceholders(keyed).get('EXAMPLE_API_KEY')!;
+
+  test('says what happens to the credential and the budget', () => {
+    const explanation = explainRequest(keyed, request('POST', 'https://api.example.test/v1/messages'));
+    expect(explanation.credentials).toEqual([expect.stringMatching(/^x-api-key is replaced with the secret from env EXAMPLE_API_KEY; .*any other value sent is refused \(403\)$/)]);
+    expect(explanation.budget).toBe('1 MiB per minute and 100 MiB per run');
+    expect(explanation.credentialCheck).toEqual({ outcome: 'injected' });
+    const text = renderExplanation(explanation);
+    expect(text).toContain('credentials: x-api-key is replaced with the secret from env EXAMPLE_API_KEY;');
+    expect(text).toContain('credentials step: injected with the headers given');
+    expect(text).toContain('budget: 1 MiB per minute and 100 MiB per run of request bodies; a request that would cross it gets 429');
+  });
+
+  test("an attacker's key given with -H is refused, with the 403 body", () => {
+    const explanation = explainRequest(keyed, request('POST', 'https://api.example.test/v1/messages'), [['X-Api-Key', 'sk-attacker-123456789']]);
+    expect(explanation.credentialCheck?.outcome).toBe('refused');
+    expect(explanation.denyBody).toContain('"rule":"example-api"');
+    expect(explanation.denyBody).not.toContain('sk-attacker');
+    expect(renderExplanation(explanation)).toContain('credentials step: REFUSED: rule example-api refuses the x-api-key sent');
+    expect(explanation.notes).toEqual([]);
+  });
+
+  test('the placeholder given with -H is accepted', () => {
+    expect(explainRequest(keyed, request('GET', 'https://api.example.test/'), [['x-api-key', placeholder]]).credentialCheck).toEqual({ outcome: 'injected' });
+  });
+
+  test('require checks the hash of the value given', () => {
+    const line = request('GET', 'https://required.example.test/');
+    expect(explainRequest(keyed, line, [['authorization', 'Bearer foo']]).credentialCheck).toEqual({ outcome: 'required-ok' });
+    expect(explainRequest(keyed, line, [['authorization', 'Bearer bar']]).credentialCheck?.outcome).toBe('refused');
+    expect(explainRequest(keyed, line).credentialCheck?.reason).toContain('requires a authorization (Bearer token) and the request has none');
+  });
+
+  test('other headers are noted as not read', () => {
+    const explanation = explainRequest(keyed, request('GET', 'https://api.example.test/'), [['accept', '*/*']]);
+    expect(explanation.notes).toEqual(['headers given (accept) do not affect the decision: only the credential header x-api-key of rule example-api is read']);
   });
 });

@@ -1,5 +1,7 @@
 // Explains one decision for a reviewer: how the request was normalised, which rules name its
 // host and why each did or did not match, and what the client would get. Pure; the CLI prints it.
+import { applyCredentials, type ResolvedCredential } from './credential-rewrite.js';
+import { describeBudget, describeCredentialRule, placeholderFor } from './credentials.js';
 import { compilePolicy } from './match.js';
 import { hostMatchesPattern, normalizeHost } from './host.js';
 import { normalizePath, pathMatchesGlob } from './path.js';
@@ -71,6 +73,15 @@ export interface Explanation {
   readonly decision: Decision;
   /** The 403 body the gateway sends for a deny (gateway/responses.ts denialResponse), else null. */
   readonly denyBody: string | null;
+  /** What happens to the credentials of an allowed request: one sentence per credential rule of the deciding rule. */
+  readonly credentials: readonly string[];
+  /**
+   * The credentials step run on the headers (and query) given, with a stand-in for the secret:
+   * null when the deciding rule has no credential rules or the request is denied anyway.
+   */
+  readonly credentialCheck: { readonly outcome: 'injected' | 'required-ok' | 'stripped' | 'refused' | 'none'; readonly reason?: string } | null;
+  /** The deciding rule's egress budget ("1 MiB per minute and 100 MiB per run"), else null. */
+  readonly budget: string | null;
   /** Remarks on the headers given and what this policy format does not check yet. */
   readonly notes: readonly string[];
 }
@@ -88,7 +99,17 @@ export function explainRequest(policy: Policy, request: RequestLine, headers: re
       notes.push(`Host header ${JSON.stringify(value)} differs from the URL host; the gateway answers 421 before the policy is asked (domain fronting check)`);
     }
   }
-  if (headers.length > 0) notes.push(`headers given (${headers.map(([name]) => name).join(', ')}) do not affect the decision: this policy format has no header or credential rules yet`);
+  const deciding = decision.action === 'allow' ? policy.rules.find((rule) => rule.id === decision.ruleId) : undefined;
+  const credentialRules = deciding?.credentials ?? [];
+  const credentialHeaders = new Set(credentialRules.flatMap((credential) => (credential.location.kind === 'header' ? [credential.location.name] : [])));
+  const otherHeaders = headers.filter(([name]) => name.toLowerCase() !== 'host' && !credentialHeaders.has(name.toLowerCase()));
+  if (otherHeaders.length > 0) {
+    const why = credentialHeaders.size > 0 ? `only the credential header${credentialHeaders.size === 1 ? '' : 's'} ${[...credentialHeaders].join(', ')} of rule ${decision.ruleId} ${credentialHeaders.size === 1 ? 'is' : 'are'} read` : 'rules match on host, port, method and path, and no credential rule applies';
+    notes.push(`headers given (${otherHeaders.map(([name]) => name).join(', ')}) do not affect the decision: ${why}`);
+  }
+  const credentialCheck = deciding && credentialRules.length > 0 ? checkCredentials(deciding, headers, request.path) : null;
+  let denyBody = decision.action === 'deny' ? JSON.stringify({ error: 'denied', rule: decision.ruleId, reason: decision.reason }) : null;
+  if (credentialCheck?.outcome === 'refused') denyBody = JSON.stringify({ error: 'denied', rule: decision.ruleId, reason: credentialCheck.reason ?? '' });
   const defaultPort = DEFAULT_PORTS[request.scheme] === request.port;
   return {
     request: { method: request.method, url: `${request.scheme}://${bracketed(request.host)}${defaultPort ? '' : `:${request.port}`}${request.path}` },
@@ -97,9 +118,27 @@ export function explainRequest(policy: Policy, request: RequestLine, headers: re
     path: { written: request.path, normalized: path, ...('error' in normalized ? { error: normalized.error } : {}) },
     rules,
     decision,
-    denyBody: decision.action === 'deny' ? JSON.stringify({ error: 'denied', rule: decision.ruleId, reason: decision.reason }) : null,
+    denyBody,
+    credentials: deciding ? credentialRules.map((credential) => describeCredentialRule(credential, deciding.id)) : [],
+    credentialCheck,
+    budget: deciding?.budget ? describeBudget(deciding.budget) : null,
     notes,
   };
+}
+
+/** The gateway's credentials step on the given headers, with a stand-in secret (explain never reads one). */
+function checkCredentials(rule: Rule, headers: readonly [string, string][], path: string): NonNullable<Explanation['credentialCheck']> {
+  const resolved: ResolvedCredential[] = (rule.credentials ?? []).map((credential) => {
+    const action = credential.action;
+    if (action.kind === 'require') return { rule: credential, kind: 'require', sha256: new Set(action.sha256) };
+    if (action.kind === 'strip') return { rule: credential, kind: 'strip' };
+    return { rule: credential, kind: 'inject', secret: `<secret from ${action.source.kind}>`, placeholder: placeholderFor(action.source, rule.id) };
+  });
+  const flat = headers.flatMap(([name, value]) => [name.toLowerCase(), value]);
+  const queryStart = path.indexOf('?');
+  const result = applyCredentials(rule.id, resolved, flat, queryStart < 0 ? '' : path.slice(queryStart));
+  if (!result.ok) return { outcome: 'refused', reason: result.reason };
+  return { outcome: result.outcome ?? 'none' };
 }
 
 function verdictFor(rule: Rule, request: RequestLine, path: string | null): RuleVerdict {
@@ -145,6 +184,17 @@ export function renderExplanation(explanation: Explanation): string {
     }
     lines.push(`response: 403 ${explanation.denyBody ?? ''}`);
   }
+  for (const credential of explanation.credentials) lines.push(`credentials: ${credential}`);
+  const check = explanation.credentialCheck;
+  if (check !== null) {
+    if (check.outcome === 'refused') {
+      lines.push(`credentials step: REFUSED: ${check.reason ?? ''}`);
+      lines.push(`response: 403 ${explanation.denyBody ?? ''}`);
+    } else {
+      lines.push(`credentials step: ${check.outcome === 'none' ? 'nothing to do' : check.outcome} with the headers given`);
+    }
+  }
+  if (explanation.budget !== null) lines.push(`budget: ${explanation.budget} of request bodies; a request that would cross it gets 429`);
   for (const note of explanation.notes) lines.push(`note: ${note}`);
   return `${lines.join('\n')}\n`;
 }

@@ -1,7 +1,11 @@
 // The public surface of policies/: load a policy file, compile it, ask it for decisions.
 export { DEFAULT_DENY_RULE_ID } from './types.js';
 export type {
+  CredentialAction,
+  CredentialLocation,
+  CredentialRule,
   Decision,
+  EgressBudget,
   FilesystemPathEntry,
   FilesystemPolicy,
   FilesystemPolicyKey,
@@ -9,6 +13,7 @@ export type {
   RequestFacts,
   Rule,
   RuleAction,
+  SecretSource,
   SourceLocation,
 } from './types.js';
 export { filesystemFileSchema, filesystemPathProblem, policyFileSchema, policyJsonSchema, ruleFileSchema } from './schema.js';
@@ -21,7 +26,11 @@ export type { HostPattern } from './host.js';
 export { compilePathGlob, normalizePath, normalizePathGlob, pathMatchesGlob } from './path.js';
 export type { NormalizedPath, PathGlob } from './path.js';
 export { formatFinding, lintPolicy } from './lint.js';
-export type { Finding, FindingSeverity } from './lint.js';
+export type { Finding, FindingSeverity, LintEnvironment } from './lint.js';
+export { credentialPlaceholders, credentialSecretFiles, describeBudget, describeCredentialRule, placeholderFor } from './credentials.js';
+export { applyCredentials } from './credential-rewrite.js';
+export type { CredentialOutcome, CredentialStepResult, MaskPair, ResolvedCredential } from './credential-rewrite.js';
+export { formatByteSize, parseByteSize } from './byte-size.js';
 export { explainRequest, parseRequestText, parseRequestUrl, renderExplanation } from './explain.js';
 export type { Explanation, RequestLine, RuleVerdict } from './explain.js';
 export { parseDecisionTable, renderResults, runDecisionTable } from './decision-table.js';

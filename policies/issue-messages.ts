@@ -1,7 +1,7 @@
 // Turns zod issues from the policy file schema into one sentence each: which field, what is
 // wrong, what to write instead ("rules[0].paths[0] must start with "/" (got "v1/upload")").
 import type { z } from 'zod';
-import { FILESYSTEM_FILE_KEYS, POLICY_FILE_KEYS, RULE_FILE_KEYS } from './schema.js';
+import { BUDGET_FILE_KEYS, CREDENTIAL_FILE_KEYS, FILESYSTEM_FILE_KEYS, POLICY_FILE_KEYS, RULE_FILE_KEYS, SECRET_SOURCE_FILE_KEYS } from './schema.js';
 
 export interface PolicyProblem {
   /** Path of the offending node in the file. */
@@ -16,7 +16,7 @@ const MAX_SUGGESTION_DISTANCE = 2;
 
 export function problemsFromIssues(issues: readonly z.core.$ZodIssue[], data: unknown): PolicyProblem[] {
   const problems: PolicyProblem[] = [];
-  for (const issue of issues) {
+  for (const issue of flattenUnions(issues, data)) {
     if (issue.code === 'unrecognized_keys') {
       const knownKeys = knownKeysAt(issue.path);
       const prefix = issue.path.length === 0 ? '' : `${formatFieldPath(issue.path)}: `;
@@ -35,9 +35,43 @@ export function problemsFromIssues(issues: readonly z.core.$ZodIssue[], data: un
   return problems;
 }
 
+/**
+ * A union ("a mapping or a list", "a number or a string") that failed reports every branch's
+ * issues. The branch for the kind of value written is the one to explain; when no branch fits
+ * the value's kind, the union's own message ("must be a mapping ... or a list") says it all.
+ */
+function flattenUnions(issues: readonly z.core.$ZodIssue[], data: unknown): z.core.$ZodIssue[] {
+  const flat: z.core.$ZodIssue[] = [];
+  for (const issue of issues) {
+    if (issue.code !== 'invalid_union' || issue.errors.length === 0) {
+      flat.push(issue);
+      continue;
+    }
+    const fitting = issue.errors.filter((branch) => !branch.some((inner) => inner.code === 'invalid_type' && inner.path.length === 0));
+    if (fitting.length !== 1) {
+      flat.push(issue);
+      continue;
+    }
+    const nested: z.core.$ZodIssue[] = fitting[0]!.map((inner) => ({ ...inner, path: [...issue.path, ...inner.path] }));
+    flat.push(...flattenUnions(nested, data));
+  }
+  return flat;
+}
+
 function knownKeysAt(path: readonly PropertyKey[]): readonly string[] {
   if (path.length === 0) return POLICY_FILE_KEYS;
-  return path[0] === 'filesystem' ? FILESYSTEM_FILE_KEYS : RULE_FILE_KEYS;
+  if (path[0] === 'filesystem') return FILESYSTEM_FILE_KEYS;
+  const named = path.filter((segment) => typeof segment === 'string');
+  switch (named[named.length - 1]) {
+    case 'credentials':
+      return CREDENTIAL_FILE_KEYS;
+    case 'inject':
+      return SECRET_SOURCE_FILE_KEYS;
+    case 'budget':
+      return BUDGET_FILE_KEYS;
+    default:
+      return RULE_FILE_KEYS;
+  }
 }
 
 /** ["rules", 0, "paths", 1] → "rules[0].paths[1]". */

@@ -49,3 +49,37 @@ describe('secretKind', () => {
     expect(secretKind(value)).toBeNull();
   });
 });
+
+describe('lint with the machine environment (policy check)', () => {
+  const policy = parsePolicy(
+    [
+      'version: 1',
+      'rules:',
+      '  - id: from-env',
+      '    host: a.test',
+      '    credentials: { header: x-api-key, inject: { env: SET_KEY } }',
+      '  - id: from-unset-env',
+      '    host: b.test',
+      '    credentials: { header: x-api-key, inject: { env: UNSET_KEY } }',
+      '  - id: from-file',
+      '    host: c.test',
+      '    credentials: { header: x-api-key, inject: { file: /secrets/c.key } }',
+      '  - id: from-missing-file',
+      '    host: d.test',
+      '    credentials: { header: x-api-key, inject: { file: /secrets/d.key } }',
+    ].join('\n'),
+    'policy.yaml',
+  );
+
+  test('warns about an unset variable and a missing file', () => {
+    const findings = lintPolicy(policy, { env: { SET_KEY: 'x' }, fileExists: (path) => path === '/secrets/c.key' }).map(formatFinding);
+    expect(findings).toEqual([
+      'policy.yaml:6:5: warning: rule from-unset-env injects x-api-key from env UNSET_KEY, but environment variable UNSET_KEY is not set here; the gateway will refuse to start with this policy until it is [inject-source-unavailable]',
+      'policy.yaml:12:5: warning: rule from-missing-file injects x-api-key from file /secrets/d.key, but file /secrets/d.key does not exist; the gateway will refuse to start with this policy until it is [inject-source-unavailable]',
+    ]);
+  });
+
+  test('without an environment, those checks are skipped (lint stays pure)', () => {
+    expect(lintPolicy(policy)).toEqual([]);
+  });
+});

@@ -1,6 +1,7 @@
 // Review checks for a policy that already validates: rules that can never decide, allow/deny
 // overlaps, wildcards that reach other people's hosts, secrets written into the file. Pure: a
 // Policy in, findings out; `srt-gw policy check` prints them.
+import { describeLocation, describeSecretSource } from './credentials.js';
 import { parseHostPattern, type HostPattern } from './host.js';
 import type { Policy, Rule, SourceLocation } from './types.js';
 
@@ -16,27 +17,39 @@ export interface Finding {
   readonly message: string;
 }
 
+/**
+ * What `policy check` may know about the machine the gateway will run on. Lint stays pure: the
+ * CLI passes process.env and a file test; without them the checks that need them are skipped.
+ */
+export interface LintEnvironment {
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  fileExists?(path: string): boolean;
+}
+
 interface LintCheck {
   readonly code: string;
   readonly severity: FindingSeverity;
   /** Messages about rules; the table adds code, severity and source. */
-  run(rules: readonly Rule[]): Iterable<{ rule: Rule; message: string }>;
+  run(rules: readonly Rule[], environment: LintEnvironment): Iterable<{ rule: Rule; message: string }>;
 }
 
-// One entry per check. When credential rules land in the schema, "inject-without-source"
-// (an inject with no secret source) joins this table as an error.
+// One entry per check. An inject with no secret source, or a require entry that is not a SHA-256,
+// never gets this far: the loader refuses them with file:line:column.
 const CHECKS: readonly LintCheck[] = [
   { code: 'shadowed-rule', severity: 'warning', run: shadowedRules },
   { code: 'unreachable-rule', severity: 'warning', run: rulesCoveredByDeny },
   { code: 'overlapping-allow-deny', severity: 'warning', run: overlappingAllowDeny },
   { code: 'broad-wildcard', severity: 'warning', run: broadWildcards },
   { code: 'plaintext-secret', severity: 'error', run: plaintextSecrets },
+  { code: 'uncontrolled-credentials', severity: 'warning', run: uncontrolledCredentials },
+  { code: 'empty-credential-allowed', severity: 'warning', run: emptyCredentialAllowed },
+  { code: 'inject-source-unavailable', severity: 'warning', run: unavailableInjectSources },
 ];
 
-export function lintPolicy(policy: Policy): Finding[] {
+export function lintPolicy(policy: Policy, environment: LintEnvironment = {}): Finding[] {
   const findings: Finding[] = [];
   for (const check of CHECKS) {
-    for (const { rule, message } of check.run(policy.rules)) {
+    for (const { rule, message } of check.run(policy.rules, environment)) {
       findings.push({ severity: check.severity, code: check.code, ruleId: rule.id, ...(rule.source ? { source: rule.source } : {}), message });
     }
   }
@@ -138,12 +151,79 @@ function* plaintextSecrets(rules: readonly Rule[]): Iterable<{ rule: Rule; messa
       ['host', rule.host],
       ...(rule.methods ?? []).map((method, i): [string, string] => [`methods[${i}]`, method]),
       ...(rule.paths ?? []).map((path, i): [string, string] => [`paths[${i}]`, path]),
+      ...(rule.credentials ?? []).flatMap((credential, i) => credentialFields(credential, rule.credentials!.length > 1 ? `credentials[${i}]` : 'credentials')),
     ];
     for (const [field, value] of fields) {
       const kind = secretKind(value);
       if (kind !== null) {
         yield { rule, message: `rule ${rule.id} ${field} holds what looks like ${kind}; remove it from the policy and rotate it (credentials must never be written in a policy)` };
         break;
+      }
+    }
+  }
+}
+
+/** The written strings of a credential rule where someone might paste a secret by mistake. */
+function credentialFields(credential: NonNullable<Rule['credentials']>[number], prefix: string): [string, string][] {
+  const fields: [string, string][] = [];
+  const location = credential.location;
+  fields.push([location.kind === 'query' ? `${prefix}.query` : `${prefix}.header`, location.name]);
+  if (location.kind === 'header' && location.username !== undefined) fields.push([`${prefix}.username`, location.username]);
+  const action = credential.action;
+  if (action.kind === 'inject') {
+    const source = action.source;
+    if (source.kind === 'env') fields.push([`${prefix}.inject.env`, source.name]);
+    else if (source.kind === 'file') fields.push([`${prefix}.inject.file`, source.written]);
+    else source.argv.forEach((arg, i) => fields.push([`${prefix}.inject.command[${i}]`, arg]));
+  }
+  return fields;
+}
+
+/**
+ * An allow rule with no credential rules on a host where another allow rule controls a credential:
+ * requests the first rule decides go out with whatever key the client sends (the approved-domain
+ * leak the other rule closes).
+ */
+function* uncontrolledCredentials(rules: readonly Rule[]): Iterable<{ rule: Rule; message: string }> {
+  const controlled = rules.filter((rule) => rule.action === 'allow' && rule.protocol === 'http' && (rule.credentials?.length ?? 0) > 0);
+  for (const rule of rules) {
+    if (rule.action !== 'allow' || rule.protocol !== 'http' || rule.credentials !== undefined) continue;
+    const other = controlled.find((candidate) => hostsOverlap(candidate.host, rule.host) && portsOverlap(candidate, rule));
+    if (other === undefined) continue;
+    const what = other.credentials!.map((credential) => describeLocation(credential.location)).join(', ');
+    yield {
+      rule,
+      message: `rule ${rule.id} allows requests to ${overlapHost(rule.host, other.host)} without credential rules, while rule ${other.id}${lineOf(other)} controls ${what} there: requests ${rule.id} decides carry whatever credential the client sends; give it the same credentials or narrow it`,
+    };
+  }
+}
+
+const SHA256_OF_EMPTY = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
+
+function* emptyCredentialAllowed(rules: readonly Rule[]): Iterable<{ rule: Rule; message: string }> {
+  for (const rule of rules) {
+    for (const credential of rule.credentials ?? []) {
+      if (credential.action.kind === 'require' && credential.action.sha256.includes(SHA256_OF_EMPTY)) {
+        yield { rule, message: `rule ${rule.id} require lists the SHA-256 of the empty string, which no request can send as ${describeLocation(credential.location)}; hash the value without a trailing newline (printf %s "$VALUE" | sha256sum)` };
+      }
+    }
+  }
+}
+
+function* unavailableInjectSources(rules: readonly Rule[], environment: LintEnvironment): Iterable<{ rule: Rule; message: string }> {
+  for (const rule of rules) {
+    for (const credential of rule.credentials ?? []) {
+      const action = credential.action;
+      if (action.kind !== 'inject') continue;
+      const source = action.source;
+      let problem: string | null = null;
+      if (source.kind === 'env' && environment.env !== undefined && (environment.env[source.name] ?? '').trim() === '') {
+        problem = `environment variable ${source.name} is ${environment.env[source.name] === undefined ? 'not set' : 'empty'} here`;
+      } else if (source.kind === 'file' && environment.fileExists !== undefined && !environment.fileExists(source.path)) {
+        problem = `file ${source.path} does not exist`;
+      }
+      if (problem !== null) {
+        yield { rule, message: `rule ${rule.id} injects ${describeLocation(credential.location)} from ${describeSecretSource(source)}, but ${problem}; the gateway will refuse to start with this policy until it is` };
       }
     }
   }

@@ -1,6 +1,6 @@
 // Table-driven tests for loader.ts; each case's name says what it proves.
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
@@ -117,7 +117,7 @@ describe('parsePolicy', () => {
     [
       'unknown key without a close match lists the allowed keys',
       'version: 1\nrules:\n  - id: a\n    host: a.test\n    colour: red\n',
-      "<inline>:5:5: rules[0]: unknown key 'colour'; the keys allowed here are 'id', 'host', 'port', 'methods', 'paths', 'action', 'protocol'",
+      "<inline>:5:5: rules[0]: unknown key 'colour'; the keys allowed here are 'id', 'host', 'port', 'methods', 'paths', 'action', 'protocol', 'credentials', 'budget'",
     ],
     [
       'key in the wrong case',
@@ -288,6 +288,66 @@ describe('parsePolicy', () => {
     const error = errorOf(() => parsePolicy(lines.join('\n'), 'bomb.yaml'));
     expect(error.code).toBe(ErrorCodes.POLICY_INVALID);
     expect(error.message).toMatch(/^bomb\.yaml:1:1: YAML could not be read: /);
+  });
+});
+
+describe('credentials and budgets', () => {
+  test('one mapping or a list become credential rules with normalised names, sources and hashes', () => {
+    const policy = parsePolicy(
+      [
+        'version: 1',
+        'rules:',
+        '  - id: one',
+        '    host: a.test',
+        '    credentials: { header: X-Api-Key, inject: { env: EXAMPLE_API_KEY } }',
+        '  - id: many',
+        '    host: b.test',
+        '    credentials:',
+        '      - { header: Authorization, scheme: basic, username: bot, inject: { file: keys/b.key } }',
+        '      - { query: token, require: ["sha256:2C26B46B68FFC68FF99B453C1D30413413422D706483BFA0F98A5E886266E7AE"] }',
+        '      - { header: authorization-extra, strip: true }',
+        '      - { header: x-other, inject: { command: [pass, show, b] } }',
+      ].join('\n'),
+      '/etc/srt-gw/policy.yaml',
+    );
+    expect(policy.rules[0]?.credentials).toEqual([
+      {
+        location: { kind: 'header', name: 'x-api-key', scheme: 'raw' },
+        action: { kind: 'inject', source: { kind: 'env', name: 'EXAMPLE_API_KEY' } },
+        source: { file: '/etc/srt-gw/policy.yaml', line: 5, column: 18 },
+      },
+    ]);
+    expect(policy.rules[1]?.credentials?.map((credential) => [credential.location, credential.action, credential.source?.line])).toEqual([
+      [{ kind: 'header', name: 'authorization', scheme: 'basic', username: 'bot' }, { kind: 'inject', source: { kind: 'file', path: '/etc/srt-gw/keys/b.key', written: 'keys/b.key' } }, 9],
+      [{ kind: 'query', name: 'token' }, { kind: 'require', sha256: ['2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae'] }, 10],
+      [{ kind: 'header', name: 'authorization-extra', scheme: 'raw' }, { kind: 'strip' }, 11],
+      [{ kind: 'header', name: 'x-other', scheme: 'raw' }, { kind: 'inject', source: { kind: 'command', argv: ['pass', 'show', 'b'], cwd: '/etc/srt-gw' } }, 12],
+    ]);
+    expect(Object.isFrozen(policy.rules[1]?.credentials?.[0]?.action)).toBe(true);
+  });
+
+  test('authorization defaults to Bearer', () => {
+    const policy = parsePolicy('version: 1\nrules:\n  - id: a\n    host: a.test\n    credentials: { header: authorization, inject: { env: K } }\n');
+    expect(policy.rules[0]?.credentials?.[0]?.location).toEqual({ kind: 'header', name: 'authorization', scheme: 'bearer' });
+  });
+
+  test.each([
+    [1048576, 1048576],
+    ['1000', 1000],
+    ['10MiB', 10 * 1024 * 1024],
+    ['1.5 KiB', 1536],
+    ['2 MB', 2_000_000],
+    ['1GiB', 1024 ** 3],
+    [0, 0],
+  ])('budget size %j is %d bytes', (written, bytes) => {
+    const policy = parsePolicy(`version: 1\nrules:\n  - id: a\n    host: a.test\n    budget: { requestBytesPerRun: ${JSON.stringify(written)} }\n`);
+    expect(policy.rules[0]?.budget).toEqual({ requestBytesPerRun: bytes });
+  });
+
+  test('"~/" secret files are in the home directory of the gateway user', () => {
+    const policy = parsePolicy('version: 1\nrules:\n  - id: a\n    host: a.test\n    credentials: { header: x-k, inject: { file: ~/.config/k } }\n');
+    const action = policy.rules[0]?.credentials?.[0]?.action;
+    expect(action?.kind === 'inject' && action.source.kind === 'file' && action.source.path).toBe(join(homedir(), '.config/k'));
   });
 });
 

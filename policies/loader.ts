@@ -2,14 +2,27 @@
 // problem never loads; the error lists every problem as "file:line:column: what to write instead".
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { LineCounter, parseDocument, type YAMLError } from 'yaml';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { parseHostPattern } from './host.js';
 import { problemsFromIssues } from './issue-messages.js';
 import { normalizePathGlob } from './path.js';
-import { policyFileSchema, type FilesystemFile, type PolicyFile, type RuleFile } from './schema.js';
-import type { FilesystemPathEntry, FilesystemPolicy, FilesystemPolicyKey, Policy, Rule } from './types.js';
+import { parseByteSize } from './byte-size.js';
+import { policyFileSchema, type BudgetFile, type CredentialFile, type FilesystemFile, type PolicyFile, type RuleFile } from './schema.js';
+import type {
+  CredentialAction,
+  CredentialLocation,
+  CredentialRule,
+  EgressBudget,
+  FilesystemPathEntry,
+  FilesystemPolicy,
+  FilesystemPolicyKey,
+  Policy,
+  Rule,
+  SecretSource,
+} from './types.js';
 import { YamlPositions, type Position } from './yaml-positions.js';
 
 /** Bounds alias expansion ("billion laughs"); a policy has no use for many aliases. */
@@ -85,7 +98,7 @@ export function allowHostRule(host: string): Rule {
 }
 
 function toRuntimePolicy(file: PolicyFile, fileName: string, positions: YamlPositions): Policy {
-  const rules = file.rules.map((rule, index) => toRuntimeRule(rule, fileName, positions.of(['rules', index])));
+  const rules = file.rules.map((rule, index) => toRuntimeRule(rule, index, fileName, positions));
   return Object.freeze({
     version: file.version,
     rules: Object.freeze(rules),
@@ -108,7 +121,8 @@ function toRuntimeFilesystem(section: FilesystemFile, fileName: string, position
   return Object.freeze({ denyRead: entries('denyRead'), allowRead: entries('allowRead'), allowWrite: entries('allowWrite'), denyWrite: entries('denyWrite') });
 }
 
-function toRuntimeRule(rule: RuleFile, fileName: string, position: Position): Rule {
+function toRuntimeRule(rule: RuleFile, index: number, fileName: string, positions: YamlPositions): Rule {
+  const position = positions.of(['rules', index]);
   const host = parseHostPattern(rule.host);
   if ('error' in host) throw new Error(`policy schema let an invalid host through: ${rule.host}`);
   const runtime: Rule = {
@@ -119,9 +133,68 @@ function toRuntimeRule(rule: RuleFile, fileName: string, position: Position): Ru
     ...(rule.paths === undefined ? {} : { paths: Object.freeze(dedupe(rule.paths.map(normalizedGlob))) }),
     action: rule.action,
     protocol: rule.protocol,
+    ...(rule.credentials === undefined ? {} : { credentials: toRuntimeCredentials(rule.credentials, index, fileName, positions) }),
+    ...(rule.budget === undefined ? {} : { budget: toRuntimeBudget(rule.budget) }),
     source: Object.freeze({ file: fileName, line: position.line, column: position.column }),
   };
   return Object.freeze(runtime);
+}
+
+function toRuntimeCredentials(written: CredentialFile | CredentialFile[], ruleIndex: number, fileName: string, positions: YamlPositions): readonly CredentialRule[] {
+  const list = Array.isArray(written) ? written : [written];
+  // Secret files and commands are relative to the policy file, like the filesystem section.
+  const baseDirectory = dirname(resolve(fileName));
+  return Object.freeze(
+    list.map((entry, i) => {
+      const position = positions.of(Array.isArray(written) ? ['rules', ruleIndex, 'credentials', i] : ['rules', ruleIndex, 'credentials']);
+      const credential: CredentialRule = {
+        location: Object.freeze(toLocation(entry)),
+        action: Object.freeze(toAction(entry, baseDirectory)),
+        source: Object.freeze({ file: fileName, line: position.line, column: position.column }),
+      };
+      return Object.freeze(credential);
+    }),
+  );
+}
+
+function toLocation(entry: CredentialFile): CredentialLocation {
+  if (entry.query !== undefined) return { kind: 'query', name: entry.query };
+  const name = (entry.header ?? '').toLowerCase();
+  if (name !== 'authorization') return { kind: 'header', name, scheme: 'raw' };
+  return { kind: 'header', name, scheme: entry.scheme ?? 'bearer', ...(entry.username === undefined ? {} : { username: entry.username }) };
+}
+
+function toAction(entry: CredentialFile, baseDirectory: string): CredentialAction {
+  if (entry.require !== undefined) return { kind: 'require', sha256: Object.freeze([...new Set(entry.require.map((hash) => hash.slice('sha256:'.length).toLowerCase()))]) };
+  if (entry.strip === true) return { kind: 'strip' };
+  const inject = entry.inject ?? {};
+  let source: SecretSource;
+  if (inject.env !== undefined) source = { kind: 'env', name: inject.env };
+  else if (inject.file !== undefined) source = { kind: 'file', path: secretFilePath(inject.file, baseDirectory), written: inject.file };
+  else source = { kind: 'command', argv: Object.freeze([...(inject.command ?? [])]), cwd: baseDirectory };
+  return { kind: 'inject', source: Object.freeze(source) };
+}
+
+/** "~" and "~/..." are the gateway user's home; other relative paths are relative to the policy file. */
+function secretFilePath(written: string, baseDirectory: string): string {
+  if (written === '~') return homedir();
+  if (written.startsWith('~/')) return join(homedir(), written.slice(2));
+  return resolve(baseDirectory, written);
+}
+
+function toRuntimeBudget(written: BudgetFile): EgressBudget {
+  const bytes = (value: number | string | undefined): number | undefined => {
+    if (value === undefined) return undefined;
+    const parsed = parseByteSize(value);
+    if ('error' in parsed) throw new Error(`policy schema let an invalid size through: ${value}`);
+    return parsed.bytes;
+  };
+  const perMinute = bytes(written.requestBytesPerMinute);
+  const perRun = bytes(written.requestBytesPerRun);
+  return Object.freeze({
+    ...(perMinute === undefined ? {} : { requestBytesPerMinute: perMinute }),
+    ...(perRun === undefined ? {} : { requestBytesPerRun: perRun }),
+  });
 }
 
 function normalizedGlob(glob: string): string {

@@ -2,6 +2,7 @@
 // loader.ts turns a validated file into the runtime Policy of types.ts; messages here are
 // phrases that follow a field name ("rules[0].port must be ...").
 import { z } from 'zod';
+import { parseByteSize } from './byte-size.js';
 import { parseHostPattern } from './host.js';
 import { normalizePathGlob } from './path.js';
 
@@ -75,9 +76,187 @@ const protocol = z
   .default('http')
   .meta({ description: '"http": each request is checked; "tcp": an opaque TCP stream to host:port (needs port, no methods or paths).' });
 
+/** Headers that frame the message or name its target: a credential rule must never rewrite them. */
+const FRAMING_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'upgrade',
+  'http2-settings',
+]);
+const HEADER_NAME_PATTERN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+export const SHA256_ENTRY_PATTERN = /^sha256:[0-9a-fA-F]{64}$/;
+
+const headerNameError = fieldError('a header name such as "x-api-key" or "authorization"');
+const credentialHeader = z
+  .string({ error: headerNameError })
+  .regex(HEADER_NAME_PATTERN, { error: headerNameError })
+  .superRefine((value, ctx) => {
+    if (value.startsWith(':') || FRAMING_HEADERS.has(value.toLowerCase())) {
+      ctx.addIssue({ code: 'custom', message: `must not be ${JSON.stringify(value)}, which frames the request rather than carrying a credential` });
+    }
+  })
+  .meta({ description: 'The header that carries the credential (any case), e.g. "x-api-key" or "authorization".' });
+
+const queryNameError = fieldError('a query parameter name such as "key"');
+const credentialQuery = z
+  .string({ error: queryNameError })
+  .min(1, { error: queryNameError })
+  .max(128, { error: 'must be at most 128 characters' })
+  .regex(/^[^\x00-\x20\x7f&=#]+$/, { error: 'must be a query parameter name without spaces, "&", "=" or "#", such as "key"' })
+  .meta({ description: 'The query parameter that carries the credential; names compare after percent-decoding, ignoring case.' });
+
+const scheme = z
+  .enum(['bearer', 'basic'], { error: fieldError('"bearer" or "basic"') })
+  .meta({ description: 'For header authorization only: "bearer" (the default, `Bearer <token>`) or "basic" (`Basic base64(user:password)`; the password is the credential).' });
+
+const usernameError = fieldError('a user name without ":" or control characters');
+const username = z
+  .string({ error: usernameError })
+  .regex(/^[^:\x00-\x1f\x7f]*$/, { error: usernameError })
+  .meta({ description: 'For scheme basic with inject: the user name the gateway sends with the secret (default: the one the client sent, else empty).' });
+
+const envNameError = fieldError('an environment variable name such as "EXAMPLE_API_KEY"');
+const secretFileError = fieldError('a path: absolute, in your home directory ("~/.config/keys/example") or relative to this policy file');
+const commandError = fieldError('a command as a list of arguments, such as ["pass", "show", "example-api"]');
+
+export const secretSourceFileSchema = z
+  .strictObject(
+    {
+      env: z
+        .string({ error: envNameError })
+        .regex(ENV_NAME_PATTERN, { error: envNameError })
+        .optional()
+        .meta({ description: "An environment variable of the gateway's process. Inside `srt-gw run`'s jail the variable holds a placeholder instead." }),
+      file: z
+        .string({ error: secretFileError })
+        .superRefine((value, ctx) => {
+          const problem = filesystemPathProblem(value);
+          if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+        })
+        .optional()
+        .meta({ description: 'A file holding the secret (surrounding whitespace is trimmed): absolute, "~/..." or relative to this policy file. `srt-gw run` hides it from the jail.' }),
+      command: z
+        .array(
+          z
+            .string({ error: commandError })
+            .regex(/^[^\x00]+$/, { error: 'must be a non-empty argument without NUL characters' }),
+          { error: commandError },
+        )
+        .min(1, { error: 'must not be empty; name the program to run, such as ["pass", "show", "example-api"]' })
+        .optional()
+        .meta({ description: "A program run without a shell in the policy file's directory (at start and at each reload); its trimmed output is the secret." }),
+    },
+    {
+      error: (issue) =>
+        issue.code === 'invalid_type' ? 'must be a mapping with one of "env", "file" or "command", such as { env: EXAMPLE_API_KEY }' : undefined,
+    },
+  )
+  .superRefine((source, ctx) => exactlyOne(source, ['env', 'file', 'command'], ctx, 'must name one secret source: { env: NAME }, { file: PATH } or { command: [program, args...] }'), {
+    when: () => true,
+  })
+  .meta({ description: 'Where the gateway reads the secret: exactly one of env, file or command.' });
+
+const sha256Error = fieldError('"sha256:" followed by 64 hex digits, the SHA-256 of an allowed value (printf %s "$VALUE" | sha256sum)');
+const requireList = z
+  .array(z.string({ error: sha256Error }).regex(SHA256_ENTRY_PATTERN, { error: sha256Error }), {
+    error: fieldError('a list of "sha256:<64 hex digits>" entries'),
+  })
+  .min(1, { error: 'must not be empty; list the SHA-256 of each allowed value' })
+  .meta({ description: 'Only values whose SHA-256 is listed are forwarded ("sha256:<64 hex digits>"); any other value, or none, is refused.' });
+
+export const credentialFileSchema = z
+  .strictObject(
+    {
+      header: credentialHeader.optional(),
+      query: credentialQuery.optional(),
+      scheme: scheme.optional(),
+      username: username.optional(),
+      inject: secretSourceFileSchema.optional(),
+      require: requireList.optional(),
+      strip: z
+        .literal(true, { error: fieldError('true (leave strip out otherwise)') })
+        .optional()
+        .meta({ description: 'Remove the header or query parameter before forwarding.' }),
+    },
+    {
+      error: (issue) =>
+        issue.code === 'invalid_type' ? 'must be a mapping such as { header: x-api-key, inject: { env: EXAMPLE_API_KEY } }, or a list of them' : undefined,
+    },
+  )
+  .superRefine((credential, ctx) => checkCredential(credential, ctx), { when: () => true })
+  .meta({
+    description:
+      'Where the credential travels (header or query) and what the gateway does with it: inject (replace it with a secret only the gateway holds; any value but the placeholder is refused), require (allow only listed SHA-256 hashes) or strip.',
+  });
+
+const credentials = z
+  .union([credentialFileSchema, z.array(credentialFileSchema).min(1, { error: 'must not be empty; leave credentials out instead' })], {
+    error: fieldError('a mapping such as { header: x-api-key, inject: { env: EXAMPLE_API_KEY } }, or a list of them'),
+  })
+  .meta({ description: 'Credential handling for requests this rule allows: one entry, or a list for several headers or parameters.' });
+
+const byteSizeError = fieldError('a size such as "10MiB" or a whole number of bytes');
+const byteSize = z.union(
+  [
+    z.number({ error: byteSizeError }).superRefine((value, ctx) => {
+      const parsed = parseByteSize(value);
+      if ('error' in parsed) ctx.addIssue({ code: 'custom', message: parsed.error });
+    }),
+    z.string({ error: byteSizeError }).superRefine((value, ctx) => {
+      const parsed = parseByteSize(value);
+      if ('error' in parsed) ctx.addIssue({ code: 'custom', message: parsed.error });
+    }),
+  ],
+  { error: byteSizeError },
+);
+
+export const budgetFileSchema = z
+  .strictObject(
+    {
+      requestBytesPerMinute: byteSize
+        .optional()
+        .meta({ description: 'Request body bytes this rule may send in any 60-second window (sliding, 1-second steps), e.g. "1MiB".' }),
+      requestBytesPerRun: byteSize
+        .optional()
+        .meta({ description: 'Request body bytes this rule may send while the gateway runs (one `srt-gw run`, or one `srt-gw serve`), e.g. "100MiB".' }),
+    },
+    {
+      error: (issue) =>
+        issue.code === 'invalid_type' ? 'must be a mapping with "requestBytesPerMinute" and/or "requestBytesPerRun", such as { requestBytesPerRun: 100MiB }' : undefined,
+    },
+  )
+  .superRefine(
+    (budget, ctx) => {
+      if (isRecord(budget) && !hasUnknownKey(ctx) && budget.requestBytesPerMinute === undefined && budget.requestBytesPerRun === undefined) {
+        ctx.addIssue({ code: 'custom', path: [], message: 'must set "requestBytesPerMinute", "requestBytesPerRun" or both, such as { requestBytesPerRun: 100MiB }' });
+      }
+    },
+    { when: () => true },
+  )
+  .meta({ description: 'Egress budget: beyond it, requests under this rule get 429. Sizes are whole bytes or strings such as "10MiB" (KiB/MiB/GiB = 1024-based, KB/MB/GB = 1000-based).' });
+
 export const ruleFileSchema = z
   .strictObject(
-    { id: ruleId, host, port: port.optional(), methods: methods.optional(), paths: paths.optional(), action, protocol },
+    {
+      id: ruleId,
+      host,
+      port: port.optional(),
+      methods: methods.optional(),
+      paths: paths.optional(),
+      action,
+      protocol,
+      credentials: credentials.optional(),
+      budget: budgetFileSchema.optional(),
+    },
     { error: (issue) => (issue.code === 'invalid_type' ? 'must be a mapping with at least "id" and "host"' : undefined) },
   )
   // Runs even when a field is invalid, so every problem is reported at once; the value is then
@@ -159,10 +338,15 @@ export const policyFileSchema = z
 export type PolicyFile = z.output<typeof policyFileSchema>;
 export type RuleFile = z.output<typeof ruleFileSchema>;
 export type FilesystemFile = z.output<typeof filesystemFileSchema>;
+export type CredentialFile = z.output<typeof credentialFileSchema>;
+export type BudgetFile = z.output<typeof budgetFileSchema>;
 
 export const POLICY_FILE_KEYS: readonly string[] = Object.keys(policyFileSchema.shape);
 export const RULE_FILE_KEYS: readonly string[] = Object.keys(ruleFileSchema.shape);
 export const FILESYSTEM_FILE_KEYS: readonly string[] = Object.keys(filesystemFileSchema.shape);
+export const CREDENTIAL_FILE_KEYS: readonly string[] = Object.keys(credentialFileSchema.shape);
+export const SECRET_SOURCE_FILE_KEYS: readonly string[] = Object.keys(secretSourceFileSchema.shape);
+export const BUDGET_FILE_KEYS: readonly string[] = Object.keys(budgetFileSchema.shape);
 
 /** The JSON Schema of a policy file, for `$schema` and editors. */
 export function policyJsonSchema(): Record<string, unknown> {
@@ -172,7 +356,17 @@ export function policyJsonSchema(): Record<string, unknown> {
 type RefinementContext = { addIssue(issue: { code: 'custom'; message: string; path?: PropertyKey[] }): void };
 
 function checkTcpRule(rule: unknown, ctx: RefinementContext): void {
-  if (!isRecord(rule) || rule.protocol !== 'tcp') return;
+  if (!isRecord(rule)) return;
+  for (const key of ['credentials', 'budget']) {
+    if (rule[key] === undefined) continue;
+    if (rule.action === 'deny') {
+      ctx.addIssue({ code: 'custom', path: [key], message: 'is not allowed on a deny rule, which forwards nothing; remove it' });
+    } else if (rule.protocol === 'tcp') {
+      ctx.addIssue({ code: 'custom', path: [key], message: 'is not allowed with protocol tcp, which carries no HTTP requests; remove it or use protocol http' });
+    }
+  }
+  if (Array.isArray(rule.credentials)) checkDistinctLocations(rule.credentials, ctx);
+  if (rule.protocol !== 'tcp') return;
   if (rule.port === undefined) {
     ctx.addIssue({ code: 'custom', path: [], message: 'has protocol tcp and so needs a port; add one, such as "port: 22"' });
   }
@@ -185,6 +379,56 @@ function checkTcpRule(rule: unknown, ctx: RefinementContext): void {
       });
     }
   }
+}
+
+/** Two entries for one header or parameter would contradict each other. */
+function checkDistinctLocations(list: unknown[], ctx: RefinementContext): void {
+  const firstIndexOf = new Map<string, number>();
+  list.forEach((entry, index) => {
+    if (!isRecord(entry)) return;
+    const key =
+      typeof entry.header === 'string' ? `header ${entry.header.toLowerCase()}` : typeof entry.query === 'string' ? `query parameter ${entry.query.toLowerCase()}` : null;
+    if (key === null) return;
+    const first = firstIndexOf.get(key);
+    if (first === undefined) firstIndexOf.set(key, index);
+    else ctx.addIssue({ code: 'custom', path: ['credentials', index], message: `names the same ${key} as credentials[${first}]; keep one entry per header or parameter` });
+  });
+}
+
+function checkCredential(credential: unknown, ctx: RefinementContext): void {
+  // A misspelt key is reported as unknown; "needs one of ..." on top of that would be noise.
+  if (!isRecord(credential) || hasUnknownKey(ctx)) return;
+  const hasHeader = credential.header !== undefined;
+  const hasQuery = credential.query !== undefined;
+  if (!hasHeader && !hasQuery) {
+    ctx.addIssue({ code: 'custom', path: [], message: 'needs "header:" or "query:" saying where the credential is sent, such as "header: x-api-key"' });
+  } else if (hasHeader && hasQuery) {
+    ctx.addIssue({ code: 'custom', path: ['query'], message: 'cannot be given together with header; one entry handles one place (use a list of entries for both)' });
+  }
+  exactlyOne(credential, ['inject', 'require', 'strip'], ctx, 'needs one of "inject: { env: NAME }", "require: [sha256:...]" or "strip: true"');
+  const isAuthorization = typeof credential.header === 'string' && credential.header.toLowerCase() === 'authorization';
+  if (credential.scheme !== undefined && !isAuthorization) {
+    ctx.addIssue({ code: 'custom', path: ['scheme'], message: 'is only for "header: authorization"; other headers carry the credential as their whole value' });
+  }
+  if (credential.username !== undefined && !(isAuthorization && credential.scheme === 'basic' && credential.inject !== undefined)) {
+    ctx.addIssue({ code: 'custom', path: ['username'], message: 'is only for "header: authorization" with "scheme: basic" and inject; remove it' });
+  }
+}
+
+/** Adds one issue when none or several of `keys` are set. */
+function exactlyOne(value: unknown, keys: readonly string[], ctx: RefinementContext, missing: string): void {
+  if (!isRecord(value) || hasUnknownKey(ctx)) return;
+  const present = keys.filter((key) => value[key] !== undefined);
+  if (present.length === 0) ctx.addIssue({ code: 'custom', path: [], message: missing });
+  else if (present.length > 1) {
+    ctx.addIssue({ code: 'custom', path: [present[1]!], message: `cannot be given together with ${present[0]!}; choose one of ${keys.join(', ')}` });
+  }
+}
+
+/** Whether the mapping being refined had a key its schema does not know (already reported as unknown). */
+function hasUnknownKey(ctx: RefinementContext): boolean {
+  const issues = (ctx as { issues?: { code?: string; path?: unknown[] }[] }).issues ?? [];
+  return issues.some((issue) => issue.code === 'unrecognized_keys' && (issue.path?.length ?? 0) === 0);
 }
 
 function checkUniqueIds(list: unknown, ctx: RefinementContext): void {

@@ -28,7 +28,50 @@ export interface Rule {
   readonly action: RuleAction;
   /** "http": requests are terminated and checked; "tcp": an opaque TCP stream (jail only). */
   readonly protocol: 'http' | 'tcp';
+  /** What the gateway does with the credential each request carries (allow http rules only). */
+  readonly credentials?: readonly CredentialRule[];
+  /** Limits on request body bytes sent under this rule (allow http rules only). */
+  readonly budget?: EgressBudget;
   readonly source?: SourceLocation;
+}
+
+/** Where a request carries a credential. */
+export type CredentialLocation =
+  /**
+   * A header (lower-case name). For `authorization` the scheme says how the value is framed:
+   * "bearer" (`Bearer <token>`) or "basic" (`Basic base64(user:password)`, the password being the
+   * credential); every other header carries the credential as its whole value ("raw").
+   */
+  | { readonly kind: 'header'; readonly name: string; readonly scheme: 'raw' | 'bearer' | 'basic'; readonly username?: string }
+  /** A query parameter; names compare after percent-decoding, ignoring case. */
+  | { readonly kind: 'query'; readonly name: string };
+
+/** Where the gateway reads a secret it injects. Read by the gateway only, never by the jail. */
+export type SecretSource =
+  | { readonly kind: 'env'; readonly name: string }
+  /** `path` is absolute ("~" and paths relative to the policy file already resolved). */
+  | { readonly kind: 'file'; readonly path: string; readonly written: string }
+  /** Run without a shell in `cwd` (the policy file's directory); its trimmed stdout is the secret. */
+  | { readonly kind: 'command'; readonly argv: readonly string[]; readonly cwd: string };
+
+export type CredentialAction =
+  /** Replace the credential with the secret; refuse any value but the placeholder (or none). */
+  | { readonly kind: 'inject'; readonly source: SecretSource }
+  /** Forward only values whose SHA-256 (lower-case hex) is listed. */
+  | { readonly kind: 'require'; readonly sha256: readonly string[] }
+  /** Remove the credential before forwarding. */
+  | { readonly kind: 'strip' };
+
+export interface CredentialRule {
+  readonly location: CredentialLocation;
+  readonly action: CredentialAction;
+  readonly source?: SourceLocation;
+}
+
+/** Request body bytes a rule may send: in any 60-second window, and in the gateway's lifetime (a run). */
+export interface EgressBudget {
+  readonly requestBytesPerMinute?: number;
+  readonly requestBytesPerRun?: number;
 }
 
 export type FilesystemPolicyKey = 'denyRead' | 'allowRead' | 'allowWrite' | 'denyWrite';

@@ -82,6 +82,11 @@ rules:
     action: deny
   - id: badcert
     host: ${BAD_CERT}
+  - id: api-keyed
+    host: ${API}
+    paths: ["/keyed/**"]
+    credentials: { header: x-api-key, inject: { command: [printf, "%s", monitoring-secret-0123456789] } }
+    budget: { requestBytesPerRun: 1000 }
 `;
 
 describe('monitoring files (static)', () => {
@@ -167,6 +172,8 @@ describe.skipIf(skip !== null)('monitoring with a real Prometheus', () => {
     statuses.deniedPath = (await curlThroughProxy(gateway, [upstream.url('/admin/users')])).status;
     statuses.unlisted = (await curlThroughProxy(gateway, [upstream.url('/v1/x', UNLISTED)])).connectStatus;
     statuses.badCert = (await curlThroughProxy(gateway, [upstream.url('/anything', BAD_CERT)])).status;
+    statuses.keyed = (await curlThroughProxy(gateway, [upstream.url('/keyed/a')])).status;
+    statuses.overBudget = (await curlThroughProxy(gateway, [upstream.url('/keyed/upload')], { input: randomBytes(5000) })).status;
     const long = randomBytes(36).toString('base64url').replace(/[-_]/g, 'q');
     for (const name of [API, `exfil-${long}.${UNLISTED}`, `denied.${UNLISTED}`]) {
       execFileSync('dig', ['@127.0.0.1', '-p', String(gateway.dnsPort), '+tries=1', '+time=2', name, 'A'], { stdio: 'ignore' });
@@ -189,7 +196,7 @@ describe.skipIf(skip !== null)('monitoring with a real Prometheus', () => {
   });
 
   it('the traffic behind these assertions went as expected', () => {
-    expect(statuses).toEqual({ allowed: 200, allowedH2: 200, upload: 200, deniedPath: 403, unlisted: 403, badCert: 502, afterReload: 200 });
+    expect(statuses).toEqual({ allowed: 200, allowedH2: 200, upload: 200, deniedPath: 403, unlisted: 403, badCert: 502, keyed: 200, overBudget: 429, afterReload: 200 });
   });
 
   it('the failed reload has a policy-reload audit line at level 50 that validates against the audit schema', () => {
@@ -226,6 +233,8 @@ describe.skipIf(skip !== null)('monitoring with a real Prometheus', () => {
     ['the denied DNS names were counted', 'sum(srtgw_dns_queries_total{decision="denied"})', 2],
     ['the long label raised a tunnelling signal', 'sum(srtgw_dns_tunnel_signals_total{signal="long-label"})', 1],
     ['the uploaded body was counted as bytes up', 'sum(srtgw_bytes_total{direction="up", rule="api-read"})', 4000],
+    ['the injected credential was counted', 'sum(srtgw_credential_injections_total{rule="api-keyed"})', 1],
+    ['the over-budget upload was counted', 'sum(srtgw_budget_rejections_total{rule="api-keyed"})', 1],
   ])('Prometheus sees real values: %s', async (_name, expr, atLeast) => {
     const result = await prometheus.query(expr);
     expect(result.samples, expr).toHaveLength(1);

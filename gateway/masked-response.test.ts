@@ -1,0 +1,76 @@
+// The masking response sink: headers and body masked, compressed bodies decompressed first,
+// encodings it cannot read refused rather than passed through unchecked.
+import { Writable } from 'node:stream';
+import zlib from 'node:zlib';
+import { describe, expect, test } from 'vitest';
+import { createMaskingResponseSink } from './masked-response.js';
+
+const SECRET = 'real-secret-0123456789abcdef';
+const PLACEHOLDER = 'srtgw-placeholder-x-1234';
+const PAIRS = [{ from: SECRET, to: PLACEHOLDER }];
+
+/** Stands in for http.ServerResponse: records the head and the body bytes. */
+class RecordingResponse extends Writable {
+  headersSent = false;
+  status = 0;
+  headers: Record<string, string | string[]> = {};
+  chunks: Buffer[] = [];
+  writeHead(status: number, headers: Record<string, string | string[]>): this {
+    this.status = status;
+    this.headers = headers;
+    this.headersSent = true;
+    return this;
+  }
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: () => void): void {
+    this.chunks.push(chunk);
+    callback();
+  }
+  get body(): string {
+    return Buffer.concat(this.chunks).toString();
+  }
+}
+
+async function deliver(headers: Record<string, string>, body: Buffer, chunkSize = 7): Promise<RecordingResponse> {
+  const res = new RecordingResponse();
+  const sink = createMaskingResponseSink(res, PAIRS, 'api.example.test');
+  sink.writeHead(200, headers);
+  for (let i = 0; i < body.length; i += chunkSize) sink.write(body.subarray(i, i + chunkSize));
+  sink.end();
+  await new Promise((resolve) => res.once('finish', resolve));
+  return res;
+}
+
+describe('createMaskingResponseSink', () => {
+  const plain = Buffer.from(`{"echo":"${SECRET}"}`);
+
+  test('masks the body across chunks and drops Content-Length (the length changes)', async () => {
+    const res = await deliver({ 'content-type': 'application/json', 'content-length': String(plain.length) }, plain);
+    expect(res.body).toBe(`{"echo":"${PLACEHOLDER}"}`);
+    expect(res.headers['content-length']).toBeUndefined();
+    expect(res.headers['content-type']).toBe('application/json');
+  });
+
+  test('masks header values', async () => {
+    const res = await deliver({ 'x-debug-key': SECRET, location: `https://x.test/?key=${SECRET}` }, Buffer.alloc(0));
+    expect(res.headers['x-debug-key']).toBe(PLACEHOLDER);
+    expect(res.headers.location).toBe(`https://x.test/?key=${PLACEHOLDER}`);
+  });
+
+  test.each([
+    ['gzip', zlib.gzipSync],
+    ['deflate', zlib.deflateSync],
+    ['br', zlib.brotliCompressSync],
+  ] as const)('a %s body is decompressed, masked and sent without Content-Encoding', async (encoding, compress) => {
+    const res = await deliver({ 'content-encoding': encoding }, compress(plain), 5);
+    expect(res.body).toBe(`{"echo":"${PLACEHOLDER}"}`);
+    expect(res.headers['content-encoding']).toBeUndefined();
+  });
+
+  test('an encoding it cannot read is refused before anything is sent', () => {
+    const res = new RecordingResponse();
+    const sink = createMaskingResponseSink(res, PAIRS, 'api.example.test');
+    expect(() => sink.writeHead(200, { 'content-encoding': 'zstd' })).toThrow();
+    expect(sink.refusal).toContain('content-encoding zstd');
+    expect(res.headersSent).toBe(false);
+  });
+});

@@ -1,0 +1,92 @@
+// The response side of credential injection: a ResponseSink that masks the injected secret in
+// the upstream's headers and body before anything reaches the client. The body length changes,
+// so Content-Length is dropped; a compressed body is decompressed first (gzip, deflate, br),
+// because a secret inside compressed bytes cannot be found; any other encoding is refused.
+import type { Writable } from 'node:stream';
+import zlib from 'node:zlib';
+import { createMaskingTransform, maskText, type MaskPair } from './secret-masker.js';
+import type { ResponseSink } from './upstream-client.js';
+
+export interface MaskingResponseSink extends ResponseSink {
+  /** Set when the response could not be checked for the secret (unknown encoding): answer 502 with it. */
+  readonly refusal: string | null;
+}
+
+type ClientResponse = Writable & {
+  readonly headersSent: boolean;
+  writeHead(status: number, headers: Record<string, string | string[]>): unknown;
+};
+
+const DECODERS: Record<string, () => zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress> = {
+  gzip: () => zlib.createGunzip(),
+  'x-gzip': () => zlib.createGunzip(),
+  deflate: () => zlib.createInflate(),
+  br: () => zlib.createBrotliDecompress(),
+};
+
+export function createMaskingResponseSink(res: ClientResponse, pairs: readonly MaskPair[], upstreamHost: string): MaskingResponseSink {
+  let entry: Writable | null = null;
+  let refusal: string | null = null;
+  const stages: Writable[] = [];
+  const sink: MaskingResponseSink = {
+    get refusal() {
+      return refusal;
+    },
+    get headersSent() {
+      return res.headersSent;
+    },
+    get writableFinished() {
+      return res.writableFinished;
+    },
+    writeHead(status, headers) {
+      const encodings = String(headers['content-encoding'] ?? '')
+        .split(',')
+        .map((token) => token.trim().toLowerCase())
+        .filter((token) => token !== '' && token !== 'identity');
+      if (encodings.length > 1 || (encodings.length === 1 && DECODERS[encodings[0]!] === undefined)) {
+        refusal = `${upstreamHost} sent a response with content-encoding ${encodings.join(', ')}, which the gateway cannot check for the injected credential`;
+        throw new Error(refusal);
+      }
+      const outgoing: Record<string, string | string[]> = {};
+      for (const [name, value] of Object.entries(headers)) {
+        if (name === 'content-length') continue;
+        if (name === 'content-encoding' && encodings.length === 1) continue;
+        outgoing[name] = Array.isArray(value) ? value.map((item) => maskText(item, pairs)) : maskText(value, pairs);
+      }
+      res.writeHead(status, outgoing);
+      const masker = createMaskingTransform(pairs);
+      const decoder = encodings.length === 1 ? DECODERS[encodings[0]!]!() : null;
+      if (decoder) {
+        decoder.pipe(masker);
+        stages.push(decoder);
+      }
+      stages.push(masker);
+      masker.pipe(res);
+      for (const stage of stages) stage.on('error', () => res.destroy());
+      entry = decoder ?? masker;
+      return undefined;
+    },
+    write(chunk) {
+      return entry?.write(chunk) ?? true;
+    },
+    end() {
+      if (entry) entry.end();
+      else res.end();
+      return undefined;
+    },
+    destroy(error) {
+      for (const stage of stages) stage.destroy();
+      res.destroy(error);
+      return undefined;
+    },
+    once(event, listener) {
+      if (event === 'drain' && entry) entry.once('drain', listener);
+      else res.once(event, listener);
+      return sink;
+    },
+  };
+  res.once('close', () => {
+    for (const stage of stages) stage.destroy();
+  });
+  return sink;
+}
