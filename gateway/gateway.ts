@@ -20,7 +20,8 @@ import { DEFAULT_LIMITS, type GatewayLimits } from './limits.js';
 import type { GatewayMetrics } from './metrics.js';
 import { RequestPipeline } from './request-pipeline.js';
 import { loadUpstreamTrust } from './trust-store.js';
-import { startTransparentListener } from './transparent-listener.js';
+import type { OriginalDestination } from './proxy-protocol-header.js';
+import { routeRedirectedConnection, startTransparentListener, type RedirectedConnectionOptions } from './transparent-listener.js';
 import { TunnelTerminator } from './tunnel-terminator.js';
 import { UpstreamClient } from './upstream-client.js';
 
@@ -95,6 +96,11 @@ export interface Gateway {
   reload(policy: Policy): Promise<void>;
   /** Records a reload that failed before it reached reload() (e.g. the file did not validate). */
   reportReloadFailure(reason: string): void;
+  /**
+   * Serves a connection the jail's redirector handed over as the program's own socket (srt-gw
+   * run), for the address it dialled; decided exactly like one from the transparent socket.
+   */
+  acceptRedirectedConnection(socket: net.Socket, destination: OriginalDestination): void;
   close(): Promise<void>;
 }
 
@@ -180,17 +186,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         throw new SrtGwError(ErrorCodes.LISTEN_FAILED, `cannot serve DNS on ${dnsListen.host}:${dnsListen.port}: ${error.code ?? error.message}`, { cause: error });
       });
     }
+    const redirected: RedirectedConnectionOptions = { currentPolicy, syntheticAddresses, resolver, terminator, events, limits, monitor };
     if (options.transparentSocket) {
-      transparentServer = await startTransparentListener({
-        socketPath: options.transparentSocket,
-        currentPolicy,
-        syntheticAddresses,
-        resolver,
-        terminator,
-        events,
-        limits,
-        monitor,
-      }).catch((error: NodeJS.ErrnoException) => {
+      transparentServer = await startTransparentListener({ socketPath: options.transparentSocket, ...redirected }).catch((error: NodeJS.ErrnoException) => {
         throw new SrtGwError(ErrorCodes.LISTEN_FAILED, `cannot listen on ${options.transparentSocket}: ${error.code ?? error.message}`, { cause: error });
       });
     }
@@ -218,6 +216,21 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       },
       reportReloadFailure(reason: string) {
         events.emit('policyReload', { kind: 'policy-reload', outcome: 'failed', reason });
+      },
+      acceptRedirectedConnection(socket: net.Socket, destination: OriginalDestination) {
+        if (closing || sockets.size >= limits.maxConnections) {
+          socket.destroy();
+          return;
+        }
+        sockets.add(socket);
+        socket.setNoDelay(true);
+        socket.on('error', () => undefined);
+        events.emit('connections', { delta: 1 });
+        socket.once('close', () => {
+          sockets.delete(socket);
+          events.emit('connections', { delta: -1 });
+        });
+        routeRedirectedConnection(redirected, socket, destination);
       },
       close() {
         closing ??= closeAll();

@@ -15,11 +15,10 @@ import type { SyntheticAddressPool } from './dns/synthetic-pool.js';
 import type { UpstreamResolver } from './dns/upstream-resolver.js';
 import type { GatewayEvents } from './events.js';
 import type { GatewayLimits } from './limits.js';
-import { readProxyHeader } from './proxy-protocol-header.js';
+import { readProxyHeader, type OriginalDestination } from './proxy-protocol-header.js';
 import type { TunnelTerminator } from './tunnel-terminator.js';
 
-export interface TransparentListenerOptions {
-  socketPath: string;
+export interface RedirectedConnectionOptions {
   currentPolicy(): CompiledPolicy;
   syntheticAddresses: SyntheticAddressPool;
   resolver: UpstreamResolver;
@@ -27,6 +26,10 @@ export interface TransparentListenerOptions {
   events: GatewayEvents;
   limits: GatewayLimits;
   monitor: boolean;
+}
+
+export interface TransparentListenerOptions extends RedirectedConnectionOptions {
+  socketPath: string;
 }
 
 export async function startTransparentListener(options: TransparentListenerOptions): Promise<net.Server> {
@@ -37,7 +40,7 @@ export async function startTransparentListener(options: TransparentListenerOptio
     socket.once('close', () => events.emit('connections', { delta: -1 }));
     socket.resume();
     readProxyHeader(socket, options.limits.headersTimeoutMs).then(
-      ({ destination, rest }) => route(options, socket, destination.address, destination.port, destination.source, rest),
+      ({ destination, rest }) => routeRedirectedConnection(options, socket, destination, rest),
       () => socket.destroy(),
     );
   });
@@ -56,8 +59,14 @@ export async function startTransparentListener(options: TransparentListenerOptio
   return server;
 }
 
-function route(options: TransparentListenerOptions, socket: Duplex, address: string, port: number, source: string, rest: Buffer): void {
+/**
+ * Decides and serves one connection the jail redirected, whichever way it arrived: over the
+ * transparent unix socket behind a PROXY header, or as the program's own socket handed over by
+ * the redirector (srt-gw run). `rest` is what was read past the header.
+ */
+export function routeRedirectedConnection(options: RedirectedConnectionOptions, socket: Duplex, destination: OriginalDestination, rest: Buffer = Buffer.alloc(0)): void {
   const { events } = options;
+  const { address, port, source } = destination;
   const conn = newConnectionId();
   const client = `jail:${source}`;
   const syntheticName = options.syntheticAddresses.nameFor(address);
@@ -101,7 +110,7 @@ function route(options: TransparentListenerOptions, socket: Duplex, address: str
 }
 
 /** Opaque TCP for an explicit tcp rule: connect to the gateway's own resolution of the host. */
-function relayTcp(options: TransparentListenerOptions, socket: Duplex, host: string, port: number, rest: Buffer): void {
+function relayTcp(options: RedirectedConnectionOptions, socket: Duplex, host: string, port: number, rest: Buffer): void {
   const upstream = net.connect({ host, port, lookup: options.resolver.lookup, noDelay: true });
   upstream.on('error', () => socket.destroy());
   socket.on('error', () => upstream.destroy());

@@ -2,14 +2,16 @@
 // bubblewrap + network namespace, macOS: Seatbelt), driven by the same run logic and tested by the
 // same end-to-end test body.
 import type { ChildProcess, StdioOptions } from 'node:child_process';
+import type { Socket } from 'node:net';
 import type { ListenAddress } from '../gateway/gateway.js';
+import type { OriginalDestination } from '../gateway/proxy-protocol-header.js';
 import type { ResolvedFilesystemRules } from './filesystem-rules.js';
 import type { RunDirectory } from './run-directory.js';
 
 /** Where the jailed command's traffic goes; a backend uses the endpoints it declared in `needs`. */
 export interface JailGatewayEndpoints {
-  /** PROXY-v2 framed connections from the jail's redirector (Linux). */
-  readonly transparentSocket: string;
+  /** Takes a connection the jail's redirector handed over, with the address the program dialled (Linux). */
+  acceptRedirected(socket: Socket, destination: OriginalDestination): void;
   /** Length-framed DNS from the jail's DNS forwarder (Linux). */
   readonly dnsSocket: string;
   /** The explicit proxy (macOS, where traffic is steered by proxy variables). */

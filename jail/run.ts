@@ -65,8 +65,7 @@ export async function runInJail(options: RunOptions): Promise<RunResult> {
   const filesystem = resolveFilesystemRules(options.policy.filesystem, {
     home: homedir(),
     cwd,
-    // SECURITY: the CA key never enters the jail, whatever allowRead says —
-    // test/e2e/jail-run.test.ts "the CA directory is hidden".
+    // SECURITY: the CA key never enters the jail, whatever allowRead says.
     alwaysHidden: [caDir],
     alwaysReadOnly: options.policyFiles ?? [],
   });
@@ -85,9 +84,9 @@ export async function runInJail(options: RunOptions): Promise<RunResult> {
       metrics: options.metrics,
       monitor: options.monitor,
       upstreamTimeoutMs: options.upstreamTimeoutMs,
-      transparentSocket: join(runDirectory.gatewayDir, 'transparent.sock'),
       dnsSocket: join(runDirectory.gatewayDir, 'dns.sock'),
     });
+    const started = gateway;
     collector = new DenialCollector(gateway.events);
     const caBundle = runDirectory.writeJailFile('ca-bundle.pem', buildTrustBundle(readFileSync(gateway.ca.certPath, 'utf8')));
     const jailed = jail.spawn({
@@ -99,7 +98,7 @@ export async function runInJail(options: RunOptions): Promise<RunResult> {
       caBundle,
       runDirectory,
       gateway: {
-        transparentSocket: join(runDirectory.gatewayDir, 'transparent.sock'),
+        acceptRedirected: (socket, destination) => started.acceptRedirectedConnection(socket, destination),
         dnsSocket: join(runDirectory.gatewayDir, 'dns.sock'),
         proxyAddress: gateway.proxyAddress,
       },

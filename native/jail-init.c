@@ -6,8 +6,9 @@
  *   1. network: `lo` up, default routes via lo (with src, else redirected connects hang), the
  *      nftables rules the caller wrote (every TCP connect → the redirector, every DNS query → the
  *      DNS forwarder, everything else dropped);
- *   2. helpers: srt-gw-redirector and srt-gw-dns-forwarder, started from this mount namespace
- *      (the only one where the gateway's sockets are mounted), each waited for on a ready pipe;
+ *   2. helpers: srt-gw-redirector (which hands each connection's socket to the gateway over the
+ *      node IPC channel --gateway-channel) and srt-gw-dns-forwarder (to the gateway's DNS socket,
+ *      mounted only in this mount namespace), each waited for on a ready pipe;
  *   3. the command: in a new PID namespace (pid 1 there is a small reaper that forwards signals),
  *      a new mount namespace with the gateway's socket directory unmounted and a fresh /proc,
  *      a new user namespace that maps the caller's own uid/gid, no capabilities, no new privileges
@@ -58,7 +59,7 @@ struct options {
   const char *nft_rules;      /* ruleset file for nft -f */
   const char *redirector;     /* srt-gw-redirector binary */
   const char *dns_forwarder;  /* srt-gw-dns-forwarder binary */
-  const char *gateway_socket; /* the gateway's transparent socket */
+  int gateway_channel;        /* node IPC channel to the gateway: the redirector hands sockets over it */
   const char *dns_socket;     /* the gateway's DNS socket */
   const char *hide;           /* directory (a mount point) holding the sockets; unmounted for the command */
   int redirect_port;
@@ -206,7 +207,7 @@ static void limit_helper_capabilities(void) {
  * Starts a helper with `--ready-fd N` and waits until it says "ready" (its listeners are bound,
  * so connections redirected from now on queue in the kernel). Returns its pid.
  */
-static pid_t start_helper(const char *binary, const char *socket_path, int port, const char *name) {
+static pid_t start_helper(const char *binary, const char *gateway_flag, const char *gateway_value, int keep_fd, int port, const char *name) {
   int ready[2];
   if (pipe2(ready, O_CLOEXEC) < 0) die("pipe");
   pid_t pid = fork();
@@ -214,12 +215,13 @@ static pid_t start_helper(const char *binary, const char *socket_path, int port,
   if (pid == 0) {
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
-    fcntl(ready[1], F_SETFD, 0); /* the one descriptor the helper inherits besides stdio */
+    fcntl(ready[1], F_SETFD, 0); /* the descriptors the helper inherits besides stdio */
+    if (keep_fd >= 0) fcntl(keep_fd, F_SETFD, 0);
     limit_helper_capabilities();
     char port_text[16], fd_text[16];
     snprintf(port_text, sizeof port_text, "%d", port);
     snprintf(fd_text, sizeof fd_text, "%d", ready[1]);
-    char *argv[] = {(char *)binary, "--listen-port", port_text, "--gateway-socket", (char *)socket_path, "--ready-fd", fd_text, NULL};
+    char *argv[] = {(char *)binary, "--listen-port", port_text, (char *)gateway_flag, (char *)gateway_value, "--ready-fd", fd_text, NULL};
     execv(binary, argv);
     fprintf(stderr, "%s: cannot run the %s %s: %s\n", prog, name, binary, strerror(errno));
     _exit(127);
@@ -365,12 +367,14 @@ static int status_to_exit_code(int status) {
 static void run_reaper(const struct options *o) {
   /* If the init outside dies, so does this namespace (getppid() is 0 here: no race check). */
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  /* The reaper is visible to the command as pid 1: it keeps no descriptor of the init's. */
+  syscall(SYS_close_range, 3, ~0U, 0);
   if (unshare(CLONE_NEWNS) < 0) die("new mount namespace for the command");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make mounts private");
   /* SECURITY: the gateway's sockets are unreachable from the command; only the helpers, in the
    * mount namespace left behind, hold them. test/e2e/jail-network.test.ts. */
   if (umount2(o->hide, MNT_DETACH) < 0) die("unmount the gateway socket directory");
-  if (access(o->gateway_socket, F_OK) == 0) die_msg("the gateway socket is still visible after unmounting; refusing to run");
+  if (access(o->dns_socket, F_OK) == 0) die_msg("the gateway socket is still visible after unmounting; refusing to run");
   if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc for the command");
   if (mount("/proc/sys", "/proc/sys", NULL, MS_BIND | MS_REC, NULL) < 0 ||
       mount(NULL, "/proc/sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
@@ -408,7 +412,7 @@ static void run_reaper(const struct options *o) {
 
 static void usage(FILE *out) {
   fprintf(out,
-          "usage: %s --nft PATH --nft-rules FILE --redirector PATH --redirect-port N --gateway-socket PATH\n"
+          "usage: %s --nft PATH --nft-rules FILE --redirector PATH --redirect-port N --gateway-channel FD\n"
           "       --dns-forwarder PATH --dns-port N --dns-socket PATH --hide DIR --uid N --gid N --control-fd N\n"
           "       -- COMMAND [ARG...]\n"
           "\n"
@@ -453,7 +457,7 @@ static void parse_options(int argc, char **argv, struct options *o) {
     else if (!strcmp(arg, "--nft-rules")) o->nft_rules = value;
     else if (!strcmp(arg, "--redirector")) o->redirector = value;
     else if (!strcmp(arg, "--dns-forwarder")) o->dns_forwarder = value;
-    else if (!strcmp(arg, "--gateway-socket")) o->gateway_socket = value;
+    else if (!strcmp(arg, "--gateway-channel")) o->gateway_channel = (int)parse_number(arg, value, 3, 1023);
     else if (!strcmp(arg, "--dns-socket")) o->dns_socket = value;
     else if (!strcmp(arg, "--hide")) o->hide = value;
     else if (!strcmp(arg, "--redirect-port")) o->redirect_port = (int)parse_number(arg, value, 1, 65535);
@@ -467,7 +471,7 @@ static void parse_options(int argc, char **argv, struct options *o) {
       exit(64);
     }
   }
-  if (!o->nft || !o->nft_rules || !o->redirector || !o->dns_forwarder || !o->gateway_socket || !o->dns_socket || !o->hide ||
+  if (!o->nft || !o->nft_rules || !o->redirector || !o->dns_forwarder || !o->gateway_channel || !o->dns_socket || !o->hide ||
       !o->redirect_port || !o->dns_port || o->uid < 0 || o->gid < 0 || o->control_fd < 0 || i >= argc) {
     usage(stderr);
     exit(64);
@@ -479,11 +483,16 @@ int main(int argc, char **argv) {
   struct options o;
   parse_options(argc, argv, &o);
   if (fcntl(o.control_fd, F_SETFD, FD_CLOEXEC) < 0) die("--control-fd is not open");
+  if (fcntl(o.gateway_channel, F_SETFD, FD_CLOEXEC) < 0) die("--gateway-channel is not open");
   signal(SIGPIPE, SIG_IGN);
 
   set_up_network(&o);
-  pid_t redirector = start_helper(o.redirector, o.gateway_socket, o.redirect_port, "redirector");
-  pid_t forwarder = start_helper(o.dns_forwarder, o.dns_socket, o.dns_port, "DNS forwarder");
+  char channel_text[16];
+  snprintf(channel_text, sizeof channel_text, "%d", o.gateway_channel);
+  pid_t redirector = start_helper(o.redirector, "--gateway-channel", channel_text, o.gateway_channel, o.redirect_port, "redirector");
+  pid_t forwarder = start_helper(o.dns_forwarder, "--gateway-socket", o.dns_socket, -1, o.dns_port, "DNS forwarder");
+  /* Only the redirector talks to the gateway over the channel. */
+  close(o.gateway_channel);
 
   /* Signals are handled synchronously from here on: SIGCHLD through a self-pipe-free ppoll. */
   sigset_t blocked, during_wait;

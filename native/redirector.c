@@ -51,12 +51,14 @@ static volatile sig_atomic_t stop_requested;
 
 static void usage(FILE *out) {
   fprintf(out,
-          "usage: %s --listen-port PORT --gateway-socket PATH [--max-connections N] [--ready-fd N]\n"
+          "usage: %s --listen-port PORT (--gateway-socket PATH | --gateway-channel FD) [--max-connections N] [--ready-fd N]\n"
           "\n"
           "Accepts TCP connections that nftables redirected to 127.0.0.1:PORT and [::1]:PORT,\n"
           "reads each one's original destination (SO_ORIGINAL_DST) and relays it to the gateway's\n"
           "unix socket PATH behind a PROXY protocol v2 header. Connections are closed at once when\n"
-          "the gateway cannot be reached. Prints one 'listening' line on stderr when ready, and with\n"
+          "the gateway cannot be reached. With --gateway-channel FD (a node IPC channel), it hands\n"
+          "each accepted socket itself to the gateway instead (SCM_RIGHTS), with no relay.\n"
+          "Prints one 'listening' line on stderr when ready, and with\n"
           "--ready-fd N also writes \"ready\\n\" to fd N and closes it (for a supervisor to wait on).\n",
           prog);
 }
@@ -123,21 +125,30 @@ static int write_all(int fd, const void *buf, size_t len) {
 }
 
 /*
+ * The address the client dialled before nftables rewrote it, and the client's own address.
+ * Returns -1 when the original destination is unknown (not a redirected connection: refuse it).
+ */
+static int original_destination(int client, struct sockaddr_storage *peer, struct sockaddr_storage *dst) {
+  socklen_t peer_len = sizeof *peer, dst_len = sizeof *dst;
+  memset(dst, 0, sizeof *dst);
+  if (getpeername(client, (struct sockaddr *)peer, &peer_len) < 0) return -1;
+  if (peer->ss_family == AF_INET) return getsockopt(client, SOL_IP, SO_ORIGINAL_DST, dst, &dst_len);
+  if (peer->ss_family == AF_INET6) return getsockopt(client, SOL_IPV6, IP6T_SO_ORIGINAL_DST, dst, &dst_len);
+  return -1;
+}
+
+/*
  * Builds the PROXY v2 header for one connection: source = the client's address inside the jail,
- * destination = the address it dialled before nftables rewrote it. Returns its length, or 0 when
- * the original destination is unknown (not a redirected connection: refuse it).
+ * destination = the address it dialled. Returns its length, or 0 when that is unknown.
  */
 static size_t build_proxy_header(int client, unsigned char *out) {
   static const unsigned char signature[12] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D,
                                               0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A};
   struct sockaddr_storage peer, dst;
-  socklen_t peer_len = sizeof peer, dst_len = sizeof dst;
-  if (getpeername(client, (struct sockaddr *)&peer, &peer_len) < 0) return 0;
-  memset(&dst, 0, sizeof dst);
+  if (original_destination(client, &peer, &dst) < 0) return 0;
   memcpy(out, signature, sizeof signature);
   out[12] = 0x21; /* version 2, command PROXY */
   if (peer.ss_family == AF_INET) {
-    if (getsockopt(client, SOL_IP, SO_ORIGINAL_DST, &dst, &dst_len) < 0) return 0;
     const struct sockaddr_in *s = (const struct sockaddr_in *)&peer;
     const struct sockaddr_in *d = (const struct sockaddr_in *)&dst;
     out[13] = 0x11; /* AF_INET, STREAM */
@@ -149,20 +160,66 @@ static size_t build_proxy_header(int client, unsigned char *out) {
     memcpy(out + 26, &d->sin_port, 2);
     return 16 + 12;
   }
-  if (peer.ss_family == AF_INET6) {
-    if (getsockopt(client, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &dst, &dst_len) < 0) return 0;
-    const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)&peer;
-    const struct sockaddr_in6 *d = (const struct sockaddr_in6 *)&dst;
-    out[13] = 0x21; /* AF_INET6, STREAM */
-    out[14] = 0;
-    out[15] = 36;
-    memcpy(out + 16, &s->sin6_addr, 16);
-    memcpy(out + 32, &d->sin6_addr, 16);
-    memcpy(out + 48, &s->sin6_port, 2);
-    memcpy(out + 50, &d->sin6_port, 2);
-    return 16 + 36;
+  const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)&peer;
+  const struct sockaddr_in6 *d = (const struct sockaddr_in6 *)&dst;
+  out[13] = 0x21; /* AF_INET6, STREAM */
+  out[14] = 0;
+  out[15] = 36;
+  memcpy(out + 16, &s->sin6_addr, 16);
+  memcpy(out + 32, &d->sin6_addr, 16);
+  memcpy(out + 48, &s->sin6_port, 2);
+  memcpy(out + 50, &d->sin6_port, 2);
+  return 16 + 36;
+}
+
+/* "ADDRESS" and the port of a sockaddr, as text. */
+static void address_text(const struct sockaddr_storage *sa, char *out, size_t size, unsigned *port) {
+  if (sa->ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    inet_ntop(AF_INET, &a->sin_addr, out, (socklen_t)size);
+    *port = ntohs(a->sin_port);
+  } else {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    inet_ntop(AF_INET6, &a->sin6_addr, out, (socklen_t)size);
+    *port = ntohs(a->sin6_port);
   }
-  return 0;
+}
+
+/*
+ * --gateway-channel: hands the accepted socket itself to the gateway over node's IPC channel
+ * (one JSON line in node's NODE_HANDLE form, the descriptor attached with SCM_RIGHTS), naming
+ * the original destination. The gateway then reads and writes the program's own TCP socket:
+ * nothing relays the bytes, so the hop costs no copy and no extra wake-up per request.
+ * Returns 0, or -1 when the connection must be refused (unknown destination, channel gone).
+ */
+static int hand_over(int channel, int client) {
+  struct sockaddr_storage peer, dst;
+  if (original_destination(client, &peer, &dst) < 0) return -1;
+  char dst_ip[INET6_ADDRSTRLEN], src_ip[INET6_ADDRSTRLEN];
+  unsigned dst_port, src_port;
+  address_text(&dst, dst_ip, sizeof dst_ip, &dst_port);
+  address_text(&peer, src_ip, sizeof src_ip, &src_port);
+  char message[384];
+  int length = snprintf(message, sizeof message,
+                        "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Socket\",\"msg\":{\"srtgw\":\"redirected\",\"address\":\"%s\","
+                        "\"port\":%u,\"source\":\"%s%s%s:%u\"}}\n",
+                        dst_ip, dst_port, peer.ss_family == AF_INET6 ? "[" : "", src_ip, peer.ss_family == AF_INET6 ? "]" : "", src_port);
+  if (length <= 0 || (size_t)length >= sizeof message) return -1;
+  char control[CMSG_SPACE(sizeof(int))];
+  memset(control, 0, sizeof control);
+  struct iovec iov = {message, (size_t)length};
+  struct msghdr header = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof control};
+  struct cmsghdr *cmsg = CMSG_FIRSTHDR(&header);
+  cmsg->cmsg_level = SOL_SOCKET;
+  cmsg->cmsg_type = SCM_RIGHTS;
+  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(cmsg), &client, sizeof(int));
+  ssize_t sent;
+  do sent = sendmsg(channel, &header, MSG_NOSIGNAL);
+  while (sent < 0 && errno == EINTR);
+  if (sent < 0) return -1;
+  /* The descriptor went with the first byte; the rest of a short write follows as plain data. */
+  return sent == length ? 0 : write_all(channel, message + sent, (size_t)(length - sent));
 }
 
 /* Connects to the gateway's unix socket and sends the header; returns the fd or -1. */
@@ -272,6 +329,48 @@ static void serve_connection(int client, const char *gateway_path) {
   _exit(0);
 }
 
+/*
+ * --gateway-channel mode: one process, no relay. Accepts, hands each socket to the gateway and
+ * closes its own copy; reads (and drops) the gateway's acknowledgements. When the channel closes,
+ * the gateway is gone: exit, so new connections are refused (fail closed).
+ */
+static int hand_over_loop(const int *listeners, int nlisteners, int channel, const sigset_t *during_wait) {
+  while (!stop_requested) {
+    struct pollfd fds[3];
+    nfds_t nfds = 0;
+    fds[nfds++] = (struct pollfd){.fd = channel, .events = POLLIN};
+    for (int i = 0; i < nlisteners; i++) fds[nfds++] = (struct pollfd){.fd = listeners[i], .events = POLLIN};
+    if (ppoll(fds, nfds, NULL, during_wait) < 0) {
+      if (errno == EINTR) continue;
+      fprintf(stderr, "%s: ppoll: %s\n", prog, strerror(errno));
+      return 1;
+    }
+    if (fds[0].revents) {
+      char acks[4096];
+      ssize_t n = recv(channel, acks, sizeof acks, MSG_DONTWAIT);
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        fprintf(stderr, "%s: the gateway closed its channel; refusing connections from now on\n", prog);
+        return 1;
+      }
+    }
+    for (nfds_t i = 1; i < nfds; i++) {
+      if (!(fds[i].revents & POLLIN)) continue;
+      int client = accept4(fds[i].fd, NULL, NULL, SOCK_CLOEXEC);
+      if (client < 0) continue;
+      /* The gateway writes to this socket directly: no batching on the way back to the program. */
+      int one = 1;
+      setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      if (hand_over(channel, client) < 0) {
+        /* SECURITY: fail closed — a reset, never a connection anywhere else. */
+        struct linger lg = {1, 0};
+        setsockopt(client, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+      }
+      close(client);
+    }
+  }
+  return 0;
+}
+
 static int parse_port(const char *s) {
   char *end;
   errno = 0;
@@ -284,6 +383,7 @@ int main(int argc, char **argv) {
   int port = -1;
   long max_connections = MAX_CONNECTIONS_DEFAULT;
   const char *gateway_path = NULL;
+  int channel = -1;
   int ready_fd = -1;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
@@ -304,6 +404,14 @@ int main(int argc, char **argv) {
       }
     } else if (!strcmp(arg, "--gateway-socket")) {
       gateway_path = value;
+    } else if (!strcmp(arg, "--gateway-channel")) {
+      char *end;
+      long fd = strtol(value, &end, 10);
+      if (*end || end == value || fd < 3 || fd > 1023 || fcntl((int)fd, F_GETFD) < 0) {
+        fprintf(stderr, "%s: --gateway-channel must be an open file descriptor from 3 to 1023 (got '%s')\n", prog, value);
+        return 64;
+      }
+      channel = (int)fd;
     } else if (!strcmp(arg, "--ready-fd")) {
       char *end;
       long fd = strtol(value, &end, 10);
@@ -325,11 +433,11 @@ int main(int argc, char **argv) {
       return 64;
     }
   }
-  if (port < 0 || gateway_path == NULL) {
+  if (port < 0 || (gateway_path == NULL) == (channel < 0)) {
     usage(stderr);
     return 64;
   }
-  if (strlen(gateway_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+  if (gateway_path != NULL && strlen(gateway_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
     fprintf(stderr, "%s: --gateway-socket path is longer than a unix socket path may be\n", prog);
     return 64;
   }
@@ -370,7 +478,7 @@ int main(int argc, char **argv) {
   /* Under a supervisor (--ready-fd) the line would only be noise on the user's terminal. */
   if (ready_fd < 0)
     fprintf(stderr, "%s: listening on 127.0.0.1:%d%s, gateway %s\n", prog, port,
-            v6 >= 0 ? " and [::1]" : " (no IPv6)", gateway_path);
+            v6 >= 0 ? " and [::1]" : " (no IPv6)", gateway_path ? gateway_path : "channel");
   if (ready_fd >= 0) {
     /* Listening sockets exist now, so connections redirected from here on queue in the backlog. */
     if (write_all(ready_fd, "ready\n", 6) < 0) {
@@ -379,6 +487,8 @@ int main(int argc, char **argv) {
     }
     close(ready_fd);
   }
+
+  if (channel >= 0) return hand_over_loop(listeners, nlisteners, channel, &during_wait);
 
   long active = 0;
   while (!stop_requested) {

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { resolveFilesystemRules } from '../filesystem-rules.js';
 import type { JailSpawnOptions } from '../jail.js';
 import { RunDirectory } from '../run-directory.js';
-import { bwrapArguments, findProgram, JAIL_PATHS, type BwrapInvocation } from './linux-jail.js';
+import { bwrapArguments, findProgram, JAIL_PATHS, redirectedDestination, type BwrapInvocation } from './linux-jail.js';
 
 const root = mkdtempSync(join(tmpdir(), 'srt-gw-linux-jail-test-'));
 const home = join(root, 'home');
@@ -24,7 +24,7 @@ const options: JailSpawnOptions = {
   caBundle: join(runDirectory.jailDir, 'ca-bundle.pem'),
   runDirectory,
   gateway: {
-    transparentSocket: join(runDirectory.gatewayDir, 'transparent.sock'),
+    acceptRedirected: () => undefined,
     dnsSocket: join(runDirectory.gatewayDir, 'dns.sock'),
     proxyAddress: { host: '127.0.0.1', port: 1 },
   },
@@ -37,6 +37,7 @@ const invocation: BwrapInvocation = {
   gid: 1001,
   controlFd: 3,
   statusFd: 4,
+  channelFd: 5,
   nftRules: join(runDirectory.jailDir, 'rules.nft'),
   hostsFile: join(runDirectory.jailDir, 'hosts'),
   emptyFile: join(runDirectory.jailDir, 'empty'),
@@ -69,8 +70,10 @@ describe('bwrapArguments', () => {
     const gatewayBinds = binds.filter(([source]) => source!.startsWith(runDirectory.gatewayDir));
     expect(gatewayBinds).toEqual([[runDirectory.gatewayDir, JAIL_PATHS.gatewayDir]]);
     expect(valueOf(initPart, '--hide')).toBe(JAIL_PATHS.gatewayDir);
-    expect(valueOf(initPart, '--gateway-socket')).toBe(`${JAIL_PATHS.gatewayDir}/transparent.sock`);
     expect(valueOf(initPart, '--dns-socket')).toBe(`${JAIL_PATHS.gatewayDir}/dns.sock`);
+    // Connections go to the gateway as descriptors over node's IPC channel, never through a path.
+    expect(valueOf(initPart, '--gateway-channel')).toBe('5');
+    expect(initPart).not.toContain('--gateway-socket');
   });
 
   it('runs the init from the helpers directory, with the caller\'s ids and the fds srt-gw run opened', () => {
@@ -79,6 +82,11 @@ describe('bwrapArguments', () => {
     expect(valueOf(initPart, '--nft-rules')).toBe(`${JAIL_PATHS.jailDir}/rules.nft`);
     expect([valueOf(initPart, '--uid'), valueOf(initPart, '--gid'), valueOf(initPart, '--control-fd')]).toEqual(['1000', '1001', '3']);
     expect(valueOf(bwrapPart, '--json-status-fd')).toBe('4');
+  });
+
+  it('keeps node\'s IPC channel variables away from the command', () => {
+    const unset = bwrapPart.flatMap((arg, i) => (arg === '--unsetenv' ? [bwrapPart[i + 1]] : []));
+    expect(unset).toEqual(expect.arrayContaining(['NODE_CHANNEL_FD', 'NODE_CHANNEL_SERIALIZATION_MODE']));
   });
 
   it('passes the command and its arguments after the last "--", untouched even when they look like flags', () => {
@@ -108,5 +116,27 @@ describe('findProgram', () => {
   it('finds programs in sbin even when PATH lacks it (an ordinary user\'s PATH)', () => {
     expect(findProgram('sh', '/nonexistent')).toMatch(/\/sh$/);
     expect(findProgram('no-such-program-srt-gw', '/usr/bin')).toBeNull();
+  });
+});
+
+describe('redirectedDestination', () => {
+  it.each([
+    [{ srtgw: 'redirected', address: '198.18.0.7', port: 443, source: '127.0.0.1:40000' }, { address: '198.18.0.7', port: 443, source: '127.0.0.1:40000' }],
+    [{ srtgw: 'redirected', address: 'fd73:7274:6777::1', port: 8443, source: '[::1]:1' }, { address: 'fd73:7274:6777::1', port: 8443, source: '[::1]:1' }],
+  ])('accepts the redirector\'s message %j', (message, expected) => {
+    expect(redirectedDestination(message)).toEqual(expected);
+  });
+
+  it.each([
+    null,
+    'redirected',
+    { address: '198.18.0.7', port: 443, source: 's' },
+    { srtgw: 'redirected', address: 'evil.test', port: 443, source: 's' },
+    { srtgw: 'redirected', address: '198.18.0.7', port: 0, source: 's' },
+    { srtgw: 'redirected', address: '198.18.0.7', port: 70000, source: 's' },
+    { srtgw: 'redirected', address: '198.18.0.7', port: '443', source: 's' },
+    { srtgw: 'redirected', address: '198.18.0.7', port: 443 },
+  ])('refuses %j (the socket is then dropped)', (message) => {
+    expect(redirectedDestination(message)).toBeNull();
   });
 });

@@ -4,9 +4,11 @@
 // gateway's sockets nor the helpers are visible.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
+import { isIP, Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { basename, delimiter, dirname, join } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
+import type { OriginalDestination } from '../../gateway/proxy-protocol-header.js';
 import { JAIL_SETUP_FAILED, type Jail, type JailedProcess, type JailSpawnOptions } from '../jail.js';
 import { bwrapFilesystemArgs } from './bwrap-filesystem.js';
 import { findNativeHelpers, NATIVE_BUILD_DIR, type NativeHelpers } from './native-helpers.js';
@@ -41,9 +43,10 @@ export interface BwrapInvocation {
   helpers: NativeHelpers;
   uid: number;
   gid: number;
-  /** File descriptor numbers in bwrap's process for the control channel and bwrap's JSON status. */
+  /** File descriptor numbers in bwrap's process: the control pipe, bwrap's JSON status, the gateway channel. */
   controlFd: number;
   statusFd: number;
+  channelFd: number;
   /** Host paths of the files mounted into the jail. */
   nftRules: string;
   hostsFile: string;
@@ -71,6 +74,10 @@ export function bwrapArguments(options: JailSpawnOptions, invocation: BwrapInvoc
     '--cap-drop', 'ALL',
     ...INIT_CAPABILITIES.flatMap((cap) => ['--cap-add', cap]),
     '--json-status-fd', String(invocation.statusFd),
+    // node tells a child where its IPC channel is; the command is not node's child and must not
+    // go looking for one (it could not reach it: the init closes every descriptor but stdio).
+    '--unsetenv', 'NODE_CHANNEL_FD',
+    '--unsetenv', 'NODE_CHANNEL_SERIALIZATION_MODE',
     ...bwrapFilesystemArgs(options.filesystem, { emptyFile: invocation.emptyFile }),
     '--ro-bind', runDirectory.gatewayDir, JAIL_PATHS.gatewayDir,
     '--ro-bind', runDirectory.jailDir, JAIL_PATHS.jailDir,
@@ -89,7 +96,7 @@ export function bwrapArguments(options: JailSpawnOptions, invocation: BwrapInvoc
     '--nft-rules', inJail(invocation.nftRules, runDirectory.jailDir, JAIL_PATHS.jailDir),
     '--redirector', helper('redirector'),
     '--redirect-port', String(JAIL_PORTS.redirectPort),
-    '--gateway-socket', inJail(gateway.transparentSocket, runDirectory.gatewayDir, JAIL_PATHS.gatewayDir),
+    '--gateway-channel', String(invocation.channelFd),
     '--dns-forwarder', helper('dnsForwarder'),
     '--dns-port', String(JAIL_PORTS.dnsPort),
     '--dns-socket', inJail(gateway.dnsSocket, runDirectory.gatewayDir, JAIL_PATHS.gatewayDir),
@@ -147,6 +154,7 @@ export class LinuxJail implements Jail {
       gid: process.getgid?.() ?? 0,
       controlFd: 3,
       statusFd: 4,
+      channelFd: 5,
       nftRules: runDirectory.writeJailFile('rules.nft', jailNftRuleset()),
       hostsFile: runDirectory.writeJailFile('hosts', HOSTS_FILE),
       emptyFile: runDirectory.writeJailFile('empty', '', 0o000),
@@ -154,9 +162,17 @@ export class LinuxJail implements Jail {
     const stdio = normalizeStdio(options.stdio);
     const child = spawn(tools.bwrap, bwrapArguments(options, invocation), {
       env: options.env,
-      stdio: [...stdio, 'pipe', 'pipe'],
+      // fd 3 control pipe, fd 4 bwrap's status, fd 5 the channel over which the redirector hands
+      // each connection's socket to the gateway (node's IPC channel carries descriptors).
+      stdio: [...stdio, 'pipe', 'pipe', 'ipc'],
       // The command's cwd is set inside by --chdir; bwrap itself starts anywhere readable.
       cwd: '/',
+    });
+    child.on('message', (message: unknown, handle: unknown) => {
+      const destination = redirectedDestination(message);
+      // Only sockets with a well-formed destination are served; anything else is dropped.
+      if (handle instanceof Socket && destination) options.gateway.acceptRedirected(handle, destination);
+      else if (handle instanceof Socket) handle.destroy();
     });
     const control = child.stdio[3] as NodeJS.WritableStream & { destroyed?: boolean };
     const status = child.stdio[4] as NodeJS.ReadableStream;
@@ -187,6 +203,15 @@ export class LinuxJail implements Jail {
       },
     };
   }
+}
+
+/** The redirector's message for a handed-over socket: {srtgw: "redirected", address, port, source}. */
+export function redirectedDestination(message: unknown): OriginalDestination | null {
+  if (typeof message !== 'object' || message === null) return null;
+  const { srtgw, address, port, source } = message as Record<string, unknown>;
+  if (srtgw !== 'redirected' || typeof address !== 'string' || isIP(address) === 0 || typeof source !== 'string') return null;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return null;
+  return { address, port, source };
 }
 
 function normalizeStdio(stdio: JailSpawnOptions['stdio']): ('inherit' | 'pipe' | 'ignore' | number | ChildProcess['stdin'])[] {

@@ -474,7 +474,9 @@ print(json.dumps(out))
       return hostRunDir !== '' && helpers.some((h) => h.endsWith('/srt-gw-redirector')) && helpers.some((h) => h.endsWith('/srt-gw-dns-forwarder'));
     }, 10_000);
     expect(found, `host side of the run not found: ${JSON.stringify(helpers)}`).toBe(true);
-    expect(existsSync(join(hostRunDir, 'gateway', 'transparent.sock'))).toBe(true);
+    // The DNS socket is the one gateway socket left on the host; TCP connections are handed over as descriptors.
+    expect(existsSync(join(hostRunDir, 'gateway', 'dns.sock'))).toBe(true);
+    expect(existsSync(join(hostRunDir, 'gateway', 'transparent.sock'))).toBe(false);
     const before = hostSocketConnections;
     running.write(`${hostRunDir}\n`);
     running.endInput();
