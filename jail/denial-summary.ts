@@ -3,8 +3,11 @@
 import type { GatewayEvents } from '../gateway/events.js';
 
 export interface Denial {
-  /** request: an HTTP request was refused; connection: a connection (IP literal, non-HTTP TCP); dns: a name was not resolved. */
-  readonly kind: 'request' | 'connection' | 'dns';
+  /**
+   * request: an HTTP request was refused; connection: a connection (IP literal, non-HTTP TCP);
+   * dns: a name was not resolved; file/other: the OS jail refused an operation (macOS Seatbelt log).
+   */
+  readonly kind: 'request' | 'connection' | 'dns' | 'file' | 'other';
   readonly host: string;
   /** Absent for DNS. */
   readonly port?: number;
@@ -76,7 +79,7 @@ export function formatDenialSummary(denials: readonly Denial[], omitted = 0): st
   const lines = [monitored ? 'srt-gw: --monitor: these would have been denied:' : 'srt-gw: denied during this run:'];
   for (const d of shown) {
     const where = d.port === undefined ? d.host : `${d.host}:${d.port}`;
-    const what = d.kind === 'request' ? `${d.example ?? 'request'}` : d.kind === 'dns' ? 'DNS lookup' : 'connection';
+    const what = d.kind === 'request' ? `${d.example ?? 'request'}` : d.kind === 'dns' ? 'DNS lookup' : d.kind === 'connection' ? 'connection' : (d.example ?? d.kind);
     const times = d.count > 1 ? ` (${d.count}x)` : '';
     lines.push(`  ${where}  ${what}${times}  [${d.rule ?? 'no rule'}] ${d.reason}`);
   }

@@ -59,9 +59,9 @@ describe('srt-gw doctor checks', () => {
     expect(result.fix).toMatch(/native\/build\.sh/);
   });
 
-  it('on macOS only the platform-neutral checks run', async () => {
+  it('on macOS the platform-neutral checks and the Seatbelt ones run (jail/macos/doctor-darwin.test.ts)', async () => {
     const names = (await runDoctor({ caDir: tempDir(), nativeBuildDir: tempDir(), platform: 'darwin' })).map((r) => r.name);
-    expect(names).toEqual(['node', 'local CA']);
+    expect(names).toEqual(['node', 'local CA', 'sandbox-exec', 'CA trust (macOS)', 'violation log']);
   });
 
   it('the report marks failures and ends with a verdict', () => {

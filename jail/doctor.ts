@@ -1,11 +1,17 @@
 // `srt-gw doctor`: checks what `srt-gw run` needs on this machine and says exactly what to
 // install or change. Each check is a row in a table; a failed check never stops the others.
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { CA_CERT_FILE, CA_KEY_FILE } from '../ca/paths.js';
+import { buildTrustBundle } from '../ca/trust-bundle.js';
+import { resolveFilesystemRules } from './filesystem-rules.js';
+import { CA_BUNDLE_VARIABLES } from './jail-environment.js';
 import { findNativeHelpers, NATIVE_BUILD_HINT } from './linux/native-helpers.js';
+import { MACOS_SYSTEM_CA_BUNDLE, SANDBOX_EXEC } from './macos/macos-jail.js';
+import { seatbeltProfile } from './macos/seatbelt-profile.js';
 
 const run = promisify(execFile);
 
@@ -27,6 +33,12 @@ export interface DoctorOptions {
   platform?: NodeJS.Platform;
   /** Root of /proc/sys, replaceable for tests of the sysctl logic. */
   procSys?: string;
+  /** macOS: sandbox-exec, replaceable for tests of the darwin checks on other platforms. */
+  sandboxExec?: string;
+  /** macOS: the system CA bundle the trust bundle starts with. */
+  macosSystemCaBundle?: string;
+  /** macOS: the `log` program the jail reads Seatbelt's denials with. */
+  logCommand?: string;
 }
 
 interface Check {
@@ -144,10 +156,78 @@ const CHECKS: Check[] = [
       return { status: 'ok', detail: certPath };
     },
   },
+  // macOS: the Seatbelt jail (jail/macos). Linux checks above are untouched by these.
+  {
+    name: 'sandbox-exec',
+    platforms: ['darwin'],
+    async run(options) {
+      try {
+        accessSync(options.sandboxExec, constants.X_OK);
+      } catch {
+        return { status: 'fail', detail: `${options.sandboxExec} is missing`, fix: 'sandbox-exec ships with every macOS release; check that this is a standard macOS install (it is not available in macOS containers)' };
+      }
+      // Compile srt-gw's own profile, not a toy one: what fails here would fail every srt-gw run.
+      let profile: string;
+      try {
+        const rules = resolveFilesystemRules(undefined, { home: homedir(), cwd: tmpdir(), alwaysHidden: [options.caDir], alwaysReadOnly: [] });
+        profile = seatbeltProfile(rules, { proxyPort: 9, logTag: 'srt-gw-doctor' });
+      } catch (error) {
+        return { status: 'fail', detail: `srt-gw cannot build its Seatbelt profile here: ${(error as Error).message}`, fix: 'the message says which path is the problem' };
+      }
+      const probe = await commandOutput(options.sandboxExec, ['-p', profile, '--', '/usr/bin/true']);
+      if (!probe.ok) return { status: 'fail', detail: `sandbox-exec refused srt-gw's profile: ${probe.error}`, fix: 'report it with your macOS version (sw_vers); srt-gw run cannot work until it is fixed' };
+      return { status: 'ok', detail: `${options.sandboxExec} runs srt-gw's generated Seatbelt profile` };
+    },
+  },
+  {
+    name: 'CA trust (macOS)',
+    platforms: ['darwin'],
+    async run(options) {
+      // Nothing goes into the keychain: jailed clients get the bundle through CA variables. Adding
+      // the CA with `security add-trusted-cert` would make every program on the Mac trust it.
+      const how = `jailed clients trust the srt-gw CA through ${CA_BUNDLE_VARIABLES.slice(0, 4).join(', ')} and ${CA_BUNDLE_VARIABLES.length - 4} more variables; no keychain change (security add-trusted-cert) is needed or wanted`;
+      const certPath = join(options.caDir, CA_CERT_FILE);
+      if (!existsSync(certPath)) return { status: 'ok', detail: `no CA yet (created on first use); ${how}` };
+      let bundle: string;
+      try {
+        bundle = buildTrustBundle(readFileSync(certPath, 'utf8'), options.macosSystemCaBundle);
+      } catch (error) {
+        return { status: 'fail', detail: `the trust bundle cannot be built from ${certPath}: ${(error as Error).message}`, fix: `move ${options.caDir} aside and let srt-gw create a new CA (or run: srt-gw ca init)` };
+      }
+      const certificates = bundle.split('-----BEGIN CERTIFICATE-----').length - 1;
+      if (certificates < 2) {
+        return {
+          status: 'warn',
+          detail: `the trust bundle holds only the srt-gw CA: ${options.macosSystemCaBundle} is missing; ${how}`,
+          fix: 'fine while every connection goes through the gateway; a tcp passthrough rule needs the system CAs in the bundle',
+        };
+      }
+      return { status: 'ok', detail: `trust bundle: ${certificates - 1} system CAs from ${options.macosSystemCaBundle} + the srt-gw CA; ${how}. Programs that verify TLS only with the keychain (Go, Swift) fail TLS in the jail: docs/macos.md` };
+    },
+  },
+  {
+    name: 'violation log',
+    platforms: ['darwin'],
+    async run(options) {
+      try {
+        accessSync(options.logCommand, constants.X_OK);
+      } catch {
+        return { status: 'warn', detail: `${options.logCommand} is missing`, fix: 'srt-gw run still works; the denial summary then lists only what the gateway refused, not what Seatbelt refused' };
+      }
+      return { status: 'ok', detail: `Seatbelt's denials are read with ${options.logCommand} stream (unverified on real macOS: docs/macos.md)` };
+    },
+  },
 ];
 
 export async function runDoctor(options: DoctorOptions): Promise<CheckResult[]> {
-  const resolved: Required<DoctorOptions> = { platform: process.platform, procSys: '/proc/sys', ...options };
+  const resolved: Required<DoctorOptions> = {
+    platform: process.platform,
+    procSys: '/proc/sys',
+    sandboxExec: SANDBOX_EXEC,
+    macosSystemCaBundle: MACOS_SYSTEM_CA_BUNDLE,
+    logCommand: '/usr/bin/log',
+    ...options,
+  };
   const applicable = CHECKS.filter((check) => check.platforms.includes(resolved.platform));
   return Promise.all(applicable.map(async (check) => ({ name: check.name, ...(await check.run(resolved)) })));
 }

@@ -5,7 +5,7 @@ import type { StdioOptions } from 'node:child_process';
 import { readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { buildTrustBundle } from '../ca/trust-bundle.js';
+import { buildTrustBundle, SYSTEM_CA_BUNDLE } from '../ca/trust-bundle.js';
 import { defaultCaDir } from '../ca/paths.js';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { startGateway, type Gateway, type GatewayOptions } from '../gateway/gateway.js';
@@ -16,6 +16,7 @@ import type { Jail, JailedProcess } from './jail.js';
 import { jailEnvironment } from './jail-environment.js';
 import { bwrapMountPointsCreated } from './linux/bwrap-filesystem.js';
 import { LinuxJail } from './linux/linux-jail.js';
+import { MACOS_SYSTEM_CA_BUNDLE, MacosJail, type MacosJailedProcess } from './macos/macos-jail.js';
 import { RunDirectory } from './run-directory.js';
 
 export interface RunOptions {
@@ -54,7 +55,9 @@ export interface RunResult {
 
 export function platformJail(): Jail {
   if (process.platform === 'linux') return new LinuxJail();
-  throw new SrtGwError(ErrorCodes.JAIL_UNAVAILABLE, `srt-gw run has no jail for ${process.platform} yet; on this platform use srt-gw serve as an explicit proxy`);
+  // Not yet run on a real Mac: docs/macos.md says what is and is not verified.
+  if (process.platform === 'darwin') return new MacosJail();
+  throw new SrtGwError(ErrorCodes.JAIL_UNAVAILABLE, `srt-gw run has no jail for ${process.platform}; on this platform use srt-gw serve as an explicit proxy`);
 }
 
 export async function runInJail(options: RunOptions): Promise<RunResult> {
@@ -88,7 +91,8 @@ export async function runInJail(options: RunOptions): Promise<RunResult> {
     });
     const started = gateway;
     collector = new DenialCollector(gateway.events);
-    const caBundle = runDirectory.writeJailFile('ca-bundle.pem', buildTrustBundle(readFileSync(gateway.ca.certPath, 'utf8')));
+    const systemBundle = jail.platform === 'darwin' ? MACOS_SYSTEM_CA_BUNDLE : SYSTEM_CA_BUNDLE;
+    const caBundle = runDirectory.writeJailFile('ca-bundle.pem', buildTrustBundle(readFileSync(gateway.ca.certPath, 'utf8'), systemBundle));
     const jailed = jail.spawn({
       command: options.command,
       args: options.args ?? [],
@@ -107,7 +111,9 @@ export async function runInJail(options: RunOptions): Promise<RunResult> {
     options.onStart?.({ process: jailed, gateway });
     const exitCode = await jailed.exited;
     const { denials, omitted } = collector.denials();
-    return { exitCode, denials, omittedDenials: omitted };
+    // On macOS the kernel's own refusals (Seatbelt's log) join the gateway's.
+    const platform = 'violations' in jailed ? await (jailed as MacosJailedProcess).violations() : { denials: [], omitted: 0 };
+    return { exitCode, denials: [...denials, ...platform.denials], omittedDenials: omitted + platform.omitted };
   } finally {
     collector?.stop();
     await gateway?.close();
