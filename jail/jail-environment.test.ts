@@ -35,6 +35,13 @@ describe('jailEnvironment', () => {
     expect(CA_BUNDLE_VARIABLES).toEqual(expect.arrayContaining(['SSL_CERT_FILE', 'NODE_EXTRA_CA_CERTS', 'REQUESTS_CA_BUNDLE', 'CURL_CA_BUNDLE', 'GIT_SSL_CAINFO', 'PIP_CERT']));
   });
 
+  it('replaces each injected secret\'s variable with its placeholder, and sets it when the host has none', () => {
+    const withSecrets = jailEnvironment({ ...host, EXAMPLE_API_KEY: 'sk-real-secret-value' }, '/b.pem', new Map([['EXAMPLE_API_KEY', 'srtgw-placeholder-x'], ['OTHER_KEY', 'srtgw-placeholder-y']]));
+    expect(withSecrets.EXAMPLE_API_KEY).toBe('srtgw-placeholder-x');
+    expect(withSecrets.OTHER_KEY).toBe('srtgw-placeholder-y');
+    expect(Object.values(withSecrets)).not.toContain('sk-real-secret-value');
+  });
+
   it('marks the environment as jailed', () => {
     expect(env[JAIL_MARKER_VARIABLE]).toBe('1');
   });

@@ -47,12 +47,19 @@ const REMOVED = new Set(
 /** Set in the jail so programs and shell prompts can tell they run under srt-gw. */
 export const JAIL_MARKER_VARIABLE = 'SRT_GW_JAIL';
 
-export function jailEnvironment(hostEnv: NodeJS.ProcessEnv, caBundlePath: string): Record<string, string> {
+/**
+ * `placeholders`: for each variable an injected secret is read from, the placeholder the jail
+ * sees instead (policies/credentials.ts); the gateway swaps it for the secret on the way out.
+ */
+export function jailEnvironment(hostEnv: NodeJS.ProcessEnv, caBundlePath: string, placeholders: ReadonlyMap<string, string> = new Map()): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [name, value] of Object.entries(hostEnv)) {
     if (value === undefined || REMOVED.has(name.toUpperCase())) continue;
     env[name] = value;
   }
+  // SECURITY: the real secret never enters the jail, only its placeholder —
+  // test/e2e/jail-credentials.test.ts.
+  for (const [name, placeholder] of placeholders) env[name] = placeholder;
   for (const name of CA_BUNDLE_VARIABLES) env[name] = caBundlePath;
   env[JAIL_MARKER_VARIABLE] = '1';
   return env;

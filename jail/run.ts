@@ -10,6 +10,7 @@ import { defaultCaDir } from '../ca/paths.js';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { startGateway, type Gateway, type GatewayOptions } from '../gateway/gateway.js';
 import type { Policy } from '../policies/types.js';
+import { credentialPlaceholders, credentialSecretFiles } from '../policies/credentials.js';
 import { DenialCollector, type Denial } from './denial-summary.js';
 import { resolveFilesystemRules, type ResolvedFilesystemRules } from './filesystem-rules.js';
 import type { Jail, JailedProcess } from './jail.js';
@@ -65,11 +66,13 @@ export async function runInJail(options: RunOptions): Promise<RunResult> {
   jail.checkAvailable();
   const cwd = resolve(options.cwd ?? process.cwd());
   const caDir = options.caDir ?? defaultCaDir(options.env ?? process.env);
+  const hostEnv = options.env ?? process.env;
   const filesystem = resolveFilesystemRules(options.policy.filesystem, {
     home: homedir(),
     cwd,
-    // SECURITY: the CA key never enters the jail, whatever allowRead says.
-    alwaysHidden: [caDir],
+    // SECURITY: the CA key and the files injected secrets are read from never enter the jail,
+    // whatever allowRead says — test/e2e/jail-credentials.test.ts.
+    alwaysHidden: [caDir, ...credentialSecretFiles(options.policy)],
     alwaysReadOnly: options.policyFiles ?? [],
   });
 
@@ -87,6 +90,7 @@ export async function runInJail(options: RunOptions): Promise<RunResult> {
       metrics: options.metrics,
       monitor: options.monitor,
       upstreamTimeoutMs: options.upstreamTimeoutMs,
+      secretEnv: hostEnv,
       dnsSocket: join(runDirectory.gatewayDir, 'dns.sock'),
     });
     const started = gateway;
@@ -97,7 +101,7 @@ export async function runInJail(options: RunOptions): Promise<RunResult> {
       command: options.command,
       args: options.args ?? [],
       cwd,
-      env: jailEnvironment(options.env ?? process.env, jail.caBundlePathInJail),
+      env: jailEnvironment(hostEnv, jail.caBundlePathInJail, credentialPlaceholders(options.policy)),
       filesystem,
       caBundle,
       runDirectory,
