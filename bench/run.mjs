@@ -4,14 +4,29 @@
 // Prints a table with each system's ratio to direct, CPU per request and peak RSS, checks the
 // targets of issue 3 section 6, and writes everything as JSON to bench/results/.
 // Method and caveats: bench/README.md. Expects dist/ to be built (the npm script builds it).
-import { execFileSync, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { memoryMb } from './proc-stats.mjs';
+import {
+  CLIENT_CPU,
+  commandExists,
+  firstLine,
+  freePort,
+  killAllChildren,
+  pinning,
+  SERVER_CPU,
+  setUpPinning,
+  spawnPinned,
+  START_TIMEOUT_MS,
+  startUpstream,
+  stopProcess,
+  tail,
+  waitForJsonLine,
+  waitForPort,
+} from './processes.mjs';
 import { ensureUpstreamCertificates, UPSTREAM_NAME } from './upstream.mjs';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -19,9 +34,6 @@ const REPO_ROOT = resolve(BENCH_DIR, '..');
 const GATEWAY_CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js');
 const RESULTS_DIR = join(BENCH_DIR, 'results');
 // The first two CPUs this process may run on (normally 0 and 1); set by setUpPinning().
-let SERVER_CPU = 0;
-let CLIENT_CPU = 1;
-const START_TIMEOUT_MS = 20_000;
 const MIB = 1024 * 1024;
 /** Other load on the bench's cores (other processes + steal) above which a row is flagged. */
 const NOISY_PERCENT = 10;
@@ -80,186 +92,7 @@ function parseOptions(argv) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Processes: pinning, start/stop, cleanup on every exit path
-
-function commandExists(name) {
-  try {
-    execFileSync('sh', ['-c', `command -v ${name}`], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const pinning = { enabled: false, note: '' };
-
-/** CPUs this process may use, from /proc/self/status (e.g. "0-1" or "2,4-5"); all CPUs elsewhere. */
-function allowedCpus() {
-  try {
-    const list = /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
-    if (list) {
-      return list.split(',').flatMap((part) => {
-        const [from, to = from] = part.split('-').map(Number);
-        return Array.from({ length: to - from + 1 }, (_, i) => from + i);
-      });
-    }
-  } catch {
-    // not Linux
-  }
-  return os.cpus().map((_, i) => i);
-}
-
-function setUpPinning() {
-  const cpus = allowedCpus();
-  if (cpus.length >= 2) [SERVER_CPU, CLIENT_CPU] = cpus;
-  if (cpus.length < 2) {
-    pinning.note = `only ${cpus.length} CPU: no pinning, server and load share it (numbers are not comparable to a 2-core run)`;
-  } else if (!commandExists('taskset')) {
-    pinning.note = 'taskset not installed (Debian: util-linux): no pinning, the scheduler places server and load';
-  } else {
-    pinning.enabled = true;
-    pinning.serverCpu = SERVER_CPU;
-    pinning.clientCpu = CLIENT_CPU;
-    pinning.note = `server under test on cpu${SERVER_CPU}; load generator, upstream (and this orchestrator) on cpu${CLIENT_CPU}`;
-    try {
-      execFileSync('taskset', ['-a', '-p', '-c', String(CLIENT_CPU), String(process.pid)], { stdio: 'ignore' });
-    } catch {
-      // not fatal: the orchestrator is idle while a case runs
-    }
-  }
-}
-
-const children = new Set();
-
-function spawnPinned(cpu, command, args, options = {}) {
-  const [file, argv] = pinning.enabled ? ['taskset', ['-c', String(cpu), command, ...args]] : [command, args];
-  const child = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], ...options });
-  children.add(child);
-  child.exitState = null;
-  child.once('exit', (code, signal) => {
-    child.exitState = { code, signal };
-    children.delete(child);
-  });
-  child.stderrText = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (text) => {
-    child.stderrText = (child.stderrText + text).slice(-20_000);
-  });
-  return child;
-}
-
-/** SIGTERM (unless signal is null), then SIGKILL if it has not exited within timeoutMs. */
-async function stopProcess(child, timeoutMs = 5000, signal = 'SIGTERM') {
-  if (!child || child.exitState) return;
-  const exited = once(child, 'exit');
-  if (signal) child.kill(signal);
-  let timer;
-  const timeout = new Promise((r) => (timer = setTimeout(r, timeoutMs, 'timeout')));
-  const outcome = await Promise.race([exited, timeout]);
-  clearTimeout(timer);
-  if (outcome === 'timeout') {
-    child.kill('SIGKILL');
-    await exited;
-  }
-}
-
-function killAllChildren() {
-  for (const child of children) child.kill('SIGKILL');
-}
-
-/** Resolves with the first stdout line that parses as JSON and satisfies `accept`. */
-function waitForJsonLine(child, accept, timeoutMs, what) {
-  return new Promise((resolvePromise, reject) => {
-    let buffer = '';
-    const onData = (text) => {
-      buffer += text;
-      let newline;
-      while ((newline = buffer.indexOf('\n')) !== -1) {
-        const line = buffer.slice(0, newline);
-        buffer = buffer.slice(newline + 1);
-        let record;
-        try {
-          record = JSON.parse(line);
-        } catch {
-          continue;
-        }
-        if (accept(record)) {
-          cleanup();
-          resolvePromise(record);
-          return;
-        }
-      }
-    };
-    const onExit = (code, signal) => {
-      cleanup();
-      reject(new Error(`${what} exited (code ${code}, signal ${signal}) before it was ready: ${tail(child.stderrText)}`));
-    };
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`${what} not ready after ${timeoutMs} ms: ${tail(child.stderrText)}`));
-    }, timeoutMs);
-    const cleanup = () => {
-      clearTimeout(timer);
-      child.stdout.removeListener('data', onData);
-      child.removeListener('exit', onExit);
-    };
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', onData);
-    child.once('exit', onExit);
-  });
-}
-
-function tail(text, lines = 8) {
-  return (text ?? '').trim().split('\n').slice(-lines).join('\n');
-}
-
-async function waitForPort(port, child, timeoutMs, what) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (child.exitState) throw new Error(`${what} exited (code ${child.exitState.code}) before it listened: ${tail(child.stderrText)}`);
-    const ok = await new Promise((r) => {
-      const socket = net.connect({ host: '127.0.0.1', port }, () => {
-        socket.destroy();
-        r(true);
-      });
-      socket.once('error', () => r(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`${what} did not listen on 127.0.0.1:${port} within ${timeoutMs} ms`);
-}
-
-function freePort() {
-  return new Promise((resolvePromise, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolvePromise(port));
-    });
-  });
-}
-
-function firstLine(command, args) {
-  try {
-    return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).split('\n')[0].trim();
-  } catch {
-    return null;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The upstream and the systems under test
-
-async function startUpstream(workDir, cpu) {
-  const child = spawnPinned(cpu, process.execPath, [join(BENCH_DIR, 'upstream.mjs'), '--dir', join(workDir, 'upstream')]);
-  const ready = await waitForJsonLine(child, (r) => r.event === 'listening', START_TIMEOUT_MS, 'upstream').catch(async (error) => {
-    await stopProcess(child);
-    throw error;
-  });
-  return { child, pid: child.pid, port: ready.port, stop: () => stopProcess(child) };
-}
 
 /** Per system: start() → { pid, version, target(upstream) → loadgen args, stop() } or throws. */
 const SYSTEMS = {
