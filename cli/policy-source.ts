@@ -5,9 +5,14 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { policyCandidates, srtSettingsCandidate } from '../jail/run.js';
-import { allowHostRule, loadPolicyFile, parsePolicy } from '../policies/loader.js';
-import { importSrtSettingsText, renderSrtImport } from '../policies/srt-settings.js';
+import { allowHostRule } from '../policies/allow-host-rule.js';
 import type { Policy } from '../policies/types.js';
+
+// The YAML parser and the schema load only when a policy file is read: `srt-gw run --allow H`
+// and a run with no policy start without them.
+async function loadPolicyFile(path: string): Promise<Policy> {
+  return (await import('../policies/loader.js')).loadPolicyFile(path);
+}
 
 export async function policyFromFlags(policyFile: string | undefined, allowHosts: readonly string[]): Promise<Policy> {
   const base: Policy = policyFile ? await loadPolicyFile(policyFile) : { version: 1, rules: [] };
@@ -68,6 +73,8 @@ async function fromSrtSettings(file: string, allow: readonly string[], discovere
   } catch (error) {
     throw new SrtGwError(ErrorCodes.POLICY_UNREADABLE, `cannot read srt settings ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
   }
+  const { importSrtSettingsText, renderSrtImport } = await import('../policies/srt-settings.js');
+  const { parsePolicy } = await import('../policies/loader.js');
   const imported = importSrtSettingsText(text, file);
   // Through the YAML loader, so the imported policy is validated exactly like a written one.
   const policy = parsePolicy(renderSrtImport(imported, file), file);

@@ -90,12 +90,6 @@ export function loadPolicyFileSync(path: string): Policy {
   return parsePolicy(text, path);
 }
 
-/** The rule behind the CLI flag `--allow HOST`: any method, path and port to that host pattern. */
-export function allowHostRule(host: string): Rule {
-  const parsed = parseHostPattern(host);
-  if ('error' in parsed) throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `--allow ${JSON.stringify(host)}: the host ${parsed.error}`);
-  return Object.freeze({ id: `cli-allow-${parsed.text}`, host: parsed.text, action: 'allow', protocol: 'http' });
-}
 
 function toRuntimePolicy(file: PolicyFile, fileName: string, positions: YamlPositions): Policy {
   const rules = file.rules.map((rule, index) => toRuntimeRule(rule, index, fileName, positions));
@@ -224,3 +218,5 @@ function whyUnreadable(error: unknown): string {
       return error instanceof Error ? error.message : String(error);
   }
 }
+
+export { allowHostRule } from './allow-host-rule.js';
