@@ -5,7 +5,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { formatDenialSummary, type Denial } from '../denial-summary.js';
+import { formatDenialSummary } from '../denial-summary.js';
 import { parseSeatbeltLogLine, seatbeltDenial, SeatbeltDenialGroups, seatbeltLogStreamArgs, SeatbeltViolationMonitor, type SeatbeltViolation } from './seatbelt-violations.js';
 
 const TAG = 'srt-gw-0123456789abcdef';
@@ -103,7 +103,7 @@ describe('SeatbeltDenialGroups', () => {
   it('fits the run summary the gateway\'s denials use', () => {
     const groups = new SeatbeltDenialGroups();
     groups.add({ process: 'nc', pid: 1, operation: 'network-outbound', target: '203.0.113.9:443', repeats: 1 });
-    const summary = formatDenialSummary(groups.denials().denials as unknown as Denial[]);
+    const summary = formatDenialSummary(groups.denials().denials);
     expect(summary).toContain('203.0.113.9:443  connection  [no rule] only the srt-gw gateway is reachable');
   });
 });
