@@ -34,7 +34,7 @@ describe('srt README examples', () => {
   test('the complete configuration example: every jail-only or unsupported option is a warning', () => {
     expect(importFixture('srt-complete.json').warnings).toEqual([
       'srt also lets non-HTTP TCP (its SOCKS proxy) reach allowedDomains; these rules check HTTP(S) requests only — add "protocol: tcp" rules with a port for ssh, databases and the like',
-      'network.allowUnixSockets ["/var/run/docker.sock"] is a jail setting, not network policy: carried over when srt-gw run lands',
+      'network.allowUnixSockets ["/var/run/docker.sock"]: srt-gw run keeps host unix sockets out of the jail (/run and /tmp are private); re-exposing one is not supported, so it is ignored',
       'filesystem.allowWrite[0] "." skipped: srt-gw always lets the command write its working directory',
       `filesystem.allowWrite[3] "/tmp" skipped: the jail's /tmp is private, empty and always writable; the host's /tmp is never shared`,
       'filesystem paths ["src/","test/",".env","config/production.json"] are relative: srt resolves them against the working directory, srt-gw against the directory of the policy file — save the converted policy in the directory you run commands from, or make the paths absolute',

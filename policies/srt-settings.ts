@@ -48,9 +48,14 @@ export interface SrtImport {
   readonly warnings: readonly string[];
 }
 
-const NOT_YET = 'carried over when srt-gw run lands';
 const FILESYSTEM_KEYS = ['denyRead', 'allowRead', 'allowWrite', 'denyWrite'] as const;
 const JAIL_NETWORK_KEYS = ['allowUnixSockets', 'allowAllUnixSockets', 'allowLocalBinding'] as const;
+/** What srt-gw run does instead of each of srt's jail-level network settings. */
+const JAIL_NETWORK_MEANING: Record<(typeof JAIL_NETWORK_KEYS)[number], string> = {
+  allowUnixSockets: 'srt-gw run keeps host unix sockets out of the jail (/run and /tmp are private); re-exposing one is not supported, so it is ignored',
+  allowAllUnixSockets: 'srt-gw run keeps host unix sockets out of the jail (/run and /tmp are private); AF_UNIX between the command\'s own processes always works',
+  allowLocalBinding: 'on Linux the command may always listen on its own loopback (its network namespace is private, so nothing outside can connect); ignored',
+};
 const NETWORK_KEYS_WITH_NO_EQUIVALENT: Record<string, string> = {
   deniedDomainReasons: 'srt-gw 403 bodies give the deny rule id and reason; custom reasons are not supported yet',
   httpProxyPort: 'srt-gw is itself the proxy; chaining to another HTTP proxy is not supported',
@@ -101,7 +106,7 @@ export function importSrtSettings(json: unknown, file: string): SrtImport {
   for (const key of JAIL_NETWORK_KEYS) {
     const value = network?.[key];
     if (value === undefined || value === false || (Array.isArray(value) && value.length === 0)) continue;
-    warnings.push(`network.${key} ${JSON.stringify(value)} is a jail setting, not network policy: ${NOT_YET}`);
+    warnings.push(`network.${key} ${JSON.stringify(value)}: ${JAIL_NETWORK_MEANING[key]}`);
   }
   for (const [key, why] of Object.entries(NETWORK_KEYS_WITH_NO_EQUIVALENT)) {
     if (network?.[key] !== undefined) warnings.push(`network.${key} is ignored: ${why}`);
