@@ -2,9 +2,10 @@
 // finds only placeholders (its environment, every process's environment and command line, the
 // secret file, the upstream's echo of its own request), the upstream receives the real secrets,
 // an attacker's key is refused before it leaves, and no log line holds a secret.
-import { mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand, missingRoot } from '../support/capabilities.js';
 import { startFakeHttpsServer, type FakeHttpsServer } from '../support/fake-https-server.js';
@@ -123,5 +124,12 @@ rules:
     expect(everything).not.toContain(ENV_SECRET);
     expect(everything).not.toContain(FILE_SECRET);
     expect(result.audit.some((line) => line.credential === 'injected')).toBe(true);
+  });
+
+  it('srt-gw run --log writes one line per decision, each valid against docs/audit-log.schema.json', () => {
+    const schema = JSON.parse(readFileSync(new URL('../../docs/audit-log.schema.json', import.meta.url), 'utf8')) as object;
+    const validate = new Ajv2020({ allErrors: true, strict: false }).compile(schema);
+    expect(new Set(result.audit.map((line) => line.kind))).toEqual(new Set(['dns', 'connect', 'request']));
+    for (const line of result.audit) expect(validate(line), JSON.stringify({ line, errors: validate.errors })).toBe(true);
   });
 });
