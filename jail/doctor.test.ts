@@ -2,7 +2,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { capabilityGate, missingCommand, missingRoot } from '../test/support/capabilities.js';
 import { formatDoctorReport, runDoctor, type CheckResult } from './doctor.js';
+import { NATIVE_HELPER_FILES } from './linux/native-helpers.js';
 
 const dirs: string[] = [];
 function tempDir(): string {
@@ -72,5 +74,21 @@ describe('srt-gw doctor checks', () => {
     expect(text).toBe(
       'ok   node        Node.js 20\nFAIL bubblewrap  bwrap: not installed\n       fix: apt-get install bubblewrap\n1 problem(s) stop srt-gw run here; fix them as shown.\n',
     );
+  });
+});
+
+describe('jail smoke test', () => {
+  const skip = capabilityGate(missingRoot(), missingCommand('bwrap'), missingCommand('nft'));
+  it.skipIf(skip !== null)('a jail that cannot start fails the check with the step it names', async () => {
+    // Helpers that exist but whose init fails the way a real setup failure does (exit 125).
+    const nativeBuildDir = tempDir();
+    for (const file of Object.values(NATIVE_HELPER_FILES)) {
+      writeFileSync(join(nativeBuildDir, file), '#!/bin/sh\necho "srt-gw-jail-init: nft -f rules failed (status 1)" >&2\nexit 125\n', { mode: 0o755 });
+    }
+    const results = await runDoctor({ caDir: tempDir(), nativeBuildDir, procSys: tempDir(), platform: 'linux' });
+    expect(results.find((result) => result.name === 'jail smoke test')).toMatchObject({
+      status: 'fail',
+      detail: 'srt-gw run -- true failed: srt-gw-jail-init: nft -f rules failed (status 1)',
+    });
   });
 });

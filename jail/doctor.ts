@@ -1,9 +1,10 @@
 // `srt-gw doctor`: checks what `srt-gw run` needs on this machine and says exactly what to
 // install or change. Each check is a row in a table; a failed check never stops the others.
 import { execFile } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { promisify } from 'node:util';
 import { CA_CERT_FILE, CA_KEY_FILE } from '../ca/paths.js';
 import { buildTrustBundle } from '../ca/trust-bundle.js';
@@ -31,6 +32,8 @@ export interface DoctorOptions {
   /** Where the native helpers are built (native/build in the package). */
   nativeBuildDir: string;
   platform?: NodeJS.Platform;
+  /** Do not start a real jail (unit tests of the other checks). */
+  skipJailSmokeTest?: boolean;
   /** Root of /proc/sys, replaceable for tests of the sysctl logic. */
   procSys?: string;
   /** macOS: sandbox-exec, replaceable for tests of the darwin checks on other platforms. */
@@ -141,6 +144,44 @@ const CHECKS: Check[] = [
     },
   },
   {
+    // The static checks above cannot see everything (an AppArmor profile, a seccomp policy of a
+    // container, a kernel without nf_tables NAT): start a real jail once and report how it ends.
+    name: 'jail smoke test',
+    platforms: ['linux'],
+    async run(options) {
+      if (options.skipJailSmokeTest) return { status: 'ok', detail: 'skipped' };
+      try {
+        findNativeHelpers(options.nativeBuildDir);
+      } catch {
+        return { status: 'fail', detail: 'not run: the native helpers are missing (see above)', fix: NATIVE_BUILD_HINT };
+      }
+      const { runInJail } = await import('./run.js');
+      const { LinuxJail } = await import('./linux/linux-jail.js');
+      const scratch = mkdtempSync(join(tmpdir(), 'srt-gw-doctor-'));
+      let stderr = '';
+      const started = performance.now();
+      try {
+        const result = await runInJail({
+          command: 'true',
+          policy: { version: 1, rules: [] },
+          cwd: scratch,
+          caDir: join(scratch, 'ca'),
+          stdio: ['ignore', 'ignore', 'pipe'],
+          jail: new LinuxJail(options.nativeBuildDir),
+          onStart: ({ process: jailed }) => jailed.child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString())),
+        });
+        const ms = Math.round(performance.now() - started);
+        if (result.exitCode === 0) return { status: 'ok', detail: `srt-gw run -- true works (${ms} ms)` };
+        const why = stderr.trim().split('\n').slice(-2).join(' / ') || `exit status ${result.exitCode}`;
+        return { status: 'fail', detail: `srt-gw run -- true failed: ${why}`, fix: 'fix what the checks above report; the message names the step that failed' };
+      } catch (error) {
+        return { status: 'fail', detail: `srt-gw run -- true failed: ${(error as Error).message}`, fix: 'fix what the checks above report' };
+      } finally {
+        rmSync(scratch, { recursive: true, force: true });
+      }
+    },
+  },
+  {
     name: 'local CA',
     platforms: ['linux', 'darwin'],
     async run(options) {
@@ -223,6 +264,7 @@ export async function runDoctor(options: DoctorOptions): Promise<CheckResult[]> 
   const resolved: Required<DoctorOptions> = {
     platform: process.platform,
     procSys: '/proc/sys',
+    skipJailSmokeTest: false,
     sandboxExec: SANDBOX_EXEC,
     macosSystemCaBundle: MACOS_SYSTEM_CA_BUNDLE,
     logCommand: '/usr/bin/log',
