@@ -2,7 +2,7 @@
 // filesystem view; srt-gw-jail-init (native/jail-init.c) then wires the network namespace to the
 // gateway and runs the command without capabilities, in nested namespaces where neither the
 // gateway's sockets nor the helpers are visible.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type StdioOptions } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { isIP, Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
@@ -214,10 +214,14 @@ export function redirectedDestination(message: unknown): OriginalDestination | n
   return { address, port, source };
 }
 
-function normalizeStdio(stdio: JailSpawnOptions['stdio']): ('inherit' | 'pipe' | 'ignore' | number | ChildProcess['stdin'])[] {
+/** One entry of spawn's stdio array. */
+type StdioEntry = Exclude<StdioOptions, string>[number];
+
+/** The command's stdin, stdout and stderr; the jail's own descriptors follow them. */
+function normalizeStdio(stdio: JailSpawnOptions['stdio']): StdioEntry[] {
   if (stdio === undefined) return ['inherit', 'inherit', 'inherit'];
-  if (typeof stdio === 'string') return [stdio, stdio, stdio] as ('inherit' | 'pipe' | 'ignore')[];
-  return [0, 1, 2].map((index) => (stdio[index] ?? 'inherit') as 'inherit' | 'pipe' | 'ignore' | number);
+  if (typeof stdio === 'string') return [stdio, stdio, stdio];
+  return [0, 1, 2].map((index) => stdio[index] ?? 'inherit');
 }
 
 function unavailable(message: string): SrtGwError {
