@@ -84,7 +84,7 @@ ca.command('path')
     await printCaPath(flags.caDir);
   });
 
-const policy = program.command('policy').description('Author and review policies: check, explain, test, import srt settings, print the JSON Schema');
+const policy = program.command('policy').description('Author and review policies: check, explain, test, show the resolved policy, import srt settings, print the JSON Schema');
 policy
   .command('check')
   .description('Validate and lint a policy (shadowed rules, allow/deny overlaps, broad wildcards, secrets); exit 1 on errors')
@@ -113,6 +113,15 @@ policy
   .action(async (file: string, table: string | undefined) => {
     const { testPolicy } = await import('./policy.js');
     process.exitCode = await testPolicy(file, table);
+  });
+policy
+  .command('show')
+  .description('Print the policy after extends: every rule and filesystem path, each with the file:line:column or preset it came from')
+  .argument('<file>', 'policy YAML file')
+  .option('--json', 'print it as JSON', false)
+  .action(async (file: string, flags: { json: boolean }) => {
+    const { showResolvedPolicy } = await import('./policy.js');
+    process.exitCode = await showResolvedPolicy(file, flags.json);
   });
 policy
   .command('import-srt')

@@ -6,12 +6,22 @@ import { homedir } from 'node:os';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { policyCandidates, srtSettingsCandidate } from '../jail/run.js';
 import { allowHostRule } from '../policies/allow-host-rule.js';
+import { policyFiles } from '../policies/policy-files.js';
 import type { Policy } from '../policies/types.js';
 
 // The YAML parser and the schema load only when a policy file is read: `srt-gw run --allow H`
 // and a run with no policy start without them.
 async function loadPolicyFile(path: string): Promise<Policy> {
   return (await import('../policies/loader.js')).loadPolicyFile(path);
+}
+
+/**
+ * The policy file and the files it extends: all read-only in the jail, like the policy itself.
+ * SECURITY: a command that could edit a file the policy extends would widen its own policy at
+ * the next run — test/e2e/presets.test.ts "stays read-only in the jail".
+ */
+function filesOf(policy: Policy, file: string): string[] {
+  return policy.origin === undefined ? [file] : policyFiles(policy, file);
 }
 
 export async function policyFromFlags(policyFile: string | undefined, allowHosts: readonly string[]): Promise<Policy> {
@@ -32,7 +42,7 @@ function withAllowedHosts(base: Policy, allowHosts: readonly string[]): Policy {
 
 export interface RunPolicy {
   policy: Policy;
-  /** The files it came from (read-only inside the jail). */
+  /** The files it came from, extended files included (read-only inside the jail). */
   files: string[];
   /** Said on stderr before the run: where the policy came from, srt import warnings, or that there is none. */
   notices: string[];
@@ -51,10 +61,16 @@ export async function runPolicyFromFlags(
   if (flags.policy && flags.srtSettings) {
     throw new SrtGwError(ErrorCodes.CONFIG_INVALID, 'give either --policy or --srt-settings, not both');
   }
-  if (flags.policy) return { policy: withAllowedHosts(await loadPolicyFile(flags.policy), flags.allow), files: [flags.policy], notices: [] };
+  if (flags.policy) {
+    const policy = await loadPolicyFile(flags.policy);
+    return { policy: withAllowedHosts(policy, flags.allow), files: filesOf(policy, flags.policy), notices: [] };
+  }
   if (flags.srtSettings) return fromSrtSettings(flags.srtSettings, flags.allow, false);
   const found = policyCandidates(cwd, home).find((candidate) => existsSync(candidate));
-  if (found) return { policy: withAllowedHosts(await loadPolicyFile(found), flags.allow), files: [found], notices: [`srt-gw: policy ${found}`] };
+  if (found) {
+    const policy = await loadPolicyFile(found);
+    return { policy: withAllowedHosts(policy, flags.allow), files: filesOf(policy, found), notices: [`srt-gw: policy ${found}`] };
+  }
   const srtFile = srtSettingsCandidate(cwd);
   if (existsSync(srtFile)) return fromSrtSettings(srtFile, flags.allow, true);
   const notices =

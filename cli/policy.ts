@@ -1,4 +1,4 @@
-// `srt-gw policy ...`: check, explain, test, import-srt and schema. Thin: the logic lives in
+// `srt-gw policy ...`: check, explain, test, show, import-srt and schema. Thin: the logic lives in
 // policies/; this file reads files, prints and returns exit codes (0 ok, 1 findings or failures).
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -9,6 +9,7 @@ import { explainRequest, parseRequestUrl, renderExplanation } from '../policies/
 import { formatFinding, lintPolicy } from '../policies/lint.js';
 import { loadPolicyFile } from '../policies/loader.js';
 import { policyJsonSchema } from '../policies/schema.js';
+import { renderShownPolicy, showPolicy } from '../policies/show.js';
 import { importSrtSettingsText, renderSrtImport } from '../policies/srt-settings.js';
 import type { Policy } from '../policies/types.js';
 
@@ -53,6 +54,14 @@ export async function testPolicy(file: string, tableFile: string | undefined): P
   const results = runDecisionTable(policy, table);
   process.stdout.write(renderResults(table, results));
   return results.every((result) => result.passed) ? 0 : 1;
+}
+
+/** `policy show FILE [--json]`: the policy after `extends:`, each part with where it was written. */
+export async function showResolvedPolicy(file: string, json: boolean): Promise<number> {
+  const policy = await loadOrReport(file);
+  if (policy === null) return 1;
+  process.stdout.write(json ? `${JSON.stringify(showPolicy(policy, file), null, 2)}\n` : renderShownPolicy(policy, file));
+  return 0;
 }
 
 export async function importSrt(file: string): Promise<number> {

@@ -1,8 +1,10 @@
 // `srt-gw serve`: the gateway as a long-running explicit proxy.
-import { watch } from 'node:fs';
-import { basename, dirname } from 'node:path';
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { startGateway } from '../gateway/gateway.js';
+import { policyFiles } from '../policies/policy-files.js';
+import type { Policy } from '../policies/types.js';
 import { parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds } from './flags.js';
 import { policyFromFlags } from './policy-source.js';
 
@@ -62,10 +64,14 @@ export async function serve(flags: ServeFlags): Promise<void> {
     dnsDenyRcode: flags.dnsDeny === 'refused' ? 'REFUSED' : 'NXDOMAIN',
     monitor: flags.monitor,
   });
-  // Reload on SIGHUP and when the policy file changes; a bad file keeps the old policy.
+  // Reload on SIGHUP and when the policy file, or a file it extends, changes; a bad file keeps
+  // the old policy.
+  let watcher: PolicyWatcher | null = null;
   const reload = async (why: string) => {
     try {
-      await gateway.reload(await policyFromFlags(flags.policy, flags.allow));
+      const next = await policyFromFlags(flags.policy, flags.allow);
+      await gateway.reload(next);
+      watcher?.follow(next);
       process.stderr.write(`srt-gw: policy reloaded (${why})\n`);
     } catch (error) {
       gateway.reportReloadFailure((error as Error).message);
@@ -86,19 +92,66 @@ export async function serve(flags: ServeFlags): Promise<void> {
     }) + '\n',
   );
 
-  // Watch the directory, not the file: editors and config tools replace files by rename,
-  // which would silently end a watch on the old inode.
-  let debounce: NodeJS.Timeout | undefined;
-  const policyFile = flags.policy;
-  const watcher = policyFile
-    ? watch(dirname(policyFile), { persistent: false }, (_event, changed) => {
-        if (changed !== null && changed !== basename(policyFile)) return;
-        clearTimeout(debounce);
-        debounce = setTimeout(() => void reload('file changed'), 100);
-      })
-    : null;
+  if (flags.policy) {
+    watcher = new PolicyWatcher(flags.policy, () => void reload('file changed'));
+    watcher.follow(policy);
+  }
 
   await stopRequested;
   watcher?.close();
   await gateway.close();
+}
+
+/**
+ * Watches the policy file and the files it extends (presets ship with srt-gw and are not
+ * watched). Directories, not files: editors and config tools replace files by rename, which
+ * would silently end a watch on the old inode.
+ */
+class PolicyWatcher {
+  private readonly watchers = new Map<string, FSWatcher>();
+  private names = new Map<string, Set<string>>();
+  private debounce: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly policyFile: string,
+    private readonly onChange: () => void,
+  ) {}
+
+  /** Watches the files `policy` was read from, after each successful (re)load. */
+  follow(policy: Policy): void {
+    const files = policy.origin === undefined ? [resolve(this.policyFile)] : policyFiles(policy, this.policyFile);
+    const names = new Map<string, Set<string>>();
+    for (const file of files) {
+      const directory = dirname(file);
+      if (!names.has(directory)) names.set(directory, new Set());
+      names.get(directory)!.add(basename(file));
+    }
+    this.names = names;
+    for (const [directory, watcher] of this.watchers) {
+      if (names.has(directory)) continue;
+      watcher.close();
+      this.watchers.delete(directory);
+    }
+    for (const directory of names.keys()) {
+      if (this.watchers.has(directory)) continue;
+      try {
+        this.watchers.set(
+          directory,
+          watch(directory, { persistent: false }, (_event, changed) => {
+            if (changed !== null && !this.names.get(directory)?.has(changed)) return;
+            clearTimeout(this.debounce);
+            this.debounce = setTimeout(this.onChange, 100);
+          }),
+        );
+      } catch {
+        // A directory that vanished: SIGHUP still reloads.
+      }
+    }
+  }
+
+  close(): void {
+    clearTimeout(this.debounce);
+    for (const watcher of this.watchers.values()) watcher.close();
+    this.watchers.clear();
+  }
 }

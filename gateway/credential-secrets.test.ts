@@ -81,6 +81,14 @@ describe('loadRuleCredentials', () => {
     for (const value of Object.values(env)) if (!phrase.includes(value.trim())) expect(error.message).not.toContain(value.trim());
   });
 
+  test("a preset's rule is named where it was written and where the preset was extended", async () => {
+    const error = await errorOf(loadRuleCredentials(parsePolicy('version: 1\nextends: [preset:anthropic]\n', 'policy.yaml'), { env: {} }));
+    expect(error.code).toBe(ErrorCodes.CREDENTIAL_UNAVAILABLE);
+    expect(error.message).toMatch(
+      /^preset:anthropic:\d+:9 \(extended at policy\.yaml:2:11\): rule anthropic\.messages: the secret for x-api-key cannot be read: environment variable ANTHROPIC_API_KEY is not set/,
+    );
+  });
+
   test('a failing command: neither its output nor its errors are in the message', async () => {
     const file = join(dir, 'printed.txt');
     writeFileSync(file, 'leaked-output-xyz-0123456789');

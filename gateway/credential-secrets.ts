@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import type { ResolvedCredential } from '../policies/credential-rewrite.js';
 import { describeLocation, describeSecretSource, placeholderFor } from '../policies/credentials.js';
+import { extendedChain, formatLocation } from '../policies/source-location.js';
 import type { CredentialRule, Policy, SecretSource } from '../policies/types.js';
 
 
@@ -155,6 +156,10 @@ function unavailable(message: string, cause?: unknown): SrtGwError {
   return new SrtGwError(ErrorCodes.CREDENTIAL_UNAVAILABLE, message, cause === undefined ? undefined : { cause });
 }
 
+/** "policy.yaml:12:5: ", or for a preset's rule "preset:anthropic:26:9 (extended at policy.yaml:3:5): ". */
 function where(credential: CredentialRule): string {
-  return credential.source ? `${credential.source.file}:${credential.source.line}:${credential.source.column}: ` : '';
+  const source = credential.source;
+  if (source === undefined) return '';
+  const chain = extendedChain(source);
+  return `${formatLocation(source)}${chain.length === 0 ? '' : ` (extended at ${chain.join(', then at ')})`}: `;
 }

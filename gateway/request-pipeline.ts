@@ -302,7 +302,15 @@ export class RequestPipeline {
 
     const rule = policyDenied ? undefined : ruleById(policy, decision.ruleId);
     const ruleCredentials = policyDenied ? undefined : credentials.get(decision.ruleId);
-    if (ruleCredentials !== undefined && ruleCredentials.length > 0) {
+    // SECURITY: a secret is only ever sent inside TLS; injecting it into a plain-HTTP request
+    // would hand it to anyone on the path — test/e2e/credentials.test.ts "plain HTTP".
+    const injects = ruleCredentials?.some((entry) => entry.kind === 'inject') === true;
+    if (injects && target.scheme !== 'https') {
+      const reason = `rule ${decision.ruleId} injects a credential, which srt-gw sends only over https; use https://${formatAuthority(target.host, target.port, 443)}`;
+      if (!monitor) return { kind: 'reject', step: 'credentials', status: 403, rule: decision.ruleId, reason, credential: 'refused' };
+      monitoredDenial = { step: 'credentials', reason };
+      credential = 'refused';
+    } else if (ruleCredentials !== undefined && ruleCredentials.length > 0) {
       const result = applyCredentials(decision.ruleId, ruleCredentials, headers, query);
       if (!result.ok) {
         if (!monitor) return { kind: 'reject', step: 'credentials', status: 403, rule: decision.ruleId, reason: result.reason, credential: 'refused' };

@@ -187,3 +187,22 @@ describe('explain: credentials and budgets', () => {
     expect(explanation.notes).toEqual(['headers given (accept) do not affect the decision: only the credential header x-api-key of rule example-api is read']);
   });
 });
+
+describe('rules from extended presets and files', () => {
+  const extended = parsePolicy(
+    ['version: 1', 'extends:', '  - { preset: github, with: { pushRepos: [me/project] } }', 'rules:', '  - id: github-own', '    host: github.com', '    methods: [DELETE]'].join('\n'),
+    'policy.yaml',
+  );
+
+  test('name where they were written and where they were extended; own rules keep "line N"', () => {
+    const explanation = explainRequest(extended, request('POST', 'https://github.com/me/project.git/git-receive-pack'));
+    expect(explanation.decision).toMatchObject({ action: 'allow', ruleId: 'github.git-push' });
+    const verdict = explanation.rules.find((rule) => rule.id === 'github.git-push');
+    expect(verdict?.from).toMatch(/^preset:github:\d+:5, extended at policy\.yaml:3:5$/);
+    expect(explanation.rules.find((rule) => rule.id === 'github-own')).toMatchObject({ line: 5 });
+    expect(explanation.rules.find((rule) => rule.id === 'github-own')?.from).toBeUndefined();
+    const text = renderExplanation(explanation);
+    expect(text).toMatch(/^ {2}match {4}allow github\.git-push \(preset:github:\d+:5, extended at policy\.yaml:3:5\), host github\.com: matches/m);
+    expect(text).toContain('  no match allow github-own (line 5), host github.com: method POST is not one of DELETE');
+  });
+});

@@ -5,6 +5,7 @@ import { describeBudget, describeCredentialRule, placeholderFor } from './creden
 import { compilePolicy } from './match.js';
 import { hostMatchesPattern, normalizeHost } from './host.js';
 import { normalizePath, pathMatchesGlob } from './path.js';
+import { describeOrigin } from './source-location.js';
 import type { Decision, Policy, Rule } from './types.js';
 
 /** A request as written by a person: "GET https://api.example.test/v1/x". */
@@ -54,6 +55,8 @@ export function parseRequestText(text: string): ParsedRequestLine {
 export interface RuleVerdict {
   readonly id: string;
   readonly line?: number;
+  /** Where the rule was written, for a rule from an extended file or preset: "preset:github:38:5, extended at policy.yaml:3:5". */
+  readonly from?: string;
   readonly action: Rule['action'];
   readonly host: string;
   readonly matched: boolean;
@@ -92,7 +95,9 @@ export function explainRequest(policy: Policy, request: RequestLine, headers: re
   const normalized = normalizePath(request.path);
   const path = 'error' in normalized ? null : normalized.path;
   const rules =
-    host === null ? [] : policy.rules.filter((rule) => rule.protocol === 'http' && hostMatchesPattern(host, rule.host)).map((rule) => verdictFor(rule, request, path));
+    host === null
+      ? []
+      : policy.rules.filter((rule) => rule.protocol === 'http' && hostMatchesPattern(host, rule.host)).map((rule) => verdictFor(rule, request, path, policy.origin?.file));
   const notes: string[] = [];
   for (const [name, value] of headers) {
     if (name.toLowerCase() === 'host' && normalizeHost(value.replace(/:\d+$/, '')) !== host) {
@@ -141,8 +146,16 @@ function checkCredentials(rule: Rule, headers: readonly [string, string][], path
   return { outcome: result.outcome ?? 'none' };
 }
 
-function verdictFor(rule: Rule, request: RequestLine, path: string | null): RuleVerdict {
-  const base = { id: rule.id, ...(rule.source ? { line: rule.source.line } : {}), action: rule.action, host: rule.host };
+function verdictFor(rule: Rule, request: RequestLine, path: string | null, rootFile: string | undefined): RuleVerdict {
+  // A rule of the policy file itself is "line N"; one from a file or preset it extends says which.
+  const extended = rule.source !== undefined && rootFile !== undefined && rule.source.file !== rootFile;
+  const base = {
+    id: rule.id,
+    ...(rule.source ? { line: rule.source.line } : {}),
+    ...(extended ? { from: describeOrigin(rule.source) } : {}),
+    action: rule.action,
+    host: rule.host,
+  };
   const fail = (failedField: 'port' | 'method' | 'path', detail: string): RuleVerdict => ({ ...base, matched: false, failedField, detail });
   if (rule.port !== undefined && rule.port !== request.port) return fail('port', `port ${request.port} is not ${rule.port}`);
   if (rule.methods !== undefined && !rule.methods.includes(request.method)) return fail('method', `method ${request.method} is not one of ${rule.methods.join(', ')}`);
@@ -171,7 +184,7 @@ export function renderExplanation(explanation: Explanation): string {
   } else {
     lines.push('rules naming this host:');
     for (const rule of explanation.rules) {
-      const where = rule.line === undefined ? '' : ` (line ${rule.line})`;
+      const where = rule.from !== undefined ? ` (${rule.from})` : rule.line === undefined ? '' : ` (line ${rule.line})`;
       lines.push(`  ${rule.matched ? 'match   ' : 'no match'} ${rule.action} ${rule.id}${where}, host ${rule.host}: ${rule.detail}`);
     }
   }

@@ -6,10 +6,12 @@ export type {
   CredentialRule,
   Decision,
   EgressBudget,
+  ExtendedSource,
   FilesystemPathEntry,
   FilesystemPolicy,
   FilesystemPolicyKey,
   Policy,
+  PolicyOrigin,
   RequestFacts,
   Rule,
   RuleAction,
@@ -18,7 +20,12 @@ export type {
 } from './types.js';
 export { filesystemFileSchema, filesystemPathProblem, policyFileSchema, policyJsonSchema, ruleFileSchema } from './schema.js';
 export type { FilesystemFile, PolicyFile, RuleFile } from './schema.js';
-export { allowHostRule, loadPolicyFile, loadPolicyFileSync, parsePolicy } from './loader.js';
+export { allowHostRule, loadPolicyFile, loadPolicyFileSync, parsePolicy, policyFiles } from './loader.js';
+export type { ParsePolicyOptions } from './loader.js';
+export { MAX_EXTENDS_DEPTH } from './extends.js';
+export { presetNames } from './presets.js';
+export { renderShownPolicy, showPolicy } from './show.js';
+export type { ShownPolicy } from './show.js';
 export { compilePolicy } from './match.js';
 export type { CompiledPolicy } from './match.js';
 export { hostMatchesPattern, isIpLiteral, normalizeHost, parseHostPattern } from './host.js';

@@ -25,7 +25,7 @@ describe('lint fixtures produce exactly their "# expect:" findings', () => {
       .split('\n')
       .filter((line) => line.startsWith(EXPECT_PREFIX))
       .map((line) => line.slice(EXPECT_PREFIX.length));
-    expect(lintPolicy(parsePolicy(text, name)).map(formatFinding)).toEqual(expected);
+    expect(lintPolicy(parsePolicy(text, name, { baseDirectory: testdata })).map(formatFinding)).toEqual(expected);
   });
 });
 
@@ -77,6 +77,15 @@ describe('lint with the machine environment (policy check)', () => {
       'policy.yaml:6:5: warning: rule from-unset-env injects x-api-key from env UNSET_KEY, but environment variable UNSET_KEY is not set here; the gateway will refuse to start with this policy until it is [inject-source-unavailable]',
       'policy.yaml:12:5: warning: rule from-missing-file injects x-api-key from file /secrets/d.key, but file /secrets/d.key does not exist; the gateway will refuse to start with this policy until it is [inject-source-unavailable]',
     ]);
+  });
+
+  test('a source that several rules inject from (a preset) is reported once, naming the others', () => {
+    const preset = parsePolicy('version: 1\nextends: [{ preset: github, with: { tokenEnv: UNSET_GH_TOKEN } }]\n', 'policy.yaml');
+    const findings = lintPolicy(preset, { env: {} }).filter((finding) => finding.code === 'inject-source-unavailable').map(formatFinding);
+    expect(findings).toHaveLength(1);
+    expect(findings[0]).toMatch(
+      /^preset:github:\d+:5: warning: rule github\.git-refs injects authorization \(Basic password\) from env UNSET_GH_TOKEN \(as do rules github\.git-fetch, github\.downloads, github\.api-read\), but environment variable UNSET_GH_TOKEN is not set here; .* \[inject-source-unavailable\] \(extended at policy\.yaml:2:11\)$/,
+    );
   });
 
   test('without an environment, those checks are skipped (lint stays pure)', () => {

@@ -3,6 +3,8 @@
 // Policy in, findings out; `srt-gw policy check` prints them.
 import { describeLocation, describeSecretSource } from './credentials.js';
 import { parseHostPattern, type HostPattern } from './host.js';
+import { pathMatchesGlob } from './path.js';
+import { formatLocation } from './source-location.js';
 import type { Policy, Rule, SourceLocation } from './types.js';
 
 export type FindingSeverity = 'error' | 'warning';
@@ -11,8 +13,8 @@ export interface Finding {
   readonly severity: FindingSeverity;
   /** Stable id of the check, e.g. "shadowed-rule". */
   readonly code: string;
-  /** The rule the finding is about. */
-  readonly ruleId: string;
+  /** The rule the finding is about; absent for a finding about an `extends:` entry. */
+  readonly ruleId?: string;
   readonly source?: SourceLocation;
   readonly message: string;
 }
@@ -44,7 +46,10 @@ const CHECKS: readonly LintCheck[] = [
   { code: 'uncontrolled-credentials', severity: 'warning', run: uncontrolledCredentials },
   { code: 'empty-credential-allowed', severity: 'warning', run: emptyCredentialAllowed },
   { code: 'inject-source-unavailable', severity: 'warning', run: unavailableInjectSources },
+  { code: 'widens-preset', severity: 'warning', run: rulesWideningPresets },
 ];
+
+const PRESET_FILE_PREFIX = 'preset:';
 
 export function lintPolicy(policy: Policy, environment: LintEnvironment = {}): Finding[] {
   const findings: Finding[] = [];
@@ -54,7 +59,21 @@ export function lintPolicy(policy: Policy, environment: LintEnvironment = {}): F
     }
   }
   const order = new Map(policy.rules.map((rule, index) => [rule.id, index]));
-  return findings.sort((a, b) => (order.get(a.ruleId) ?? 0) - (order.get(b.ruleId) ?? 0) || checkOrder(a) - checkOrder(b));
+  const position = (finding: Finding) => (finding.ruleId === undefined ? -1 : (order.get(finding.ruleId) ?? 0));
+  findings.sort((a, b) => position(a) - position(b) || checkOrder(a) - checkOrder(b));
+  return [...repeatedExtends(policy), ...findings];
+}
+
+/** The same file, or the same preset with the same parameters, extended twice: the repeat adds nothing. */
+function repeatedExtends(policy: Policy): Finding[] {
+  return (policy.origin?.extended ?? [])
+    .filter((source) => source.repeatOf !== undefined)
+    .map((source) => ({
+      severity: 'warning',
+      code: 'repeated-extends',
+      source: source.extendedAt,
+      message: `${source.name} is extended again here, but it is already extended at ${formatLocation(source.repeatOf!)}; a repeat adds nothing, so remove one`,
+    }));
 }
 
 function checkOrder(finding: Finding): number {
@@ -63,8 +82,9 @@ function checkOrder(finding: Finding): number {
 
 /** "policy.yaml:12:5: warning: rule api-read is shadowed by rule api-all (line 4) [shadowed-rule]" */
 export function formatFinding(finding: Finding): string {
-  const where = finding.source ? `${finding.source.file}:${finding.source.line}:${finding.source.column}` : '<policy>';
-  return `${where}: ${finding.severity}: ${finding.message} [${finding.code}]`;
+  const where = finding.source ? formatLocation(finding.source) : '<policy>';
+  const extended = finding.source?.extendedAt === undefined ? '' : ` (extended at ${formatLocation(finding.source.extendedAt)})`;
+  return `${where}: ${finding.severity}: ${finding.message} [${finding.code}]${extended}`;
 }
 
 function* shadowedRules(rules: readonly Rule[]): Iterable<{ rule: Rule; message: string }> {
@@ -74,7 +94,7 @@ function* shadowedRules(rules: readonly Rule[]): Iterable<{ rule: Rule; message:
       const earlier = rules[i]!;
       if (earlier.action !== later.action || !ruleCovers(earlier, later)) continue;
       const what = later.action === 'allow' ? 'never decides' : 'is redundant';
-      yield { rule: later, message: `rule ${later.id} is shadowed by rule ${earlier.id}${lineOf(earlier)}: it matches every request ${later.id} matches, so ${later.id} ${what}` };
+      yield { rule: later, message: `rule ${later.id} is shadowed by rule ${earlier.id}${lineOf(earlier, later)}: it matches every request ${later.id} matches, so ${later.id} ${what}` };
       break;
     }
   }
@@ -84,7 +104,7 @@ function* rulesCoveredByDeny(rules: readonly Rule[]): Iterable<{ rule: Rule; mes
   for (const allow of rules) {
     if (allow.action !== 'allow') continue;
     const deny = rules.find((rule) => rule.action === 'deny' && ruleCovers(rule, allow));
-    if (deny) yield { rule: allow, message: `rule ${allow.id} can never allow anything: rule ${deny.id}${lineOf(deny)} denies every request it matches` };
+    if (deny) yield { rule: allow, message: `rule ${allow.id} can never allow anything: rule ${deny.id}${lineOf(deny, allow)} denies every request it matches` };
   }
 }
 
@@ -96,7 +116,7 @@ function* overlappingAllowDeny(rules: readonly Rule[]): Iterable<{ rule: Rule; m
       if (!hostsOverlap(allow.host, deny.host) || !portsOverlap(allow, deny) || !methodsOverlap(allow, deny) || !pathsOverlap(allow, deny)) continue;
       yield {
         rule: allow,
-        message: `allow rule ${allow.id} and deny rule ${deny.id}${lineOf(deny)} both match some requests to ${overlapHost(allow.host, deny.host)}; the deny wins there, check that is intended`,
+        message: `allow rule ${allow.id} and deny rule ${deny.id}${lineOf(deny, allow)} both match some requests to ${overlapHost(allow.host, deny.host)}; the deny wins there, check that is intended`,
       };
     }
   }
@@ -193,7 +213,7 @@ function* uncontrolledCredentials(rules: readonly Rule[]): Iterable<{ rule: Rule
     const what = other.credentials!.map((credential) => describeLocation(credential.location)).join(', ');
     yield {
       rule,
-      message: `rule ${rule.id} allows requests to ${overlapHost(rule.host, other.host)} without credential rules, while rule ${other.id}${lineOf(other)} controls ${what} there: requests ${rule.id} decides carry whatever credential the client sends; give it the same credentials or narrow it`,
+      message: `rule ${rule.id} allows requests to ${overlapHost(rule.host, other.host)} without credential rules, while rule ${other.id}${lineOf(other, rule)} controls ${what} there: requests ${rule.id} decides carry whatever credential the client sends; give it the same credentials or narrow it`,
     };
   }
 }
@@ -210,7 +230,9 @@ function* emptyCredentialAllowed(rules: readonly Rule[]): Iterable<{ rule: Rule;
   }
 }
 
+/** One finding per missing source, on the first rule that needs it (a preset can have several). */
 function* unavailableInjectSources(rules: readonly Rule[], environment: LintEnvironment): Iterable<{ rule: Rule; message: string }> {
+  const missing = new Map<string, { rule: Rule; location: string; source: string; problem: string; others: string[] }>();
   for (const rule of rules) {
     for (const credential of rule.credentials ?? []) {
       const action = credential.action;
@@ -222,10 +244,40 @@ function* unavailableInjectSources(rules: readonly Rule[], environment: LintEnvi
       } else if (source.kind === 'file' && environment.fileExists !== undefined && !environment.fileExists(source.path)) {
         problem = `file ${source.path} does not exist`;
       }
-      if (problem !== null) {
-        yield { rule, message: `rule ${rule.id} injects ${describeLocation(credential.location)} from ${describeSecretSource(source)}, but ${problem}; the gateway will refuse to start with this policy until it is` };
-      }
+      if (problem === null) continue;
+      const key = describeSecretSource(source);
+      const known = missing.get(key);
+      if (known === undefined) missing.set(key, { rule, location: describeLocation(credential.location), source: key, problem, others: [] });
+      else if (known.rule !== rule && !known.others.includes(rule.id)) known.others.push(rule.id);
     }
+  }
+  for (const { rule, location, source, problem, others } of missing.values()) {
+    const also = others.length === 0 ? '' : ` (as do ${others.length === 1 ? 'rule' : 'rules'} ${listIds(others)})`;
+    yield { rule, message: `rule ${rule.id} injects ${location} from ${source}${also}, but ${problem}; the gateway will refuse to start with this policy until it is` };
+  }
+}
+
+function listIds(ids: readonly string[]): string {
+  const shown = ids.slice(0, 3).join(', ');
+  return ids.length > 3 ? `${shown} and ${ids.length - 3} more` : shown;
+}
+
+/**
+ * An allow rule written outside a preset for a host the preset governs, which the preset's rules
+ * do not cover: it lets through what the preset was chosen to refuse (a push, a write, another
+ * key) on that host. Rules the preset does cover are reported as shadowed instead.
+ */
+function* rulesWideningPresets(rules: readonly Rule[]): Iterable<{ rule: Rule; message: string }> {
+  const presetRules = rules.filter((rule) => rule.source?.file.startsWith(PRESET_FILE_PREFIX) === true);
+  for (const rule of rules) {
+    if (rule.action !== 'allow' || rule.protocol !== 'http' || rule.source?.file.startsWith(PRESET_FILE_PREFIX) !== false) continue;
+    const governing = presetRules.filter((candidate) => candidate.protocol === 'http' && hostsOverlap(candidate.host, rule.host) && portsOverlap(candidate, rule));
+    if (governing.length === 0 || governing.some((candidate) => candidate.action === 'allow' && ruleCovers(candidate, rule))) continue;
+    const presets = [...new Set(governing.map((candidate) => candidate.source!.file))];
+    yield {
+      rule,
+      message: `rule ${rule.id} allows requests to ${overlapHost(rule.host, governing[0]!.host)} that ${presets.join(' and ')} does not allow there (its rules: ${listIds(governing.map((candidate) => candidate.id))}); check that widening the preset is intended`,
+    };
   }
 }
 
@@ -284,13 +336,22 @@ function overlapHost(a: string, b: string): string {
   return hostCovers(a, b) ? b : a;
 }
 
-/** Glob `outer` matches every path glob `inner` matches. "/v1/**" covers "/v1", "/v1/x/*". */
+/**
+ * Glob `outer` matches every path glob `inner` matches. "/v1/**" covers "/v1", "/v1/x/*"; "/*" covers
+ * "/left-pad"; "/*\/-/*" covers "/a/-/*". Conservative: false when unsure.
+ */
 function globCovers(outer: string, inner: string): boolean {
   if (outer === inner || outer === '/**') return true;
-  if (!outer.endsWith('/**')) return false;
-  const prefix = outer.slice(0, -'/**'.length);
-  if (prefix.includes('*')) return false;
-  return inner === prefix || inner.startsWith(`${prefix}/`);
+  if (!inner.includes('*')) return pathMatchesGlob(inner, outer);
+  if (outer.endsWith('/**') && !outer.slice(0, -'/**'.length).includes('*')) {
+    const prefix = outer.slice(0, -'/**'.length);
+    return inner === prefix || inner.startsWith(`${prefix}/`);
+  }
+  // Segment by segment, for globs without "**": an outer "*" covers any inner segment.
+  if (outer.includes('**') || inner.includes('**')) return false;
+  const outerSegments = outer.split('/');
+  const innerSegments = inner.split('/');
+  return outerSegments.length === innerSegments.length && outerSegments.every((segment, i) => segment === innerSegments[i] || segment === '*');
 }
 
 function portsOverlap(a: Rule, b: Rule): boolean {
@@ -311,6 +372,8 @@ function patternOf(host: string): HostPattern | null {
   return 'error' in parsed ? null : parsed.pattern;
 }
 
-function lineOf(rule: Rule): string {
-  return rule.source ? ` (line ${rule.source.line})` : '';
+/** Where `rule` is, as seen from a finding about `subject`: "(line 12)" in the same file, else "(preset:github:38:5)". */
+function lineOf(rule: Rule, subject: Rule): string {
+  if (rule.source === undefined) return '';
+  return rule.source.file === subject.source?.file ? ` (line ${rule.source.line})` : ` (${formatLocation(rule.source)})`;
 }

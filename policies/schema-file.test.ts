@@ -20,4 +20,14 @@ describe('policies/policy.schema.json', () => {
     expect(validate({ version: 1, rules: [], filesystem: { denyread: ['~/secrets'] } })).toBe(false);
     expect(validate({ version: 1, rules: [], filesystem: { allowWrite: '~/.npm' } })).toBe(false);
   });
+
+  test('validates extends: presets and files, with or without rules of the file itself', () => {
+    const validate = new Ajv2020({ strict: false }).compile(JSON.parse(committed) as object);
+    expect(validate({ version: 1, extends: ['preset:npm-read', './team.yaml'] })).toBe(true);
+    expect(validate({ version: 1, extends: [{ preset: 'github', with: { pushRepos: ['me/project'] } }], rules: [] })).toBe(true);
+    expect(validate({ version: 1 })).toBe(false);
+    expect(validate({ version: 1, extends: 'preset:npm-read' })).toBe(false);
+    expect(validate({ version: 1, extends: [{ preset: 'github', width: {} }] })).toBe(false);
+    expect(validate({ version: 1, extends: [{ preset: 'GitHub' }] })).toBe(false);
+  });
 });

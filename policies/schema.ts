@@ -323,25 +323,116 @@ export const filesystemFileSchema = z
       'What the command run by `srt-gw run` may read and write. Paths are absolute ("/opt/keys"), "~" or "~/..." (your home directory), or relative to the directory of this policy file ("./build", "build"); symlinks are resolved, a directory covers everything below it, and globs are not supported.',
   });
 
+export const PRESET_REFERENCE_PREFIX = 'preset:';
+/** Preset names: lower-case words joined by "-", as the file names in policies/presets/ are. */
+export const PRESET_NAME_PATTERN = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
+
+const presetNameError = fieldError('a preset name such as "npm-read" (lower-case letters, digits and "-")');
+const presetName = z.string({ error: presetNameError }).regex(PRESET_NAME_PATTERN, { error: presetNameError });
+
+/** Why an `extends:` string cannot be used, or undefined. */
+function extendsReferenceProblem(value: string): string | undefined {
+  if (value.startsWith(PRESET_REFERENCE_PREFIX)) {
+    const name = value.slice(PRESET_REFERENCE_PREFIX.length);
+    return PRESET_NAME_PATTERN.test(name) ? undefined : 'must name a preset as "preset:NAME", such as "preset:npm-read"';
+  }
+  if (value === '') return 'must not be empty; write "preset:NAME" or the path of a policy file, such as "./base.yaml"';
+  if (/[\x00\n\r]/.test(value)) return 'must not contain a NUL character or a line break';
+  if (value.startsWith('~')) return 'must be a path relative to this policy file ("./base.yaml") or absolute; "~" is not expanded here';
+  return undefined;
+}
+
+const extendsReference = z
+  .string({ error: fieldError('"preset:NAME", the path of a policy file such as "./base.yaml", or { preset: NAME, with: { ... } }') })
+  .superRefine((value, ctx) => {
+    const problem = extendsReferenceProblem(value);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  });
+
+export const extendsPresetFileSchema = z.strictObject(
+  {
+    preset: presetName.meta({ description: 'The preset, such as "github" (see README, "Presets").' }),
+    with: z
+      .record(z.string(), z.unknown(), { error: fieldError('a mapping of parameter names to values, such as { pushRepos: ["me/project"] }') })
+      .optional()
+      .meta({ description: "The preset's parameters; each preset documents its own." }),
+  },
+  {
+    error: (issue) => (issue.code === 'invalid_type' ? 'must be "preset:NAME", the path of a policy file, or a mapping such as { preset: github, with: { pushRepos: ["me/project"] } }' : undefined),
+  },
+);
+
+const extendsList = z
+  .array(z.union([extendsReference, extendsPresetFileSchema], { error: fieldError('"preset:NAME", the path of a policy file such as "./base.yaml", or { preset: NAME, with: { ... } }') }), {
+    error: fieldError('a list of presets and policy files, such as ["preset:npm-read", "./team.yaml"]'),
+  })
+  .meta({
+    description:
+      'Presets ("preset:npm-read", or { preset: github, with: { pushRepos: ["me/project"] } } for one with parameters) and policy files (relative to this file) whose rules come first, in this order, before the rules of this file. Rule ids must stay unique across all of them; filesystem lists are appended and deduplicated.',
+  });
+
+const policyFileShape = {
+  $schema: z.string({ error: fieldError('a string (the URL or path of the policy JSON Schema)') }).optional(),
+  version: z.literal(1, { error: fieldError('1, the only policy format version', 'add "version: 1" at the top of the file') }),
+  extends: extendsList.optional(),
+  rules: rules.optional(),
+  filesystem: filesystemFileSchema.optional(),
+};
+
+/** A file that extends others may leave its own rules out; any other file needs "rules:". */
+function checkRulesPresent(file: unknown, ctx: RefinementContext): void {
+  if (isRecord(file) && file.rules === undefined && file.extends === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['rules'], message: 'is missing; add "rules:" followed by a list of rules' });
+  }
+}
+
 export const policyFileSchema = z
-  .strictObject(
-    {
-      $schema: z.string({ error: fieldError('a string (the URL or path of the policy JSON Schema)') }).optional(),
-      version: z.literal(1, { error: fieldError('1, the only policy format version', 'add "version: 1" at the top of the file') }),
-      rules,
-      filesystem: filesystemFileSchema.optional(),
-    },
-    { error: (issue) => (issue.code === 'invalid_type' ? 'must be a YAML mapping with "version: 1" and "rules:"' : undefined) },
-  )
+  .strictObject(policyFileShape, {
+    error: (issue) => (issue.code === 'invalid_type' ? 'must be a YAML mapping with "version: 1" and "rules:"' : undefined),
+  })
+  .superRefine((file, ctx) => checkRulesPresent(file, ctx), { when: () => true })
   .meta({ title: 'srt-gw policy', description: 'Which requests may leave the sandbox. Anything no rule allows is denied.' });
 
+const parameterNameError = fieldError('a parameter name such as "pushRepos" (letters and digits, starting with a letter)');
+export const PARAMETER_NAME_PATTERN = /^[A-Za-z][A-Za-z0-9]*$/;
+
+/** The types a preset parameter can have; presets.ts holds the schema each value is checked with. */
+export const PRESET_PARAMETER_TYPES = ['env-name', 'repositories'] as const;
+
+const presetParameter = z.strictObject({
+  type: z.enum(PRESET_PARAMETER_TYPES, { error: fieldError(`one of ${PRESET_PARAMETER_TYPES.map((type) => `"${type}"`).join(', ')}`) }),
+  description: z.string({ error: fieldError('a sentence saying what the parameter controls') }),
+  default: z.unknown().optional(),
+});
+
+/** The `preset:` section that only files in policies/presets/ have. */
+export const presetSectionSchema = z.strictObject({
+  description: z.string({ error: fieldError('one sentence saying what the preset allows') }),
+  parameters: z
+    .record(z.string({ error: parameterNameError }).regex(PARAMETER_NAME_PATTERN, { error: parameterNameError }), presetParameter, {
+      error: fieldError('a mapping of parameter names to { type, description, default }'),
+    })
+    .optional(),
+});
+
+/** A preset file: a policy file plus its `preset:` section. */
+export const presetFileSchema = z
+  .strictObject({ ...policyFileShape, preset: presetSectionSchema }, {
+    error: (issue) => (issue.code === 'invalid_type' ? 'must be a YAML mapping with "version: 1", "preset:" and "rules:"' : undefined),
+  })
+  .superRefine((file, ctx) => checkRulesPresent(file, ctx), { when: () => true });
+
 export type PolicyFile = z.output<typeof policyFileSchema>;
+export type PresetFile = z.output<typeof presetFileSchema>;
+export type PresetSection = z.output<typeof presetSectionSchema>;
+export type ExtendsEntryFile = NonNullable<PolicyFile['extends']>[number];
 export type RuleFile = z.output<typeof ruleFileSchema>;
 export type FilesystemFile = z.output<typeof filesystemFileSchema>;
 export type CredentialFile = z.output<typeof credentialFileSchema>;
 export type BudgetFile = z.output<typeof budgetFileSchema>;
 
 export const POLICY_FILE_KEYS: readonly string[] = Object.keys(policyFileSchema.shape);
+export const EXTENDS_PRESET_FILE_KEYS: readonly string[] = Object.keys(extendsPresetFileSchema.shape);
 export const RULE_FILE_KEYS: readonly string[] = Object.keys(ruleFileSchema.shape);
 export const FILESYSTEM_FILE_KEYS: readonly string[] = Object.keys(filesystemFileSchema.shape);
 export const CREDENTIAL_FILE_KEYS: readonly string[] = Object.keys(credentialFileSchema.shape);
@@ -350,7 +441,9 @@ export const BUDGET_FILE_KEYS: readonly string[] = Object.keys(budgetFileSchema.
 
 /** The JSON Schema of a policy file, for `$schema` and editors. */
 export function policyJsonSchema(): Record<string, unknown> {
-  return z.toJSONSchema(policyFileSchema, { io: 'input' });
+  const schema = z.toJSONSchema(policyFileSchema, { io: 'input' });
+  // A file that extends others may leave "rules" out; zod cannot say "one of these keys".
+  return { ...schema, anyOf: [{ required: ['rules'] }, { required: ['extends'] }] };
 }
 
 type RefinementContext = { addIssue(issue: { code: 'custom'; message: string; path?: PropertyKey[] }): void };

@@ -5,9 +5,38 @@ export type RuleAction = 'allow' | 'deny';
 
 /** Where a rule came from, so decisions and errors can point at file:line:column. */
 export interface SourceLocation {
+  /** The policy file as named (the root as given, others relative to it), or "preset:NAME". */
   file: string;
   line: number;
   column: number;
+  /** For what came from an extended file or preset: the `extends:` entry that brought it in. */
+  extendedAt?: SourceLocation;
+}
+
+/** A file or preset a policy extends, directly or through another extended file. */
+export interface ExtendedSource {
+  readonly kind: 'file' | 'preset';
+  /** "preset:github", or the file as named in messages ("conf/team.yaml"). */
+  readonly name: string;
+  /** Absolute path of the file read (for a preset, the shipped YAML file). */
+  readonly path: string;
+  /** The `extends:` entry that names it. */
+  readonly extendedAt: SourceLocation;
+  /** A preset's parameters after defaults, as used. */
+  readonly parameters?: Readonly<Record<string, unknown>>;
+  /**
+   * Set when the same file (or preset with the same parameters) was already extended elsewhere:
+   * where it was first extended. A repeat adds nothing to the policy.
+   */
+  readonly repeatOf?: SourceLocation;
+}
+
+/** Where a policy that uses `extends:` came from: the root file and everything it pulled in. */
+export interface PolicyOrigin {
+  /** The root policy file as named. */
+  readonly file: string;
+  /** Every `extends:` entry, depth first in merge order, repeats included (marked). */
+  readonly extended: readonly ExtendedSource[];
 }
 
 export interface Rule {
@@ -100,8 +129,10 @@ export interface FilesystemPolicy {
 export interface Policy {
   readonly version: 1;
   readonly rules: readonly Rule[];
-  /** Absent when the file has no `filesystem:` section: the jail's defaults apply. */
+  /** Absent when no file has a `filesystem:` section: the jail's defaults apply. */
   readonly filesystem?: FilesystemPolicy;
+  /** Present when the policy file uses `extends:`: the files and presets merged into it. */
+  readonly origin?: PolicyOrigin;
 }
 
 /** What the gateway knows about one request when it asks for a decision. */

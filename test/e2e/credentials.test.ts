@@ -136,6 +136,24 @@ describe.skipIf(skip !== null)('credential rules and budgets through the gateway
     });
   });
 
+  describe('plain HTTP', () => {
+    it('a rule that injects never sends its secret over plain HTTP: 403, and the plain upstream receives nothing', async () => {
+      const plain = await startUpstream({ plain: true, names: [API] });
+      try {
+        const url = `http://${API}:${plain.port}/v1/plain`;
+        const res = await curl(['-H', `x-api-key: ${placeholder}`, url]);
+        expect(res.status).toBe(403);
+        expect(res.json<DenialBody>()).toMatchObject({ rule: 'inject-api' });
+        expect(res.json<DenialBody>().reason).toContain('only over https');
+        expect(plain.received).toEqual([]);
+        const line = await gateway.waitForAudit(requestLine('/v1/plain'));
+        expect(line).toMatchObject({ decision: 'deny', step: 'credentials', credential: 'refused', status: 403 });
+      } finally {
+        await plain.close();
+      }
+    });
+  });
+
   describe('inject', () => {
     it.each([
       ['HTTP/1.1 with the placeholder', ['--http1.1'], true, '1.1'],

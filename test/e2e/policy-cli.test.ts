@@ -110,6 +110,34 @@ describe('srt-gw policy test', () => {
   });
 });
 
+describe('srt-gw policy show', () => {
+  it('prints the policy after extends, each rule with where it was written, as YAML that loads', () => {
+    const { status, stdout } = policy('show', `${TESTDATA}/presets/github.yaml`);
+    expect(stdout).toContain(`#   preset:github with {"pushRepos":["me/project","my-org/*"]} (at ${TESTDATA}/presets/github.yaml:4:5)\n`);
+    expect(stdout).toMatch(/\n {2}# preset:github:\d+:5, extended at policies\/testdata\/presets\/github\.yaml:4:5\n {2}- id: github\.git-push\n/);
+    expect(stdout).toContain('    paths: ["/me/project/git-receive-pack", "/my-org/*/git-receive-pack", "/me/project.git/git-receive-pack", "/my-org/*.git/git-receive-pack"]\n');
+    expect(status).toBe(0);
+    const shown = join(scratch, 'shown.yaml');
+    writeFileSync(shown, stdout);
+    expect(policy('check', shown).status).toBe(0);
+  });
+
+  it('--json prints each rule with its source and the extends chain', () => {
+    const { status, stdout } = policy('show', '--json', `${TESTDATA}/presets/npm-read.yaml`);
+    const shown = JSON.parse(stdout) as { rules: { id: string; source: string; extendedAt: string[] }[] };
+    expect(shown.rules[0]).toMatchObject({ id: 'npm-read.packuments', extendedAt: [`${TESTDATA}/presets/npm-read.yaml:3:11`] });
+    expect(shown.rules[0]?.source).toMatch(/^preset:npm-read:\d+:5$/);
+    expect(status).toBe(0);
+  });
+
+  it('a policy whose extends does not resolve prints the error and exits 1', () => {
+    const { status, stdout, stderr } = policy('show', `${TESTDATA}/invalid-extends-unknown-preset.yaml`);
+    expect(stdout).toBe('');
+    expect(stderr).toBe(`${TESTDATA}/invalid-extends-unknown-preset.yaml:3:11: extends[0] names no preset "npm"; the presets are anthropic, crates-read, github, go-proxy, npm-read, openai, pypi-read\n`);
+    expect(status).toBe(1);
+  });
+});
+
 describe('srt-gw policy import-srt', () => {
   it('prints YAML that loads and a warning header', () => {
     const { status, stdout } = policy('import-srt', `${TESTDATA}/srt-complete.json`);

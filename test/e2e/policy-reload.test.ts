@@ -1,7 +1,9 @@
 // srt-gw serve reloads its policy on SIGHUP and on file change, atomically: while requests flow,
 // each one is decided by the old policy or the new one, never by a mix and never with an error;
 // a file that does not validate is reported and the old policy stays in force.
-import { renameSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
 import { startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
@@ -79,5 +81,37 @@ describe.skipIf(skip !== null)('policy reload while traffic flows', () => {
     writeFileSync(gateway.policyPath, policyAllowing('old'));
     await until(async () => (await probe())[0] === 200);
     expect(await probe()).toEqual([200, 403]);
+  });
+});
+
+describe.skipIf(skip !== null)('reload when a file the policy extends changes', () => {
+  let fixture: GatewayFixture | undefined;
+  const baseDir = mkdtempSync(join(tmpdir(), 'srt-gw-reload-base-'));
+  const base = join(baseDir, 'base.yaml');
+
+  beforeAll(async () => {
+    writeFileSync(base, policyAllowing('old'));
+    // In another directory than the policy file: both are watched.
+    fixture = await startGatewayFixture({ policyYaml: `version: 1\nextends: [${JSON.stringify(base)}]\n`, names: [API] });
+  });
+
+  afterAll(async () => {
+    await fixture?.close();
+    rmSync(baseDir, { recursive: true, force: true });
+  });
+
+  it('editing the extended file is enough: no signal, and the policy file itself is untouched', async () => {
+    const { upstream, gateway } = fixture!;
+    const status = async (path: string) => (await curlThroughProxy(gateway, [upstream.url(path)])).status;
+    expect([await status('/old/x'), await status('/new/x')]).toEqual([200, 403]);
+    writeFileSync(`${base}.next`, policyAllowing('new'));
+    renameSync(`${base}.next`, base);
+    const deadline = Date.now() + 5000;
+    while ((await status('/new/x')) !== 200) {
+      if (Date.now() > deadline) throw new Error('the change to the extended file was not picked up');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await status('/old/x')).toBe(403);
+    await gateway.waitForAudit((l) => l.kind === 'policy-reload' && l.outcome === 'ok');
   });
 });
