@@ -363,8 +363,11 @@ static int status_to_exit_code(int status) {
  * pid 1 of the command's PID namespace: mounts its /proc, maps the user, starts the command and
  * then only reaps and forwards signals (pid 1 ignores signals it has no handler for, so the
  * command itself must not be pid 1). Exits with the command's status, which ends the namespace.
+ * It starts with the forwarded signals blocked and unblocks them (to `unblocked`) only once its
+ * handlers are in place: a signal sent meanwhile (a kill right after the start) stays pending
+ * instead of being dropped, as pid 1 would drop it.
  */
-static void run_reaper(const struct options *o) {
+static void run_reaper(const struct options *o, const sigset_t *unblocked) {
   /* If the init outside dies, so does this namespace (getppid() is 0 here: no race check). */
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   /* The reaper is visible to the command as pid 1: it keeps no descriptor of the init's. */
@@ -382,13 +385,13 @@ static void run_reaper(const struct options *o) {
   enter_user_namespace(o->uid, o->gid);
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
-  sigset_t all, old;
+  sigset_t all;
   sigfillset(&all);
-  sigprocmask(SIG_BLOCK, &all, &old);
+  sigprocmask(SIG_BLOCK, &all, NULL);
   pid_t child = fork();
   if (child < 0) die("fork the command");
   if (child == 0) {
-    sigprocmask(SIG_SETMASK, &old, NULL);
+    sigprocmask(SIG_SETMASK, unblocked, NULL);
     exec_command(o->command);
   }
   forwarded_to = child;
@@ -397,7 +400,7 @@ static void run_reaper(const struct options *o) {
   sa.sa_handler = forward_signal;
   sa.sa_flags = SA_RESTART;
   for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++) sigaction(forwarded_signals[i], &sa, NULL);
-  sigprocmask(SIG_SETMASK, &old, NULL);
+  sigprocmask(SIG_SETMASK, unblocked, NULL);
   drop_all_capabilities();
   for (;;) {
     int status;
@@ -505,8 +508,8 @@ int main(int argc, char **argv) {
   pid_t reaper = fork();
   if (reaper < 0) die("fork");
   if (reaper == 0) {
-    sigprocmask(SIG_SETMASK, &during_wait, NULL);
-    run_reaper(&o);
+    /* Still blocked: run_reaper unblocks them once it can forward them. */
+    run_reaper(&o, &during_wait);
   }
 
   /* Signals sent to this process (by bwrap's init or a user) go to the command too. */
