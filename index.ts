@@ -1,9 +1,74 @@
-// srt-gw as a library: start a gateway in-process, load and check policies, observe decisions.
-export { startGateway, type Gateway, type GatewayOptions, type ListenAddress } from './gateway/gateway.js';
-export { CHANNELS, GatewayEvents, type ConnectEvent, type RequestEvent, type TlsHandshakeEvent } from './gateway/events.js';
+// srt-gw as a library: start a gateway in-process and watch its decisions, run commands in the
+// jail, load and check policies. Everything a user needs is exported from here (README, "Library API").
+
+// The gateway and what it decides.
+export {
+  startGateway,
+  type Gateway,
+  type GatewayCa,
+  type GatewayOptions,
+  type JailEndpoints,
+  type ListenAddress,
+  type ResolveOverrides,
+} from './gateway/gateway.js';
+export type {
+  ConnectionDecision,
+  Decision,
+  DecisionKinds,
+  DecisionStream,
+  DecisionStreamOptions,
+  DnsLookupDecision,
+  RequestDecision,
+} from './gateway/decisions.js';
+export type { UnknownHostCallback } from './gateway/unknown-host.js';
+export {
+  CHANNELS,
+  GatewayEvents,
+  type ConnectEvent,
+  type CredentialOutcomeField,
+  type GatewayEventMap,
+  type HttpProtocol,
+  type PolicyReloadEvent,
+  type RequestEvent,
+  type RequestOutcome,
+  type RequestStep,
+  type TlsHandshakeEvent,
+} from './gateway/events.js';
+export type { DnsDecision as DnsOutcome, DnsQueryEvent, TunnelSignal } from './gateway/dns/query-events.js';
 export { DEFAULT_LIMITS, type GatewayLimits } from './gateway/limits.js';
-export { ErrorCodes, SrtGwError, isSrtGwError, type ErrorCode } from './errors.js';
-export { loadPolicyFile, parsePolicy } from './policies/loader.js';
+
+// Commands in the jail.
+export { run, type JailedCommand, type RunOptions, type RunStdio } from './jail/jailed-command.js';
+export type { RunResult } from './jail/run.js';
+export type { Denial } from './jail/denial-summary.js';
+
+// Policies: the runtime types (policies/types.ts) and the file's shape (inferred from the zod schema).
+import type { z } from 'zod';
+import type { policyFileSchema } from './policies/schema.js';
+export { loadPolicyFile as loadPolicy, loadPolicyFile, parsePolicy } from './policies/loader.js';
 export { compilePolicy, type CompiledPolicy } from './policies/match.js';
-export type { CredentialRule, Decision, EgressBudget, Policy, RequestFacts, Rule, SecretSource } from './policies/types.js';
+export type {
+  CredentialAction,
+  CredentialLocation,
+  CredentialRule,
+  Decision as PolicyDecision,
+  EgressBudget,
+  FilesystemPathEntry,
+  FilesystemPolicy,
+  Policy,
+  RequestFacts,
+  Rule,
+  RuleAction,
+  SecretSource,
+  SourceLocation,
+} from './policies/types.js';
+export type { PolicyFile, RuleFile } from './policies/schema.js';
+/**
+ * What a policy file may say, as an object: the zod schema's input type (defaults not applied yet,
+ * so `action` and `protocol` may be left out). `parsePolicy(JSON.stringify(doc))` validates and
+ * converts one, with the loader's errors.
+ */
+export type PolicyFileInput = z.input<typeof policyFileSchema>;
 export { credentialPlaceholders, credentialSecretFiles } from './policies/credentials.js';
+
+export { ErrorCodes, SrtGwError, isSrtGwError, type ErrorCode } from './errors.js';

@@ -12,6 +12,7 @@ import type { GatewayLimits } from './limits.js';
 import type { RequestPipeline } from './request-pipeline.js';
 import { denialResponse, writeRawResponse } from './responses.js';
 import { answerParseError, type TunnelTerminator } from './tunnel-terminator.js';
+import { isUnknownHost, type UnknownHostQuestions } from './unknown-host.js';
 
 export interface ExplicitProxyOptions {
   currentPolicy(): CompiledPolicy;
@@ -20,6 +21,8 @@ export interface ExplicitProxyOptions {
   events: GatewayEvents;
   limits: GatewayLimits;
   monitor: boolean;
+  /** Asks about hosts no rule mentions (the library's onUnknownHost); null: they are denied. */
+  unknownHosts?: UnknownHostQuestions | null;
 }
 
 export function createExplicitProxyServer(options: ExplicitProxyOptions): http.Server {
@@ -57,33 +60,54 @@ export function createExplicitProxyServer(options: ExplicitProxyOptions): http.S
     }
     // SECURITY: decide on the name alone, before any lookup, so a denied name never reaches a
     // DNS server (no DNS exfiltration through the proxy) — test/e2e/no-dns-on-deny.test.ts
-    const admitted = options.currentPolicy().couldAllowHost(target.host, target.port);
+    const policy = options.currentPolicy();
+    const admitted = policy.couldAllowHost(target.host, target.port);
+    const open = (rule: string | null, reason: string) => {
+      events.emit('connect', { kind: 'connect', conn: connId, client, host: target.host, port: target.port, decision: admitted || rule !== null ? 'allow' : 'deny', rule, reason });
+      const context: ConnectionContext = { id: connId, client, host: target.host, port: target.port, scheme: 'https' };
+      socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      options.terminator.accept(socket, context, head);
+    };
     if (!admitted && !options.monitor) {
       const reason = `no rule allows host ${target.host} on port ${target.port}`;
-      events.emit('connect', { kind: 'connect', conn: connId, client, host: target.host, port: target.port, decision: 'deny', rule: 'default-deny', reason });
-      writeRawResponse(socket, denialResponse(403, 'default-deny', reason));
+      const refuse = (why: string) => {
+        events.emit('connect', { kind: 'connect', conn: connId, client, host: target.host, port: target.port, decision: 'deny', rule: 'default-deny', reason: why });
+        writeRawResponse(socket, denialResponse(403, 'default-deny', why));
+      };
+      const unknownHosts = options.unknownHosts;
+      if (unknownHosts && isUnknownHost(policy, target.host, target.port)) {
+        // The client waits for the CONNECT answer while the harness is asked; nothing is
+        // resolved or connected before a yes.
+        void unknownHosts.ask(target.host, target.port).then((answer) => {
+          if (socket.destroyed) return;
+          if (answer.approved) open(answer.ruleId, 'approved for this run by onUnknownHost; each request is checked');
+          else refuse(`${reason}, and ${answer.reason}`);
+        });
+        return;
+      }
+      refuse(reason);
       return;
     }
-    events.emit('connect', {
-      kind: 'connect',
-      conn: connId,
-      client,
-      host: target.host,
-      port: target.port,
-      decision: admitted ? 'allow' : 'deny',
-      rule: null,
-      reason: admitted ? 'some rule may allow requests to this host; each request is checked' : 'monitor mode: no rule allows this host',
-    });
-    const context: ConnectionContext = { id: connId, client, host: target.host, port: target.port, scheme: 'https' };
-    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-    options.terminator.accept(socket, context, head);
+    open(null, admitted ? 'some rule may allow requests to this host; each request is checked' : 'monitor mode: no rule allows this host');
   });
 
+  // Absolute-form requests for a host no rule mentions wait for onUnknownHost's answer; the
+  // pipeline then decides as always (an approval is a rule of the policy by then).
+  const afterAsking = (req: http.IncomingMessage, handle: () => void) => {
+    const target = options.unknownHosts && !options.monitor ? absoluteFormTarget(req.url ?? '') : null;
+    if (!target || !options.unknownHosts || !isUnknownHost(options.currentPolicy(), target.host, target.port)) {
+      handle();
+      return;
+    }
+    void options.unknownHosts.ask(target.host, target.port).then(() => {
+      if (!req.socket.destroyed) handle();
+    });
+  };
   server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    options.pipeline.handleRequest(req, res, null, connectionIds.get(req.socket) ?? '-');
+    afterAsking(req, () => options.pipeline.handleRequest(req, res, null, connectionIds.get(req.socket) ?? '-'));
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
-    options.pipeline.handleUpgrade(req, socket, head, null, connectionIds.get(socket) ?? '-');
+    afterAsking(req, () => options.pipeline.handleUpgrade(req, socket, head, null, connectionIds.get(socket) ?? '-'));
   });
   server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => {
     answerParseError(error, socket, undefined, events);
@@ -96,4 +120,15 @@ function parseConnectTarget(target: string): { host: string; port: number } | nu
   if (!parts || parts.port === null) return null;
   const host = normalizeHost(parts.host);
   return host ? { host, port: parts.port } : null;
+}
+
+/** host and port of an absolute-form request target (http://host[:port]/...), else null (the pipeline judges it). */
+function absoluteFormTarget(target: string): { host: string; port: number } | null {
+  const match = /^(https?|wss?):\/\/([^/?#]*)/i.exec(target);
+  if (!match || match[2]!.includes('@')) return null;
+  const parts = splitAuthority(match[2]!);
+  const host = parts && normalizeHost(parts.host);
+  if (!parts || !host) return null;
+  const scheme = match[1]!.toLowerCase();
+  return { host, port: parts.port ?? (scheme === 'https' || scheme === 'wss' ? 443 : 80) };
 }

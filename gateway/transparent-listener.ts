@@ -17,6 +17,7 @@ import type { GatewayEvents } from './events.js';
 import type { GatewayLimits } from './limits.js';
 import { readProxyHeader, type OriginalDestination } from './proxy-protocol-header.js';
 import type { TunnelTerminator } from './tunnel-terminator.js';
+import { isUnknownHost, type UnknownHostQuestions } from './unknown-host.js';
 
 export interface RedirectedConnectionOptions {
   currentPolicy(): CompiledPolicy;
@@ -26,6 +27,8 @@ export interface RedirectedConnectionOptions {
   events: GatewayEvents;
   limits: GatewayLimits;
   monitor: boolean;
+  /** Asks about hosts no rule mentions (the library's onUnknownHost); null: they are denied. */
+  unknownHosts?: UnknownHostQuestions | null;
 }
 
 export interface TransparentListenerOptions extends RedirectedConnectionOptions {
@@ -62,13 +65,20 @@ export async function startTransparentListener(options: TransparentListenerOptio
 /**
  * Decides and serves one connection the jail redirected, whichever way it arrived: over the
  * transparent unix socket behind a PROXY header, or as the program's own socket handed over by
- * the redirector (srt-gw run). `rest` is what was read past the header.
+ * the redirector (srt-gw run). `rest` is what was read past the header. `clientLabel` names the
+ * jail in the `client` field (a gateway shared by several runs tells them apart by it).
  */
-export function routeRedirectedConnection(options: RedirectedConnectionOptions, socket: Duplex, destination: OriginalDestination, rest: Buffer = Buffer.alloc(0)): void {
+export function routeRedirectedConnection(
+  options: RedirectedConnectionOptions,
+  socket: Duplex,
+  destination: OriginalDestination,
+  rest: Buffer = Buffer.alloc(0),
+  clientLabel = 'jail',
+): void {
   const { events } = options;
   const { address, port, source } = destination;
   const conn = newConnectionId();
-  const client = `jail:${source}`;
+  const client = `${clientLabel}:${source}`;
   const syntheticName = options.syntheticAddresses.nameFor(address);
   // SECURITY: the destination the program dialled is trusted only as a key into the synthetic
   // map; a real address stays an IP literal that a rule must name — never a place to connect to
@@ -83,26 +93,32 @@ export function routeRedirectedConnection(options: RedirectedConnectionOptions, 
     events.emit('connect', { kind: 'connect', conn, client, host, port, decision: 'deny', rule, reason });
     socket.destroy();
   };
-
-  if (policy.couldAllowHost(host, port) || options.monitor) {
-    events.emit('connect', {
-      kind: 'connect',
-      conn,
-      client,
-      host,
-      port,
-      decision: 'allow',
-      rule: null,
-      reason: syntheticName ? `connection to ${address} is for ${host}; each request is checked` : 'a rule names this address; each request is checked',
-    });
+  const terminate = (rule: string | null, reason: string) => {
+    events.emit('connect', { kind: 'connect', conn, client, host, port, decision: 'allow', rule, reason });
     const context: ConnectionContext = { id: conn, client, host, port, scheme: 'https' };
     options.terminator.accept(socket, context, rest);
+  };
+
+  if (policy.couldAllowHost(host, port) || options.monitor) {
+    terminate(null, syntheticName ? `connection to ${address} is for ${host}; each request is checked` : 'a rule names this address; each request is checked');
     return;
   }
 
   const tcp = policy.tcpRuleFor(host, port);
   if (tcp.action !== 'allow') {
-    deny(syntheticName ? tcp.reason : `${tcp.reason} (the program connected to an address, not a name the gateway resolved)`, tcp.ruleId);
+    const reason = syntheticName ? tcp.reason : `${tcp.reason} (the program connected to an address, not a name the gateway resolved)`;
+    const unknownHosts = options.unknownHosts;
+    if (unknownHosts && isUnknownHost(policy, host, port)) {
+      // The program's connection is held (its first bytes wait in the socket) while the harness
+      // is asked; an approval is an http rule, so the connection is then terminated and checked.
+      void unknownHosts.ask(host, port).then((answer) => {
+        if (socket.destroyed) return;
+        if (answer.approved) terminate(answer.ruleId, `approved for this run by onUnknownHost; each request is checked`);
+        else deny(`${reason}, and ${answer.reason}`, tcp.ruleId);
+      });
+      return;
+    }
+    deny(reason, tcp.ruleId);
     return;
   }
   events.emit('connect', { kind: 'connect', conn, client, host, port, decision: 'allow', rule: tcp.ruleId, reason: tcp.reason });

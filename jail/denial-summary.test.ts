@@ -71,10 +71,25 @@ describe('DenialCollector', () => {
 
   it('is bounded: groups beyond the limit are counted, not kept', () => {
     const events = new GatewayEvents('t');
-    const collector = new DenialCollector(events, 3);
+    const collector = new DenialCollector(events, { maxGroups: 3 });
     for (let i = 0; i < 10; i++) events.emit('dns', dns({ name: `n${i}.evil.test` }));
     expect(collector.denials()).toEqual({ denials: expect.any(Array), omitted: 7 });
     expect(collector.denials().denials).toHaveLength(3);
+  });
+
+  it('on a shared gateway keeps only its own jail\'s denials: its DNS, its connections and the requests on them', () => {
+    const events = new GatewayEvents('t');
+    const collector = new DenialCollector(events, { clientLabel: 'jail-1' });
+    events.emit('dns', dns({ client: 'jail-1', name: 'ours.test' }));
+    events.emit('dns', dns({ client: 'jail-2', name: 'theirs.test' }));
+    events.emit('connect', connect({ conn: 'c10', client: 'jail-1:127.0.0.1:5', host: 'ours-ip.test' }));
+    events.emit('connect', connect({ conn: 'c11', client: 'jail-2:127.0.0.1:5', host: 'theirs-ip.test' }));
+    events.emit('connect', connect({ conn: 'c12', client: 'jail-1:127.0.0.1:6', decision: 'allow', rule: null }));
+    events.emit('connect', connect({ conn: 'c13', client: 'jail-2:127.0.0.1:6', decision: 'allow', rule: null }));
+    events.emit('request', request({ conn: 'c12', path: '/ours' }));
+    events.emit('request', request({ conn: 'c13', path: '/theirs' }));
+    events.emit('request', request({ conn: 'c99', path: '/explicit-proxy' }));
+    expect(collector.denials().denials.map((d) => d.example ?? d.host)).toEqual(['ours.test', 'ours-ip.test', 'POST /ours']);
   });
 
   it('stops listening when stopped', () => {

@@ -20,23 +20,50 @@ export interface Denial {
   readonly monitored: boolean;
 }
 
+export interface DenialCollectorOptions {
+  /** Groups kept; later new groups are only counted. Default 200. */
+  maxGroups?: number;
+  /**
+   * Only one jail's denials, on a gateway several runs share: its DNS queries (client
+   * `clientLabel`), its connections (client `clientLabel:address`) and the requests on them.
+   */
+  clientLabel?: string;
+}
+
+/** Connection ids of one jail remembered to attribute its requests; the oldest are forgotten first. */
+const MAX_TRACKED_CONNECTIONS = 65_536;
+
 /** Collects denials from `events` until stopped; bounded, so a flood cannot grow it without end. */
 export class DenialCollector {
   private readonly groups = new Map<string, { -readonly [K in keyof Denial]: Denial[K] }>();
   private dropped = 0;
   private readonly unsubscribe: (() => void)[];
+  private readonly maxGroups: number;
 
-  constructor(events: GatewayEvents, private readonly maxGroups = 200) {
+  constructor(events: GatewayEvents, options: DenialCollectorOptions = {}) {
+    this.maxGroups = options.maxGroups ?? 200;
+    const label = options.clientLabel;
+    const connections = new Set<string>();
+    const ours = label === undefined ? null : { dns: (client: string) => client === label, connection: (client: string) => client.startsWith(`${label}:`) };
     this.unsubscribe = [
       events.on('request', (event) => {
+        if (ours && !connections.has(event.conn)) return;
         if (event.decision !== 'deny' && !event.monitored) return;
         this.add({ kind: 'request', host: event.host, port: event.port, example: `${event.method} ${event.path}`, rule: event.rule, reason: event.reason, monitored: event.monitored === true });
       }),
       events.on('connect', (event) => {
+        if (ours) {
+          if (!ours.connection(event.client)) return;
+          if (event.decision === 'allow') {
+            if (connections.size >= MAX_TRACKED_CONNECTIONS) connections.delete(connections.values().next().value!);
+            connections.add(event.conn);
+          }
+        }
         if (event.decision !== 'deny') return;
         this.add({ kind: 'connection', host: event.host, port: event.port, rule: event.rule, reason: event.reason, monitored: false });
       }),
       events.on('dns', (event) => {
+        if (ours && !ours.dns(event.client)) return;
         if (event.decision !== 'denied' && event.decision !== 'refused') return;
         this.add({ kind: 'dns', host: event.name, rule: null, reason: `no rule allows ${event.name}, so the name was not resolved`, monitored: false });
       }),

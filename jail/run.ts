@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { buildTrustBundle, SYSTEM_CA_BUNDLE } from '../ca/trust-bundle.js';
 import { defaultCaDir } from '../ca/paths.js';
 import { ErrorCodes, SrtGwError } from '../errors.js';
-import { startGateway, type Gateway, type GatewayOptions } from '../gateway/gateway.js';
+import { startGateway, type Gateway, type GatewayOptions, type JailEndpoints } from '../gateway/gateway.js';
 import type { Policy } from '../policies/types.js';
 import { credentialPlaceholders, credentialSecretFiles } from '../policies/credentials.js';
 import { DenialCollector, type Denial } from './denial-summary.js';
@@ -20,10 +20,17 @@ import { LinuxJail } from './linux/linux-jail.js';
 import { MACOS_SYSTEM_CA_BUNDLE, MacosJail, type MacosJailedProcess } from './macos/macos-jail.js';
 import { RunDirectory } from './run-directory.js';
 
-export interface RunOptions {
+export interface RunInJailOptions {
   command: string;
   args?: readonly string[];
-  policy: Policy;
+  /** Required unless `gateway` is given (whose policy then applies). */
+  policy?: Policy;
+  /**
+   * A gateway already started (startGateway) to run through instead of starting one for this
+   * run: its policy, CA, audit log and onUnknownHost approvals are shared with every other run
+   * and client of it, and it stays open afterwards. The gateway options below are then ignored.
+   */
+  gateway?: Gateway;
   /** Policy files in use: read-only inside the jail. */
   policyFiles?: readonly string[];
   /** Default: process.cwd(). */
@@ -33,13 +40,15 @@ export interface RunOptions {
   stdio?: StdioOptions;
   caDir?: string;
   upstreamCaFiles?: readonly string[];
-  resolve?: ReadonlyMap<string, string[]>;
+  resolve?: GatewayOptions['resolve'];
   dnsUpstream?: readonly string[];
   /** Audit log: a file path, a file descriptor, or false (the default) for none. */
   auditLog?: GatewayOptions['auditLog'];
   metrics?: GatewayOptions['metrics'];
   monitor?: boolean;
   upstreamTimeoutMs?: number;
+  onUnknownHost?: GatewayOptions['onUnknownHost'];
+  unknownHostTimeoutMs?: number;
   /** Called once the command runs, with its handle (signals, stdio pipes) and the gateway. */
   onStart?: (started: { process: JailedProcess; gateway: Gateway }) => void;
   /** Default: the platform's jail. */
@@ -61,27 +70,34 @@ export function platformJail(): Jail {
   throw new SrtGwError(ErrorCodes.JAIL_UNAVAILABLE, `srt-gw run has no jail for ${process.platform}; on this platform use srt-gw serve as an explicit proxy`);
 }
 
-export async function runInJail(options: RunOptions): Promise<RunResult> {
+/** Runs through a shared gateway get labels of their own, so their denials can be told apart. */
+let sharedRuns = 0;
+
+export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
   const jail = options.jail ?? platformJail();
   jail.checkAvailable();
+  const shared = options.gateway ?? null;
+  const policy = options.policy ?? shared?.policy.policy;
+  if (!policy) throw new SrtGwError(ErrorCodes.CONFIG_INVALID, 'run needs a policy (or a started gateway to run through)');
   const cwd = resolve(options.cwd ?? process.cwd());
-  const caDir = options.caDir ?? defaultCaDir(options.env ?? process.env);
+  const caDir = shared ? shared.ca.dir : (options.caDir ?? defaultCaDir(options.env ?? process.env));
   const hostEnv = options.env ?? process.env;
-  const filesystem = resolveFilesystemRules(options.policy.filesystem, {
+  const filesystem = resolveFilesystemRules(policy.filesystem, {
     home: homedir(),
     cwd,
     // SECURITY: the CA key and the files injected secrets are read from never enter the jail,
     // whatever allowRead says — test/e2e/jail-credentials.test.ts.
-    alwaysHidden: [caDir, ...credentialSecretFiles(options.policy)],
+    alwaysHidden: [caDir, ...credentialSecretFiles(policy)],
     alwaysReadOnly: options.policyFiles ?? [],
   });
 
   const runDirectory = RunDirectory.create();
-  let gateway: Gateway | null = null;
+  let gateway: Gateway | null = shared;
+  let endpoints: JailEndpoints | null = null;
   let collector: DenialCollector | null = null;
   try {
-    gateway = await startGateway({
-      policy: options.policy,
+    gateway ??= await startGateway({
+      policy,
       caDir,
       upstreamCaFiles: options.upstreamCaFiles,
       resolve: options.resolve,
@@ -91,23 +107,28 @@ export async function runInJail(options: RunOptions): Promise<RunResult> {
       monitor: options.monitor,
       upstreamTimeoutMs: options.upstreamTimeoutMs,
       secretEnv: hostEnv,
-      dnsSocket: join(runDirectory.gatewayDir, 'dns.sock'),
+      onUnknownHost: options.onUnknownHost,
+      unknownHostTimeoutMs: options.unknownHostTimeoutMs,
     });
-    const started = gateway;
-    collector = new DenialCollector(gateway.events);
+    // A run of its own gateway is that gateway's only client: every decision is this run's.
+    const clientLabel = shared ? `jail-${process.pid}-${++sharedRuns}` : 'jail';
+    const opened = await gateway.openJailEndpoints(join(runDirectory.gatewayDir, 'dns.sock'), clientLabel);
+    endpoints = opened;
+    // On macOS the jail reaches the gateway's explicit proxy, where runs cannot be told apart.
+    collector = new DenialCollector(gateway.events, shared && jail.platform === 'linux' ? { clientLabel } : {});
     const systemBundle = jail.platform === 'darwin' ? MACOS_SYSTEM_CA_BUNDLE : SYSTEM_CA_BUNDLE;
     const caBundle = runDirectory.writeJailFile('ca-bundle.pem', buildTrustBundle(readFileSync(gateway.ca.certPath, 'utf8'), systemBundle));
     const jailed = jail.spawn({
       command: options.command,
       args: options.args ?? [],
       cwd,
-      env: jailEnvironment(hostEnv, jail.caBundlePathInJail, credentialPlaceholders(options.policy)),
+      env: jailEnvironment(hostEnv, jail.caBundlePathInJail, credentialPlaceholders(policy)),
       filesystem,
       caBundle,
       runDirectory,
       gateway: {
-        acceptRedirected: (socket, destination) => started.acceptRedirectedConnection(socket, destination),
-        dnsSocket: join(runDirectory.gatewayDir, 'dns.sock'),
+        acceptRedirected: (socket, destination) => opened.acceptRedirected(socket, destination),
+        dnsSocket: opened.dnsSocket,
         proxyAddress: gateway.proxyAddress,
       },
       stdio: options.stdio,
@@ -120,7 +141,8 @@ export async function runInJail(options: RunOptions): Promise<RunResult> {
     return { exitCode, denials: [...denials, ...platform.denials], omittedDenials: omitted + platform.omitted };
   } finally {
     collector?.stop();
-    await gateway?.close();
+    await endpoints?.close();
+    if (!shared) await gateway?.close();
     runDirectory.dispose();
     if (jail.platform === 'linux') removeCreatedMountPoints(filesystem);
   }

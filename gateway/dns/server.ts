@@ -47,12 +47,11 @@ export interface DnsResponderOptions {
   onQuery?: (event: DnsQueryEvent) => void;
 }
 
-export interface DnsServerOptions extends Omit<DnsResponderOptions, 'pool'> {
+/** Where and how a DNS server listens. */
+export interface DnsListenOptions {
   host: string;
   /** 0 picks a free port; UDP and TCP always share it. */
   port: number;
-  /** Share a pool with the gateway (the redirector maps addresses back through it). Default: a new one. */
-  pool?: SyntheticAddressPool;
   /** Idle TCP connections are closed after this long (default 10 s). */
   tcpIdleTimeoutMs?: number;
   /** Open TCP connections beyond this are refused (default 64). */
@@ -62,6 +61,24 @@ export interface DnsServerOptions extends Omit<DnsResponderOptions, 'pool'> {
    * the jail's forwarder reaches the resolver here, since the jail cannot see host loopback.
    */
   unixSocketPath?: string;
+}
+
+export interface DnsServerOptions extends Omit<DnsResponderOptions, 'pool'>, DnsListenOptions {
+  /** Share a pool with the gateway (the redirector maps addresses back through it). Default: a new one. */
+  pool?: SyntheticAddressPool;
+}
+
+/** A unix socket serving length-framed DNS for one jail. */
+export interface DnsUnixListener {
+  readonly path: string;
+  close(): Promise<void>;
+}
+
+export interface DnsUnixSocketOptions {
+  /** The `client` of every query on this socket (and its rate-limit bucket). Default "jail". */
+  clientLabel?: string;
+  idleTimeoutMs?: number;
+  maxConnections?: number;
 }
 
 export interface DnsServer {
@@ -208,7 +225,12 @@ export class DnsResponder {
 /** Starts the DNS server on host:port over UDP and TCP. */
 export async function startDnsServer(options: DnsServerOptions): Promise<DnsServer> {
   const pool = options.pool ?? new SyntheticAddressPool();
-  const responder = new DnsResponder({ ...options, pool });
+  return serveDns(new DnsResponder({ ...options, pool }), options);
+}
+
+/** Serves `responder`'s answers on host:port over UDP and TCP (and a unix socket, if asked). */
+export async function serveDns(responder: DnsResponder, options: DnsListenOptions): Promise<DnsServer> {
+  const pool = responder.pool;
   const idleTimeoutMs = options.tcpIdleTimeoutMs ?? 10_000;
   const sockets = new Set<net.Socket>();
 
@@ -236,28 +258,13 @@ export async function startDnsServer(options: DnsServerOptions): Promise<DnsServ
       break;
     }
     const bound = udp;
-    let unix: net.Server | null = null;
+    let unix: DnsUnixListener | null = null;
     if (options.unixSocketPath) {
-      const path = options.unixSocketPath;
-      unix = net.createServer((socket) => {
-        sockets.add(socket);
-        socket.on('close', () => sockets.delete(socket));
-        // Everything on this socket comes from the one jail behind it: one rate-limit bucket.
-        serveTcpConnection(socket, responder, idleTimeoutMs, 'jail');
-      });
-      unix.maxConnections = tcp.maxConnections;
-      unix.on('error', () => undefined);
-      rmSync(path, { force: true });
-      const unixServer = unix;
       try {
-        await new Promise<void>((resolve, reject) => {
-          unixServer.once('error', reject);
-          unixServer.listen(path, () => resolve());
-        });
-        chmodSync(path, 0o600);
+        unix = await serveDnsOverUnixSocket(responder, options.unixSocketPath, { idleTimeoutMs, maxConnections: tcp.maxConnections });
       } catch (error) {
         await Promise.all([new Promise<void>((resolve) => tcp.close(() => resolve())), closeQuietly(bound)]);
-        throw new SrtGwError(ErrorCodes.LISTEN_FAILED, `DNS server could not listen on ${path}: ${(error as Error).message}`, { cause: error });
+        throw error;
       }
     }
     return {
@@ -265,11 +272,7 @@ export async function startDnsServer(options: DnsServerOptions): Promise<DnsServ
       pool,
       close: async () => {
         for (const socket of sockets) socket.destroy();
-        await Promise.all([
-          new Promise<void>((resolve) => tcp.close(() => resolve())),
-          closeQuietly(bound),
-          unix ? new Promise<void>((resolve) => unix.close(() => resolve())) : Promise.resolve(),
-        ]);
+        await Promise.all([new Promise<void>((resolve) => tcp.close(() => resolve())), closeQuietly(bound), unix ? unix.close() : Promise.resolve()]);
       },
     };
   }
@@ -278,6 +281,45 @@ export async function startDnsServer(options: DnsServerOptions): Promise<DnsServ
     `DNS server could not listen on ${options.host}:${options.port}: ${(lastError as Error | undefined)?.message ?? 'unknown error'}`,
     { cause: lastError },
   );
+}
+
+/**
+ * Serves `responder` as length-framed DNS on a unix socket (mode 0600): what the jail's DNS
+ * forwarder connects to. Everything on it comes from the one jail behind it: one client.
+ */
+export async function serveDnsOverUnixSocket(responder: DnsResponder, path: string, options: DnsUnixSocketOptions = {}): Promise<DnsUnixListener> {
+  const clientLabel = options.clientLabel ?? 'jail';
+  const idleTimeoutMs = options.idleTimeoutMs ?? 10_000;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    serveTcpConnection(socket, responder, idleTimeoutMs, clientLabel);
+  });
+  server.maxConnections = options.maxConnections ?? 64;
+  server.on('error', () => undefined);
+  rmSync(path, { force: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve());
+    });
+    chmodSync(path, 0o600);
+  } catch (error) {
+    server.close();
+    throw new SrtGwError(ErrorCodes.LISTEN_FAILED, `DNS server could not listen on ${path}: ${(error as Error).message}`, { cause: error });
+  }
+  let closing: Promise<void> | null = null;
+  return {
+    path,
+    close() {
+      closing ??= new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        server.close(() => resolve());
+      });
+      return closing;
+    },
+  };
 }
 
 function createUdpSocket(host: string, responder: DnsResponder): dgram.Socket {

@@ -37,10 +37,26 @@ describe('npm pack contents', () => {
     'dashboards/prometheus/alerts.yml',
     'policies/policy.schema.json',
     'policies/examples/basic.yaml',
+    'policies/presets/anthropic.yaml',
+    'policies/presets/crates-read.yaml',
+    'policies/presets/github.yaml',
+    'policies/presets/go-proxy.yaml',
+    'policies/presets/npm-read.yaml',
+    'policies/presets/openai.yaml',
+    'policies/presets/pypi-read.yaml',
     'docs/audit-log.schema.json',
     'docs/metrics.md',
+    'examples/mcp.json',
+    'examples/mcp-policy.yaml',
   ])('ships %s', (path) => {
     expect(files).toContain(path);
+  });
+
+  it('ships exactly the presets policies/presets.ts finds, and no test tables', () => {
+    expect(files.filter((path) => path.startsWith('policies/presets/'))).toEqual(
+      ['anthropic', 'crates-read', 'github', 'go-proxy', 'npm-read', 'openai', 'pypi-read'].map((name) => `policies/presets/${name}.yaml`),
+    );
+    expect(files.filter((path) => path.startsWith('policies/testdata/'))).toEqual([]);
   });
 
   it('ships nothing of the development tree', () => {
