@@ -140,14 +140,15 @@ async function measureNewConnections(ctx, count) {
 async function measureKeepAlive(ctx, options) {
   const load = ['--mode', 'keepalive', '--concurrency', '32', '--warmup', String(options.warmup), '--duration', String(options.duration), '--host', `${UPSTREAM_NAME}:${ctx.upstream.port}`];
   // The gateway as an explicit proxy: srt-gw serve on the server core, the load generator on the other.
-  const serve = spawnPinned(SERVER_CPU, process.execPath, [CLI, 'serve', '--listen', '127.0.0.1:0', ...ctx.gatewayFlags]);
+  // Both write the audit log to a file, so both pay for the same logging.
+  const serve = spawnPinned(SERVER_CPU, process.execPath, [CLI, 'serve', '--listen', '127.0.0.1:0', '--log', join(ctx.workDir, '..', 'serve-audit.jsonl'), ...ctx.gatewayFlags]);
   const ready = await waitForJsonLine(serve, (r) => r.event === 'listening', START_TIMEOUT_MS, 'srt-gw serve');
   const proxied = spawnPinned(CLIENT_CPU, process.execPath, [LOADGEN, ...load, '--proxy', ready.proxy]);
   const proxyResult = JSON.parse((await runToEnd(proxied, 'loadgen (explicit proxy)')).trim().split('\n').at(-1));
   await stopProcess(serve);
   // The same load from inside the jail: srt-gw run (gateway, bwrap, helpers) on the server core,
   // the load generator moved to the other core inside the jail.
-  const jailed = spawnPinned(SERVER_CPU, process.execPath, [CLI, 'run', ...ctx.runFlags, '--', 'taskset', '-c', String(CLIENT_CPU), process.execPath, LOADGEN, ...load, '--direct', `${UPSTREAM_NAME}:${ctx.upstream.port}`], { cwd: ctx.workDir });
+  const jailed = spawnPinned(SERVER_CPU, process.execPath, [CLI, 'run', '--log', join(ctx.workDir, '..', 'run-audit.jsonl'), ...ctx.runFlags, '--', 'taskset', '-c', String(CLIENT_CPU), process.execPath, LOADGEN, ...load, '--direct', `${UPSTREAM_NAME}:${ctx.upstream.port}`], { cwd: ctx.workDir });
   const jailResult = JSON.parse((await runToEnd(jailed, 'loadgen (in the jail)')).trim().split('\n').at(-1));
   return {
     explicitProxy: { reqPerSec: proxyResult.reqPerSec, p50Ms: proxyResult.p50Ms, p99Ms: proxyResult.p99Ms, errors: proxyResult.errors },
