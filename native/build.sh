@@ -21,8 +21,8 @@ build() {
   echo "$out"
 }
 
-build srt-gw-redirector redirector.c
-build srt-gw-dns-forwarder dns-forwarder.c
+build srt-gw-redirector redirector.c "$here/helper-runtime.c"
+build srt-gw-dns-forwarder dns-forwarder.c "$here/helper-runtime.c"
 if ! printf '#include <seccomp.h>\nint main(void){return seccomp_api_get() < 0;}\n' | "$cc" -x c -o /dev/null - -lseccomp 2>/dev/null; then
   echo "native/build.sh: libseccomp is missing; the jail's init needs it. Install it: apt-get install libseccomp-dev (Debian/Ubuntu), dnf install libseccomp-devel (Fedora)." >&2
   exit 1

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "helper-runtime.h"
+
 #define DNS_HEADER_BYTES 12
 #define UDP_QUERY_MAX 4096
 /* RFC 1035: without EDNS0 a UDP answer may not exceed 512 bytes; EDNS0 sizes are capped here. */
@@ -56,8 +58,6 @@
 #define GATEWAY_CONNECT_TIMEOUT_S 5
 
 static const char *prog = "srt-gw-dns-forwarder";
-static volatile sig_atomic_t child_exited;
-static volatile sig_atomic_t stop_requested;
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -72,25 +72,10 @@ static void usage(FILE *out) {
           prog);
 }
 
-static void on_sigchld(int sig) {
-  (void)sig;
-  child_exited = 1;
-}
-
-static void on_stop(int sig) {
-  (void)sig;
-  stop_requested = 1;
-}
-
 static long long now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int set_nonblocking(int fd) {
-  int flags = fcntl(fd, F_GETFL);
-  return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
 static uint16_t get16(const unsigned char *p) { return (uint16_t)(p[0] << 8 | p[1]); }
@@ -529,27 +514,6 @@ static void serve_tcp_client(int client) {
 
 /* ---- main ---------------------------------------------------------------------------------- */
 
-static int parse_port(const char *s) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || *end || end == s || v < 1 || v > 65535) return -1;
-  return (int)v;
-}
-
-/* Writes all of buf to a blocking fd; returns 0 or -1. */
-static int write_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return -1;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
-}
-
 /* IPv6 is optional only when this kernel or namespace has none; any other failure is fatal, so a
  * squatter on [::1]:PORT cannot take the v6 queries. */
 static int ipv6_absent(int err) { return err == EAFNOSUPPORT || err == EADDRNOTAVAIL || err == EPROTONOSUPPORT; }
@@ -577,13 +541,7 @@ int main(int argc, char **argv) {
     } else if (!strcmp(arg, "--gateway-socket")) {
       gateway_path = value;
     } else if (!strcmp(arg, "--ready-fd")) {
-      char *end;
-      long fd = strtol(value, &end, 10);
-      if (*end || end == value || fd < 3 || fd > 1023) {
-        fprintf(stderr, "%s: --ready-fd must be a file descriptor from 3 to 1023 (got '%s')\n", prog, value);
-        return 64;
-      }
-      ready_fd = (int)fd;
+      if ((ready_fd = parse_open_fd(prog, arg, value)) < 0) return 64;
     } else {
       fprintf(stderr, "%s: unknown option %s\n", prog, arg);
       usage(stderr);
@@ -599,31 +557,9 @@ int main(int argc, char **argv) {
             sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
     return 64;
   }
-  if (ready_fd >= 0 && fcntl(ready_fd, F_SETFD, FD_CLOEXEC) < 0) {
-    fprintf(stderr, "%s: --ready-fd %d is not an open file descriptor\n", prog, ready_fd);
-    return 64;
-  }
-
-  /* A client that resets mid-write must not kill us with SIGPIPE; writes fail with EPIPE instead. */
-  signal(SIGPIPE, SIG_IGN);
-  /* SIGCHLD, SIGTERM and SIGINT stay blocked except inside ppoll, so one arriving between the
-   * checks and the wait cannot be missed (the lost-wakeup race of plain poll). */
-  sigset_t blocked, during_wait;
-  sigemptyset(&blocked);
-  sigaddset(&blocked, SIGCHLD);
-  sigaddset(&blocked, SIGTERM);
-  sigaddset(&blocked, SIGINT);
-  sigprocmask(SIG_BLOCK, &blocked, &during_wait);
-  sigdelset(&during_wait, SIGCHLD);
-  sigdelset(&during_wait, SIGTERM);
-  sigdelset(&during_wait, SIGINT);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigchld;
-  sigaction(SIGCHLD, &sa, NULL);
-  sa.sa_handler = on_stop;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
+  /* Signals are handled inside ppoll only (no lost wake-up); SIGPIPE becomes EPIPE. */
+  sigset_t during_wait;
+  helper_install_signals(&during_wait);
 
   int tcp_listeners[2];
   int tcp_count = 0;
@@ -650,14 +586,8 @@ int main(int argc, char **argv) {
   if (ready_fd < 0)
     fprintf(stderr, "%s: listening on 127.0.0.1:%d%s (udp, tcp), gateway %s\n", prog, port,
             udp_count == 2 ? " and [::1]" : " (no IPv6)", gateway_path);
-  if (ready_fd >= 0) {
-    /* Every socket is bound now: a query sent from here on waits in its buffer or backlog. */
-    if (write_all(ready_fd, "ready\n", 6) < 0) {
-      fprintf(stderr, "%s: --ready-fd %d: %s\n", prog, ready_fd, strerror(errno));
-      return 1;
-    }
-    close(ready_fd);
-  }
+  /* Every socket is bound now: a query sent from here on waits in its buffer or backlog. */
+  if (ready_fd >= 0 && signal_ready(prog, ready_fd) < 0) return 1;
 
   pending_init();
   long tcp_active = 0;

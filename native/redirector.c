@@ -31,6 +31,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "helper-runtime.h"
+
 /* From <linux/netfilter_ipv4.h> and <linux/netfilter_ipv6/ip6_tables.h>; defined here because
  * the kernel headers clash with libc's netinet headers. */
 #ifndef SO_ORIGINAL_DST
@@ -46,8 +48,6 @@
 #define GATEWAY_CONNECT_TIMEOUT_S 5
 
 static const char *prog = "srt-gw-redirector";
-static volatile sig_atomic_t child_exited;
-static volatile sig_atomic_t stop_requested;
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -61,21 +61,6 @@ static void usage(FILE *out) {
           "Prints one 'listening' line on stderr when ready, and with\n"
           "--ready-fd N also writes \"ready\\n\" to fd N and closes it (for a supervisor to wait on).\n",
           prog);
-}
-
-static void on_sigchld(int sig) {
-  (void)sig;
-  child_exited = 1;
-}
-
-static void on_stop(int sig) {
-  (void)sig;
-  stop_requested = 1;
-}
-
-static int set_nonblocking(int fd) {
-  int flags = fcntl(fd, F_GETFL);
-  return flags < 0 ? -1 : fcntl(fd, F_SETFL, flags | O_NONBLOCK);
 }
 
 /* Returns a listening socket, or -1 (errno set). */
@@ -109,19 +94,6 @@ static int listen_on(int family, uint16_t port) {
     return -1;
   }
   return fd;
-}
-
-/* Writes all of buf to a blocking fd; returns 0 or -1. */
-static int write_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  while (len > 0) {
-    ssize_t n = write(fd, p, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return -1;
-    p += n;
-    len -= (size_t)n;
-  }
-  return 0;
 }
 
 /*
@@ -371,14 +343,6 @@ static int hand_over_loop(const int *listeners, int nlisteners, int channel, con
   return 0;
 }
 
-static int parse_port(const char *s) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || *end || end == s || v < 1 || v > 65535) return -1;
-  return (int)v;
-}
-
 int main(int argc, char **argv) {
   int port = -1;
   long max_connections = MAX_CONNECTIONS_DEFAULT;
@@ -405,21 +369,9 @@ int main(int argc, char **argv) {
     } else if (!strcmp(arg, "--gateway-socket")) {
       gateway_path = value;
     } else if (!strcmp(arg, "--gateway-channel")) {
-      char *end;
-      long fd = strtol(value, &end, 10);
-      if (*end || end == value || fd < 3 || fd > 1023 || fcntl((int)fd, F_GETFD) < 0) {
-        fprintf(stderr, "%s: --gateway-channel must be an open file descriptor from 3 to 1023 (got '%s')\n", prog, value);
-        return 64;
-      }
-      channel = (int)fd;
+      if ((channel = parse_open_fd(prog, arg, value)) < 0) return 64;
     } else if (!strcmp(arg, "--ready-fd")) {
-      char *end;
-      long fd = strtol(value, &end, 10);
-      if (*end || end == value || fd < 3 || fd > 1023) {
-        fprintf(stderr, "%s: --ready-fd must be a file descriptor from 3 to 1023 (got '%s')\n", prog, value);
-        return 64;
-      }
-      ready_fd = (int)fd;
+      if ((ready_fd = parse_open_fd(prog, arg, value)) < 0) return 64;
     } else if (!strcmp(arg, "--max-connections")) {
       char *end;
       max_connections = strtol(value, &end, 10);
@@ -442,27 +394,9 @@ int main(int argc, char **argv) {
     return 64;
   }
 
-  /* A client that resets mid-write must not kill the relay with SIGPIPE; write errors are
-   * handled as EPIPE instead. */
-  signal(SIGPIPE, SIG_IGN);
-  /* SIGCHLD stays blocked except inside ppoll, so a child exiting between the reap loop and
-   * the wait cannot be missed (the classic lost-wakeup race of plain poll). */
-  sigset_t blocked, during_wait;
-  sigemptyset(&blocked);
-  sigaddset(&blocked, SIGCHLD);
-  sigaddset(&blocked, SIGTERM);
-  sigaddset(&blocked, SIGINT);
-  sigprocmask(SIG_BLOCK, &blocked, &during_wait);
-  sigdelset(&during_wait, SIGCHLD);
-  sigdelset(&during_wait, SIGTERM);
-  sigdelset(&during_wait, SIGINT);
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigchld;
-  sigaction(SIGCHLD, &sa, NULL);
-  sa.sa_handler = on_stop;
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
+  /* Signals are handled inside ppoll only (no lost wake-up); SIGPIPE becomes EPIPE. */
+  sigset_t during_wait;
+  helper_install_signals(&during_wait);
 
   int listeners[2];
   int nlisteners = 0;
@@ -479,14 +413,8 @@ int main(int argc, char **argv) {
   if (ready_fd < 0)
     fprintf(stderr, "%s: listening on 127.0.0.1:%d%s, gateway %s\n", prog, port,
             v6 >= 0 ? " and [::1]" : " (no IPv6)", gateway_path ? gateway_path : "channel");
-  if (ready_fd >= 0) {
-    /* Listening sockets exist now, so connections redirected from here on queue in the backlog. */
-    if (write_all(ready_fd, "ready\n", 6) < 0) {
-      fprintf(stderr, "%s: --ready-fd %d: %s\n", prog, ready_fd, strerror(errno));
-      return 1;
-    }
-    close(ready_fd);
-  }
+  /* Listening sockets exist now, so connections redirected from here on queue in the backlog. */
+  if (ready_fd >= 0 && signal_ready(prog, ready_fd) < 0) return 1;
 
   if (channel >= 0) return hand_over_loop(listeners, nlisteners, channel, &during_wait);
 

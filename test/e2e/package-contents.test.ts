@@ -31,6 +31,8 @@ describe('npm pack contents', () => {
     'native/redirector.c',
     'native/dns-forwarder.c',
     'native/jail-init.c',
+    'native/helper-runtime.c',
+    'native/helper-runtime.h',
     'native/build.sh',
     'scripts/build-native.mjs',
     'dashboards/grafana/srt-gw.json',

@@ -1,0 +1,37 @@
+/*
+ * The process plumbing the jail's helpers (srt-gw-redirector, srt-gw-dns-forwarder) share:
+ * signals that stop the loop or report exited children without a lost-wakeup race, blocking
+ * writes, argument parsing, and the ready signal a supervisor waits on.
+ */
+#ifndef SRT_GW_HELPER_RUNTIME_H
+#define SRT_GW_HELPER_RUNTIME_H
+
+#include <signal.h>
+#include <stddef.h>
+
+/* Set by the handlers helper_install_signals() installs; the main loop reads and clears them. */
+extern volatile sig_atomic_t child_exited;
+extern volatile sig_atomic_t stop_requested;
+
+/*
+ * Ignores SIGPIPE (writes fail with EPIPE instead), blocks SIGCHLD/SIGTERM/SIGINT and stores in
+ * `during_wait` the mask to pass to ppoll: a signal arriving between the loop's checks and the
+ * wait is then delivered inside ppoll, never missed.
+ */
+void helper_install_signals(sigset_t *during_wait);
+
+/* Writes all of buf to a blocking fd; returns 0 or -1. */
+int write_all(int fd, const void *buf, size_t len);
+
+int set_nonblocking(int fd);
+
+/* 1-65535, or -1. */
+int parse_port(const char *text);
+
+/* A descriptor number from 3 to 1023 that is open, or -1 after saying why on stderr. */
+int parse_open_fd(const char *prog, const char *flag, const char *text);
+
+/* Writes "ready\n" to fd and closes it; returns 0, or -1 after saying why on stderr. */
+int signal_ready(const char *prog, int fd);
+
+#endif
