@@ -3,7 +3,7 @@
 // message included; with -q nothing else is written anywhere, and without it only stderr hears
 // from srt-gw.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -79,9 +79,12 @@ describe.skipIf(skip !== null)('MCP: a stdio server wrapped in srt-gw run', () =
 
   async function converse(flags: string[], bigBytes: number) {
     const cwd = createJailWorkdir(dir, `work-${flags.length}-${bigBytes}`);
+    // The server goes into the working directory, which the jail shows: the repository itself
+    // may live under /tmp (a CI clone), and the jail's /tmp is private.
+    copyFileSync(SERVER, join(cwd, 'mcp-echo-server.mjs'));
     const run = startSrtGwRun({
       flags,
-      command: [process.execPath, SERVER, 'received.bin'],
+      command: [process.execPath, './mcp-echo-server.mjs', 'received.bin'],
       cwd,
       env: jailTestEnv({ HOME: home }),
       interactive: true,
