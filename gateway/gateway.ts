@@ -173,6 +173,11 @@ export interface Gateway {
    * told from another's.
    */
   openJailEndpoints(dnsSocket: string, clientLabel: string): Promise<JailEndpoints>;
+  /**
+   * Loads what the first upstream request needs (undici, the trust store) ahead of it; it
+   * otherwise loads on demand. srt-gw run calls it shortly after the command starts.
+   */
+  prepareUpstream(): Promise<void>;
   /** Stops listening, ends every connection and decision iterator; safe to call twice. */
   close(): Promise<void>;
 }
@@ -380,6 +385,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
         };
         jailEndpoints.add(endpoints);
         return endpoints;
+      },
+      prepareUpstream() {
+        return upstream.prepare();
       },
       close() {
         closing ??= closeAll();

@@ -134,7 +134,14 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
       stdio: options.stdio,
     });
     options.onStart?.({ process: jailed, gateway });
+    // A command that is still running after 50 ms will likely make a request: load the upstream
+    // client then, while it starts, rather than on its first request. A short command (run -- true)
+    // never pays for it.
+    const started = gateway;
+    const warm = setTimeout(() => void started.prepareUpstream().catch(() => undefined), 50);
+    warm.unref();
     const exitCode = await jailed.exited;
+    clearTimeout(warm);
     const { denials, omitted } = collector.denials();
     // On macOS the kernel's own refusals (Seatbelt's log) join the gateway's.
     const platform = 'violations' in jailed ? await (jailed as MacosJailedProcess).violations() : { denials: [], omitted: 0 };
