@@ -3,49 +3,26 @@
 // this wraps it in a handle that exists at once, before the gateway and the jail are up.
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { ErrorCodes, SrtGwError } from '../errors.js';
-import type { Gateway, GatewayOptions } from '../gateway/gateway.js';
+import type { Gateway } from '../gateway/gateway.js';
 import { allowHostRule } from '../policies/allow-host-rule.js';
 import type { Policy } from '../policies/types.js';
 import type { JailedProcess } from './jail.js';
-import { runInJail, type RunResult } from './run.js';
+import { runInJail, type JailRunSettings, type RunResult } from './run.js';
 
 /** One of stdin, stdout, stderr: as for child_process.spawn ('pipe' gives a stream on the handle). */
 export type RunStdio = 'inherit' | 'pipe' | 'ignore' | number;
 
-export interface RunOptions {
+export interface RunOptions extends JailRunSettings {
   /**
    * The policy: an object (parsePolicy, loadPolicy) or a policy file's path (read with the CLI's
    * loader; the file is read-only inside the jail). Default: no rules, so no network, unless
-   * `allow` or `gateway` is given.
+   * `allow` or `gateway` is given. Leave it out with `gateway`, whose policy applies.
    */
   policy?: Policy | string;
-  /** Hosts to allow every request to, on top of the policy (like `srt-gw run --allow`). */
+  /** Hosts to allow every request to, on top of the policy (like `srt-gw run --allow`); not with `gateway`. */
   allow?: readonly string[];
-  /**
-   * Run through this started gateway instead of one of the run's own: its policy (so `policy`
-   * and `allow` must be left out), CA, audit log and onUnknownHost approvals are shared by every
-   * run through it, and it stays open after the run. The gateway options below are then ignored.
-   * Linux: `exited` reports only this run's denials; macOS: every denial the gateway made meanwhile.
-   */
-  gateway?: Gateway;
-  /** The command's working directory (writable inside the jail). Default: process.cwd(). */
-  cwd?: string;
-  /** The environment the jail's is built from (proxy variables removed, CA variables set). Default: process.env. */
-  env?: NodeJS.ProcessEnv;
   /** Default 'inherit' for all three; 'pipe' makes `stdin`/`stdout`/`stderr` streams of the handle. */
   stdio?: RunStdio | readonly [RunStdio?, RunStdio?, RunStdio?];
-  caDir?: string;
-  upstreamCaFiles?: readonly string[];
-  resolve?: GatewayOptions['resolve'];
-  dnsUpstream?: readonly string[];
-  /** Audit log: a file path, a file descriptor, or false (the default) for none. */
-  auditLog?: GatewayOptions['auditLog'];
-  metrics?: GatewayOptions['metrics'];
-  monitor?: boolean;
-  upstreamTimeoutMs?: number;
-  /** See GatewayOptions.onUnknownHost: approvals last for this run (or the shared gateway's life). */
-  onUnknownHost?: GatewayOptions['onUnknownHost'];
-  unknownHostTimeoutMs?: number;
 }
 
 export interface JailedCommand {

@@ -20,24 +20,19 @@ import { LinuxJail } from './linux/linux-jail.js';
 import { MACOS_SYSTEM_CA_BUNDLE, MacosJail, type MacosJailedProcess } from './macos/macos-jail.js';
 import { RunDirectory } from './run-directory.js';
 
-export interface RunInJailOptions {
-  command: string;
-  args?: readonly string[];
-  /** Required unless `gateway` is given (whose policy then applies). */
-  policy?: Policy;
+/** What a run is given besides its command and policy: shared by runInJail and the library's run(). */
+export interface JailRunSettings {
   /**
-   * A gateway already started (startGateway) to run through instead of starting one for this
-   * run: its policy, CA, audit log and onUnknownHost approvals are shared with every other run
-   * and client of it, and it stays open afterwards. The gateway options below are then ignored.
+   * Run through this started gateway (startGateway) instead of one of the run's own: its policy,
+   * CA, audit log and onUnknownHost approvals are shared by every run and client of it, and it
+   * stays open after the run. The gateway options below are then ignored.
+   * Linux: a run reports only its own denials; macOS: every denial the gateway made meanwhile.
    */
   gateway?: Gateway;
-  /** Policy files in use: read-only inside the jail. */
-  policyFiles?: readonly string[];
-  /** Default: process.cwd(). */
+  /** The command's working directory (writable inside the jail). Default: process.cwd(). */
   cwd?: string;
-  /** The environment the jail's environment is built from. Default: process.env. */
+  /** The environment the jail's is built from (proxy variables removed, CA variables set). Default: process.env. */
   env?: NodeJS.ProcessEnv;
-  stdio?: StdioOptions;
   caDir?: string;
   upstreamCaFiles?: readonly string[];
   resolve?: GatewayOptions['resolve'];
@@ -47,8 +42,19 @@ export interface RunInJailOptions {
   metrics?: GatewayOptions['metrics'];
   monitor?: boolean;
   upstreamTimeoutMs?: number;
+  /** See GatewayOptions.onUnknownHost: approvals last for this run (or the shared gateway's life). */
   onUnknownHost?: GatewayOptions['onUnknownHost'];
   unknownHostTimeoutMs?: number;
+}
+
+export interface RunInJailOptions extends JailRunSettings {
+  command: string;
+  args?: readonly string[];
+  /** Required unless `gateway` is given (whose policy then applies). */
+  policy?: Policy;
+  /** Policy files in use: read-only inside the jail. */
+  policyFiles?: readonly string[];
+  stdio?: StdioOptions;
   /** Called once the command runs, with its handle (signals, stdio pipes) and the gateway. */
   onStart?: (started: { process: JailedProcess; gateway: Gateway }) => void;
   /** Default: the platform's jail. */
