@@ -27,7 +27,7 @@ import { ensureUpstreamCertificates, UPSTREAM_NAME } from './upstream.mjs';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = resolve(BENCH_DIR, '..');
-const CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js');
+const CLI = join(REPO_ROOT, 'dist', 'bin', 'srt-gw.js');
 const LOADGEN = join(BENCH_DIR, 'loadgen.mjs');
 const RESULTS_DIR = join(BENCH_DIR, 'results');
 

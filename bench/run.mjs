@@ -31,7 +31,7 @@ import { ensureUpstreamCertificates, UPSTREAM_NAME } from './upstream.mjs';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 const REPO_ROOT = resolve(BENCH_DIR, '..');
-const GATEWAY_CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js');
+const GATEWAY_CLI = join(REPO_ROOT, 'dist', 'bin', 'srt-gw.js');
 const RESULTS_DIR = join(BENCH_DIR, 'results');
 // The first two CPUs this process may run on (normally 0 and 1); set by setUpPinning().
 const MIB = 1024 * 1024;

@@ -14,7 +14,10 @@ export type LookupFunction = UpstreamResolver['lookup'];
 // it, and loading it is ~1/4 of a run's start-up (bench/README.md, "run start-up").
 let undici: typeof import('undici') | null = null;
 async function loadUndici(): Promise<typeof import('undici')> {
-  undici ??= await import('undici');
+  if (undici) return undici;
+  const loaded = (await import('undici')) as typeof import('undici') & { default?: typeof import('undici') };
+  // Node's loader gives a CommonJS package named exports; the bundled CLI (esbuild) only `default`.
+  undici = typeof loaded.Pool === 'function' ? loaded : loaded.default;
   return undici;
 }
 

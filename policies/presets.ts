@@ -1,10 +1,10 @@
 // The presets library: API-shaped policies shipped as policies/presets/NAME.yaml, which a policy
 // pulls in with `extends: [preset:NAME]`. This module finds them, checks the values a policy gives
 // a preset's parameters (`with:`) and fills them into the preset's rules.
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
+import { PACKAGE_ROOT } from '../package-root.js';
 import { describeValue, formatFieldPath, suggestKey } from './issue-messages.js';
 import { ENV_NAME_PATTERN, PRESET_PARAMETER_TYPES, type PresetSection } from './schema.js';
 
@@ -13,16 +13,8 @@ export type ParameterValue = string | readonly string[] | undefined;
 
 const PRESET_EXTENSION = '.yaml';
 
-/**
- * The directory of the preset files: beside this module in the sources (policies/presets), and in
- * the package's policies/presets for the build (dist/policies/presets.js).
- */
-export const PRESETS_DIRECTORY = locatePresetsDirectory();
-
-function locatePresetsDirectory(): string {
-  const candidates = ['./presets/', '../../policies/presets/'].map((relative) => fileURLToPath(new URL(relative, import.meta.url)));
-  return candidates.find((directory) => existsSync(directory)) ?? candidates[0]!;
-}
+/** The directory of the preset files, shipped in the package's policies/presets. */
+export const PRESETS_DIRECTORY = join(PACKAGE_ROOT, 'policies', 'presets');
 
 /** The names of the shipped presets, sorted ("anthropic", "github", "npm-read", ...). */
 export function presetNames(): string[] {

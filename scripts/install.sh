@@ -37,4 +37,4 @@ if [ "$(uname -s)" = Linux ]; then
   # The jail's native helpers; srt-gw doctor (and srt-gw run) refuse to work without them.
   bash native/build.sh
 fi
-echo "install.sh: done. Try: node dist/cli/main.js --help"
+echo "install.sh: done. Try: node dist/bin/srt-gw.js --help"

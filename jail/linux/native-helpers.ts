@@ -1,12 +1,12 @@
 // Where the jail's C helpers are (built at install into native/build) and what to say when they
 // are not: srt-gw run never falls back to a weaker jail without them.
 import { accessSync, constants } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
+import { PACKAGE_ROOT } from '../../package-root.js';
 
-/** native/build of the installed package: dist/jail/linux/native-helpers.js → ../../../native/build. */
-export const NATIVE_BUILD_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'native', 'build');
+/** native/build of the installed package. */
+export const NATIVE_BUILD_DIR = join(PACKAGE_ROOT, 'native', 'build');
 
 export const NATIVE_HELPER_FILES = {
   init: 'srt-gw-jail-init',

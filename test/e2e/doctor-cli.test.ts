@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand, missingRoot } from '../support/capabilities.js';
 
-const CLI = resolve(import.meta.dirname, '../../dist/cli/main.js');
+const CLI = resolve(import.meta.dirname, '../../dist/bin/srt-gw.js');
 
 function doctor(env: NodeJS.ProcessEnv): { status: number | null; stdout: string } {
   const caDir = mkdtempSync(join(tmpdir(), 'srt-gw-doctor-ca-'));

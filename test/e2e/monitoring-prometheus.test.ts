@@ -126,7 +126,7 @@ describe('monitoring files (static)', () => {
       }
     }
     const gatewayCommand = compose.services.gateway?.command as string[];
-    expect(gatewayCommand.slice(0, 3)).toEqual(['node', '/app/dist/cli/main.js', 'serve']);
+    expect(gatewayCommand.slice(0, 3)).toEqual(['node', '/app/dist/bin/srt-gw.js', 'serve']);
     const flag = (name: string) => gatewayCommand[gatewayCommand.indexOf(name) + 1];
     const metricsPort = flag('--metrics')?.split(':').pop();
     // The example scrape config is the one compose mounts: its target is the gateway's --metrics.

@@ -28,6 +28,7 @@ describe('npm pack contents', () => {
     'dist/index.js',
     'dist/index.d.ts',
     'dist/cli/main.js',
+    'dist/bin/srt-gw.js',
     'native/redirector.c',
     'native/dns-forwarder.c',
     'native/jail-init.c',

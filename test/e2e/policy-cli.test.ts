@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = join(ROOT, 'dist/cli/main.js');
+const CLI = join(ROOT, 'dist/bin/srt-gw.js');
 const TESTDATA = 'policies/testdata';
 const scratch = mkdtempSync(join(tmpdir(), 'srt-gw-policy-cli-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
