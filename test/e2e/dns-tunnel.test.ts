@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DNS_QUERY_CHANNEL, UpstreamResolver, startDnsServer, type DnsAdmission, type DnsQueryEvent, type DnsServer } from '../../gateway/dns/index.js';
 import { startDnsLogServer, type DnsLogServer } from '../support/dns-log-server.js';
 import { capabilityGate, missingCommand, missingRoot } from '../support/capabilities.js';
+import { disposeNetns, sweepStaleNetns } from '../support/netns-upstream.js';
 
 /** Exact names and "*.zone" wildcards, like a policy's host rules. */
 class ListAdmission implements DnsAdmission {
@@ -101,7 +102,8 @@ const skipTunnel = capabilityGate(
   missingCommand('iodined'),
 );
 
-const NS = `srtgw-dnstest-${process.pid}`;
+const NS_PREFIX = 'srtgw-dnstest';
+const NS = `${NS_PREFIX}-${process.pid}`;
 const subnet = (process.pid % 60) * 4; // a /30 inside TEST-NET-2 (198.51.100.0/24), never routed
 const HOST_IP = `198.51.100.${subnet + 1}`;
 const NS_IP = `198.51.100.${subnet + 2}`;
@@ -158,53 +160,13 @@ async function waitFor(check: () => boolean, ms: number): Promise<boolean> {
   return check();
 }
 
-/** Removes this test's netns and the processes inside it. Safe to call twice. */
-function disposeNetns(name: string): void {
-  try {
-    for (const pid of sh('ip', ['netns', 'pids', name]).split(/\s+/).filter(Boolean)) {
-      try {
-        process.kill(Number(pid), 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  } catch {
-    // no such netns
-  }
-  try {
-    sh('ip', ['netns', 'del', name]);
-  } catch {
-    // already gone
-  }
-}
-
-/** Leftovers of a crashed run: our naming pattern whose creating process no longer exists. */
-function sweepStaleNetns(): void {
-  let list = '';
-  try {
-    list = sh('ip', ['netns', 'list']);
-  } catch {
-    return;
-  }
-  for (const match of list.matchAll(/^srtgw-dnstest-(\d+)/gm)) {
-    const pid = Number(match[1]);
-    let alive = true;
-    try {
-      process.kill(pid, 0);
-    } catch {
-      alive = false;
-    }
-    if (!alive) disposeNetns(match[0]);
-  }
-}
-
 describe.skipIf(skipTunnel)('a real iodine tunnel through our resolver', () => {
   let server: DnsServer | undefined;
   let iodined: Spawned | undefined;
   let client: Spawned | undefined;
 
   beforeAll(async () => {
-    sweepStaleNetns();
+    sweepStaleNetns(NS_PREFIX);
     disposeNetns(NS);
     sh('ip', ['netns', 'add', NS]);
     inNs(['ip', 'link', 'set', 'lo', 'up']);

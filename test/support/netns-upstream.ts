@@ -83,8 +83,8 @@ export function disposeNetns(name: string): void {
   }
 }
 
-/** Namespaces `prefix-PID` whose creating process is gone (a crashed test run). */
-function sweepStaleNetns(prefix: string): void {
+/** Deletes namespaces `prefix-PID` whose creating process is gone (a crashed test run). */
+export function sweepStaleNetns(prefix: string): void {
   let list = '';
   try {
     list = sh('ip', ['netns', 'list']);
