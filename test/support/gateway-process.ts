@@ -71,7 +71,8 @@ function assertBuilt(): void {
   }
 }
 
-function parseLines(text: string): AuditLine[] {
+/** Audit log text → its complete JSON lines; a partial or broken line is skipped. */
+export function parseAuditLines(text: string): AuditLine[] {
   const lines: AuditLine[] = [];
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
@@ -160,7 +161,7 @@ export async function startGatewayProcess(options: StartGatewayOptions): Promise
   }
 
   const proxyPort = Number(listening.proxy.split(':').pop());
-  const auditLines = async (): Promise<AuditLine[]> => (existsSync(logPath) ? parseLines(readFileSync(logPath, 'utf8')) : []);
+  const auditLines = async (): Promise<AuditLine[]> => (existsSync(logPath) ? parseAuditLines(readFileSync(logPath, 'utf8')) : []);
   let stopped: Promise<GatewayExit> | null = null;
 
   return {

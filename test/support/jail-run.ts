@@ -5,7 +5,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CLI_PATH, cleanEnv, type AuditLine } from './gateway-process.js';
+import { CLI_PATH, cleanEnv, parseAuditLines, type AuditLine } from './gateway-process.js';
 
 const DEFAULT_TIMEOUT_MS = 45_000;
 /** After SIGTERM (which srt-gw forwards to the command), how long before SIGKILL. */
@@ -100,19 +100,6 @@ export async function runInJailCli(options: JailRunOptions): Promise<JailRunResu
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-function parseAuditLines(text: string): AuditLine[] {
-  const lines: AuditLine[] = [];
-  for (const line of text.split('\n')) {
-    if (line.trim() === '') continue;
-    try {
-      lines.push(JSON.parse(line) as AuditLine);
-    } catch {
-      // srt-gw closed the log before exiting: a broken line is a bug the assertions will show
-    }
-  }
-  return lines;
 }
 
 /** What a failed assertion on a run should show: status, and the ends of both streams. */
