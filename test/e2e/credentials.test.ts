@@ -11,9 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentialPlaceholders } from '../../policies/credentials.js';
 import { parsePolicy } from '../../policies/loader.js';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
-import { curlThroughProxy, runGatewayToExit, startGatewayProcess, type AuditLine, type GatewayProcess } from '../support/gateway-process.js';
+import { startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
+import { curlThroughProxy, runGatewayToExit, type AuditLine, type GatewayProcess } from '../support/gateway-process.js';
 import { openTlsTunnel } from '../support/raw-tunnel.js';
-import { createTestPki, type TestPki } from '../support/test-pki.js';
 import { startUpstream, type EchoResponse, type Upstream } from '../support/upstream.js';
 import { encodeFrame, newWebsocketKey, OPCODE } from '../support/websocket-frames.js';
 
@@ -78,7 +78,7 @@ const received = (upstream: Upstream, prefix: string) => upstream.received.filte
 const requestLine = (path: string) => (line: AuditLine) => line.kind === 'request' && line.path === path;
 
 describe.skipIf(skip !== null)('credential rules and budgets through the gateway', () => {
-  let pki: TestPki;
+  let fixture: GatewayFixture | undefined;
   let upstream: Upstream;
   let gateway: GatewayProcess;
   let secretDir: string;
@@ -93,19 +93,12 @@ describe.skipIf(skip !== null)('credential rules and budgets through the gateway
     policyText = policyYaml(secretDir);
     // What `srt-gw run` would put into the jail's environment instead of the real key.
     placeholder = credentialPlaceholders(parsePolicy(policyText)).get(ENV_NAME) ?? '';
-    pki = createTestPki([API]);
-    upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
-    gateway = await startGatewayProcess({
-      policyYaml: policyText,
-      args: ['--upstream-ca', pki.ca.certPath, '--resolve', `${API}=127.0.0.1`, '--metrics', '127.0.0.1:0'],
-      env: { [ENV_NAME]: SECRET },
-    });
+    fixture = await startGatewayFixture({ policyYaml: policyText, names: [API], args: ['--metrics', '127.0.0.1:0'], env: { [ENV_NAME]: SECRET } });
+    ({ upstream, gateway } = fixture);
   });
 
   afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-    pki?.cleanup();
+    await fixture?.close();
     if (secretDir) rmSync(secretDir, { recursive: true, force: true });
   });
 
@@ -322,14 +315,12 @@ describe.skipIf(skip !== null)('credential rules and budgets through the gateway
 });
 
 describe.skipIf(skip !== null)('credential rules in --monitor mode', () => {
-  let pki: TestPki;
+  let fixture: GatewayFixture | undefined;
   let upstream: Upstream;
   let gateway: GatewayProcess;
 
   beforeAll(async () => {
-    pki = createTestPki([API]);
-    upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
-    gateway = await startGatewayProcess({
+    fixture = await startGatewayFixture({
       policyYaml: `
 version: 1
 rules:
@@ -338,15 +329,15 @@ rules:
     credentials: { header: x-api-key, inject: { env: ${ENV_NAME} } }
     budget: { requestBytesPerRun: 1000 }
 `,
-      args: ['--upstream-ca', pki.ca.certPath, '--resolve', `${API}=127.0.0.1`, '--monitor'],
+      names: [API],
+      args: ['--monitor'],
       env: { [ENV_NAME]: SECRET },
     });
+    ({ upstream, gateway } = fixture);
   });
 
   afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-    pki?.cleanup();
+    await fixture?.close();
   });
 
   it('a refused credential is logged as a would-deny and passed through as sent, without injection', async () => {
@@ -366,23 +357,20 @@ rules:
 });
 
 describe.skipIf(skip !== null)('a WebSocket under a budget', () => {
-  let pki: TestPki;
+  let fixture: GatewayFixture | undefined;
   let upstream: Upstream;
   let gateway: GatewayProcess;
 
   beforeAll(async () => {
-    pki = createTestPki([API]);
-    upstream = await startUpstream({ cert: pki.server.cert, key: pki.server.key, names: [API] });
-    gateway = await startGatewayProcess({
+    fixture = await startGatewayFixture({
       policyYaml: `version: 1\nrules:\n  - id: ws-limited\n    host: ${API}\n    paths: ["/ws"]\n    budget: { requestBytesPerRun: 2000 }\n`,
-      args: ['--upstream-ca', pki.ca.certPath, '--resolve', `${API}=127.0.0.1`],
+      names: [API],
     });
+    ({ upstream, gateway } = fixture);
   });
 
   afterAll(async () => {
-    await gateway?.stop();
-    await upstream?.close();
-    pki?.cleanup();
+    await fixture?.close();
   });
 
   it('frames within the budget are relayed; the frame that would cross it closes the connection before the upstream gets it', async () => {

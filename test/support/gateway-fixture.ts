@@ -16,6 +16,8 @@ export interface GatewayFixtureOptions {
   args?: string[];
   /** Pass `--resolve NAME=127.0.0.1` for every name; default true. */
   resolve?: boolean;
+  /** Extra environment for the gateway (the variables injected secrets are read from). */
+  env?: Record<string, string>;
 }
 
 export interface GatewayFixture {
@@ -51,6 +53,7 @@ export async function startGatewayFixture(options: GatewayFixtureOptions): Promi
     gateway = await startGatewayProcess({
       policyYaml: options.policyYaml,
       args: ['--upstream-ca', pki.ca.certPath, ...resolve, ...(options.args ?? [])],
+      ...(options.env ? { env: options.env } : {}),
     });
     const gatewayCa = readFileSync(gateway.caPath, 'utf8');
     return { pki, upstream, plainUpstream, gateway, gatewayCa, close };
