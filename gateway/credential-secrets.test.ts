@@ -4,10 +4,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { ErrorCodes, SrtGwError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import { placeholderFor } from '../policies/credentials.js';
 import { parsePolicy } from '../policies/loader.js';
 import { loadRuleCredentials } from './credential-secrets.js';
+import { rejectionOf } from '../test/support/srt-gw-error.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'srt-gw-secrets-unit-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -17,15 +18,6 @@ function policyWith(inject: string): string {
   return `version: 1\nrules:\n  - id: example-api\n    host: api.example.test\n    credentials: { header: x-api-key, inject: ${inject} }\n`;
 }
 
-async function errorOf(promise: Promise<unknown>): Promise<SrtGwError> {
-  try {
-    await promise;
-  } catch (error) {
-    if (error instanceof SrtGwError) return error;
-    throw error;
-  }
-  throw new Error('expected an SrtGwError');
-}
 
 describe('loadRuleCredentials', () => {
   test('reads env, file (trimmed, relative to the policy file) and command sources', async () => {
@@ -73,7 +65,7 @@ describe('loadRuleCredentials', () => {
     ['a value too short to mask', '{ env: UNIT_SHORT }', { UNIT_SHORT: 'abc' }, 'shorter than 8 characters'],
     ['the placeholder itself', '{ env: UNIT_LOOP }', { UNIT_LOOP: placeholderFor({ kind: 'env', name: 'UNIT_LOOP' }, 'example-api') }, 'holds the placeholder, not the real secret'],
   ])('%s fails with SRTGW_CREDENTIAL_UNAVAILABLE, naming rule and source', async (_name, inject, env, phrase) => {
-    const error = await errorOf(loadRuleCredentials(parsePolicy(policyWith(inject), join(dir, 'policy.yaml')), { env }));
+    const error = await rejectionOf(loadRuleCredentials(parsePolicy(policyWith(inject), join(dir, 'policy.yaml')), { env }));
     expect(error.code).toBe(ErrorCodes.CREDENTIAL_UNAVAILABLE);
     expect(error.message).toContain('rule example-api: the secret for x-api-key');
     expect(error.message).toContain(phrase);
@@ -82,7 +74,7 @@ describe('loadRuleCredentials', () => {
   });
 
   test("a preset's rule is named where it was written and where the preset was extended", async () => {
-    const error = await errorOf(loadRuleCredentials(parsePolicy('version: 1\nextends: [preset:anthropic]\n', 'policy.yaml'), { env: {} }));
+    const error = await rejectionOf(loadRuleCredentials(parsePolicy('version: 1\nextends: [preset:anthropic]\n', 'policy.yaml'), { env: {} }));
     expect(error.code).toBe(ErrorCodes.CREDENTIAL_UNAVAILABLE);
     expect(error.message).toMatch(
       /^preset:anthropic:\d+:9 \(extended at policy\.yaml:2:11\): rule anthropic\.messages: the secret for x-api-key cannot be read: environment variable ANTHROPIC_API_KEY is not set/,
@@ -92,7 +84,7 @@ describe('loadRuleCredentials', () => {
   test('a failing command: neither its output nor its errors are in the message', async () => {
     const file = join(dir, 'printed.txt');
     writeFileSync(file, 'leaked-output-xyz-0123456789');
-    const error = await errorOf(loadRuleCredentials(parsePolicy(policyWith(`{ command: [sh, -c, 'cat "$0"; cat "$0" >&2; exit 1', "${file}"] }`))));
+    const error = await rejectionOf(loadRuleCredentials(parsePolicy(policyWith(`{ command: [sh, -c, 'cat "$0"; cat "$0" >&2; exit 1', "${file}"] }`))));
     expect(error.message).toContain('it exited with status 1');
     expect(error.message).not.toContain('leaked-output-xyz');
   });

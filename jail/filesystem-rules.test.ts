@@ -3,7 +3,7 @@
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { ErrorCodes, SrtGwError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import type { FilesystemPolicy, FilesystemPolicyKey } from '../policies/types.js';
 import {
   canonicalPath,
@@ -19,6 +19,7 @@ import {
   type FilesystemRule,
   type ResolvedFilesystemRules,
 } from './filesystem-rules.js';
+import { errorOf } from '../test/support/srt-gw-error.js';
 
 // Not under /tmp: the jail's /tmp is private, so a fake home there would be out of sight entirely.
 const ROOT = realpathSync(mkdtempSync('/var/tmp/srt-gw-fs-rules-'));
@@ -99,15 +100,6 @@ function resolve(lists: Lists = {}, overrides: Partial<FilesystemContext> = {}):
   return resolveFilesystemRules(policyOf(lists), contextOf(overrides));
 }
 
-function errorOf(action: () => unknown): SrtGwError {
-  try {
-    action();
-  } catch (error) {
-    if (error instanceof SrtGwError) return error;
-    throw error;
-  }
-  throw new Error('expected an SrtGwError, but nothing was thrown');
-}
 
 interface AccessCase {
   name: string;

@@ -3,23 +3,15 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
-import { ErrorCodes, SrtGwError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import { parseDecisionTable, renderResults, runDecisionTable } from './decision-table.js';
 import { parsePolicy } from './loader.js';
+import { errorOf } from '../test/support/srt-gw-error.js';
 
 const testdata = join(fileURLToPath(new URL('.', import.meta.url)), 'testdata');
 const read = (name: string) => readFileSync(join(testdata, name), 'utf8');
 const policy = parsePolicy(read('table-policy.yaml'), 'table-policy.yaml');
 
-function errorOf(action: () => unknown): SrtGwError {
-  try {
-    action();
-  } catch (error) {
-    if (error instanceof SrtGwError) return error;
-    throw error;
-  }
-  throw new Error('expected an SrtGwError');
-}
 
 describe('parseDecisionTable', () => {
   test('reads cases, the policy path and each case line', () => {

@@ -4,9 +4,10 @@ import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { ErrorCodes, SrtGwError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import { MAX_EXTENDS_DEPTH } from './extends.js';
 import { loadPolicyFile, loadPolicyFileSync, parsePolicy, policyFiles } from './loader.js';
+import { errorOf } from '../test/support/srt-gw-error.js';
 
 const root = mkdtempSync(join(tmpdir(), 'srt-gw-extends-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -21,15 +22,6 @@ function tree(name: string, files: Record<string, string[]>): string {
   return dir;
 }
 
-function errorOf(action: () => unknown): SrtGwError {
-  try {
-    action();
-  } catch (error) {
-    if (error instanceof SrtGwError) return error;
-    throw error;
-  }
-  throw new Error('expected an SrtGwError, but nothing was thrown');
-}
 
 const rule = (id: string, host = `${id}.example.test`) => [`  - id: ${id}`, `    host: ${host}`];
 

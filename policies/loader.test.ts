@@ -7,6 +7,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { allowHostRule, loadPolicyFile, loadPolicyFileSync, parsePolicy } from './loader.js';
 import { policyJsonSchema } from './schema.js';
+import { errorOf } from '../test/support/srt-gw-error.js';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const testdata = join(here, 'testdata');
@@ -22,15 +23,6 @@ function expectedMessage(text: string): string {
   return lines.join('\n');
 }
 
-function errorOf(action: () => unknown): SrtGwError {
-  try {
-    action();
-  } catch (error) {
-    if (error instanceof SrtGwError) return error;
-    throw error;
-  }
-  throw new Error('expected an SrtGwError, but nothing was thrown');
-}
 
 const fixtures = readdirSync(testdata)
   .filter((name) => name.startsWith('invalid-') && name.endsWith('.yaml'))

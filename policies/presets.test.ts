@@ -4,11 +4,12 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
-import { ErrorCodes, SrtGwError } from '../errors.js';
+import { ErrorCodes } from '../errors.js';
 import { parseDecisionTable, renderResults, runDecisionTable } from './decision-table.js';
 import { loadPolicyFile, parsePolicy } from './loader.js';
 import { checkPresetArguments, fillPresetParameters, presetFile, presetNames, PRESETS_DIRECTORY } from './presets.js';
 import type { Policy } from './types.js';
+import { errorOf } from '../test/support/srt-gw-error.js';
 
 const tables = join(fileURLToPath(new URL('.', import.meta.url)), 'testdata', 'presets');
 const SHIPPED = ['anthropic', 'crates-read', 'github', 'go-proxy', 'npm-read', 'openai', 'pypi-read'];
@@ -17,15 +18,6 @@ function extend(entry: string): Policy {
   return parsePolicy(`version: 1\nextends:\n  - ${entry}\n`, 'policy.yaml');
 }
 
-function errorOf(action: () => unknown): SrtGwError {
-  try {
-    action();
-  } catch (error) {
-    if (error instanceof SrtGwError) return error;
-    throw error;
-  }
-  throw new Error('expected an SrtGwError, but nothing was thrown');
-}
 
 describe('the shipped presets', () => {
   test('are exactly the documented ones, in policies/presets/', () => {

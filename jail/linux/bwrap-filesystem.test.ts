@@ -4,10 +4,11 @@
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { ErrorCodes, SrtGwError } from '../../errors.js';
+import { ErrorCodes } from '../../errors.js';
 import type { FilesystemPolicy, FilesystemPolicyKey } from '../../policies/types.js';
 import { resolveFilesystemRules, type FilesystemContext, type ResolvedFilesystemRules } from '../filesystem-rules.js';
 import { bwrapFilesystemArgs, bwrapMountPointsCreated } from './bwrap-filesystem.js';
+import { errorOf } from '../../test/support/srt-gw-error.js';
 
 // Not under /tmp: the jail's /tmp is private, so a fake home there would be out of sight entirely.
 const ROOT = realpathSync(mkdtempSync('/var/tmp/srt-gw-bwrap-fs-'));
@@ -83,15 +84,6 @@ function linesFor(lists: Lists = {}, context: Partial<FilesystemContext> = {}): 
   return mountLines(bwrapFilesystemArgs(resolve(lists, context), { emptyFile: EMPTY }));
 }
 
-function errorOf(action: () => unknown): SrtGwError {
-  try {
-    action();
-  } catch (error) {
-    if (error instanceof SrtGwError) return error;
-    throw error;
-  }
-  throw new Error('expected an SrtGwError, but nothing was thrown');
-}
 
 const BASE = ['ro-bind /', 'dev /dev', 'proc /proc', 'tmpfs /tmp', 'tmpfs /run'];
 

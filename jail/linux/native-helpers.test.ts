@@ -4,15 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, isSrtGwError } from '../../errors.js';
 import { findNativeHelpers, NATIVE_HELPER_FILES } from './native-helpers.js';
+import { errorOf } from '../../test/support/srt-gw-error.js';
 
-function errorOf(fn: () => unknown): unknown {
-  try {
-    fn();
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a throw');
-}
 
 describe('findNativeHelpers', () => {
   it('refuses (never a weaker jail) when a helper is missing, naming it and what to install', () => {

@@ -10,6 +10,7 @@ import type { JailSpawnOptions } from '../jail.js';
 import { CA_BUNDLE_VARIABLES, jailEnvironment } from '../jail-environment.js';
 import { RunDirectory } from '../run-directory.js';
 import { MacosJail, sandboxExecCommand, type MacosJailedProcess } from './macos-jail.js';
+import { errorOf } from '../../test/support/srt-gw-error.js';
 
 const ROOT = realpathSync(mkdtempSync('/var/tmp/srt-gw-macos-jail-'));
 afterAll(() => rmSync(ROOT, { recursive: true, force: true }));
@@ -52,15 +53,6 @@ function onMacos(path: string): string {
   return path.startsWith('/private/') ? path : `/private${path}`;
 }
 
-function errorOf(action: () => unknown): SrtGwError {
-  try {
-    action();
-  } catch (error) {
-    if (error instanceof SrtGwError) return error;
-    throw error;
-  }
-  throw new Error('expected an SrtGwError, but nothing was thrown');
-}
 
 describe('sandboxExecCommand', () => {
   const tmpDir = join(runDirectory.path, 'tmp');

@@ -6,12 +6,13 @@ import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, writeFileSy
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ErrorCodes, isSrtGwError, SrtGwError } from '../../errors.js';
+import { ErrorCodes, isSrtGwError } from '../../errors.js';
 import type { FilesystemPolicy, FilesystemPolicyKey } from '../../policies/types.js';
 import { checkProfile, decideFile, decideNetwork, readSbpl, SbplSyntaxError, type SbplNode } from '../../test/support/sbpl-reader.js';
 import { filesystemAccess, resolveFilesystemRules, type FilesystemRule, type ResolvedFilesystemRules } from '../filesystem-rules.js';
 import { macosCanonicalPath } from './macos-path.js';
 import { macosFilesystemPoints, SBPL_MAX_STRING_BYTES, sbplString, seatbeltProfile, type SeatbeltProfileOptions } from './seatbelt-profile.js';
+import { errorOf } from '../../test/support/srt-gw-error.js';
 
 const TESTDATA = join(dirname(fileURLToPath(import.meta.url)), 'testdata');
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
@@ -111,15 +112,6 @@ const SCENARIOS: Scenario[] = [
   { name: 'ca-under-tmp', alwaysHidden: ['/tmp/srt-gw-golden-ca-never-created'] },
 ];
 
-function errorOf(action: () => unknown): SrtGwError {
-  try {
-    action();
-  } catch (error) {
-    if (error instanceof SrtGwError) return error;
-    throw error;
-  }
-  throw new Error('expected an SrtGwError, but nothing was thrown');
-}
 
 describe('sbplString', () => {
   it.each([
