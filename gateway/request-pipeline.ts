@@ -5,7 +5,7 @@
 import type http from 'node:http';
 import type http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
-import { finished, Transform, pipeline, type Duplex } from 'node:stream';
+import { finished, Transform, pipeline, type Duplex, type TransformCallback } from 'node:stream';
 import { normalizePath } from '../policies/path.js';
 import { applyCredentials } from '../policies/credential-rewrite.js';
 import type { CompiledPolicy } from '../policies/match.js';
@@ -65,6 +65,42 @@ const MAX_LOGGED_PATH = 512;
 /** The error a request body stream ends with when it crosses its rule's budget. */
 class BudgetExceeded extends Error {}
 
+/**
+ * What the client sends upstream (a request body, WebSocket frames), counted and charged to the
+ * rule's budget when it has one. The chunk that would cross the budget is never passed on: the
+ * stream errors with BudgetExceeded after `onRefused`; in --monitor mode it is passed on and the
+ * event marked as a would-deny.
+ */
+class BudgetedUpload extends Transform {
+  bytes = 0;
+
+  constructor(
+    private readonly account: BudgetAccount | null,
+    private readonly monitor: boolean,
+    private readonly event: RequestEvent,
+    private readonly onRefused: (refusal: string) => void,
+  ) {
+    super();
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.account !== null) {
+      const refusal = this.account.tryCharge(chunk.length);
+      if (refusal !== null) {
+        if (!this.monitor) {
+          this.onRefused(refusal);
+          callback(new BudgetExceeded(refusal));
+          return;
+        }
+        this.account.charge(chunk.length);
+        if (!this.event.monitored) markMonitored(this.event, 'budget', refusal);
+      }
+    }
+    this.bytes += chunk.length;
+    callback(null, chunk);
+  }
+}
+
 export class RequestPipeline {
   constructor(private readonly deps: PipelineDependencies) {}
 
@@ -91,32 +127,15 @@ export class RequestPipeline {
     }
 
     const head = (read as { ok: true; head: ExchangeHead }).head;
-    let bytesIn = 0;
-    let body: Transform | null = null;
+    let body: BudgetedUpload | null = null;
+    const bytesIn = () => body?.bytes ?? 0;
     let budgetRefusal: string | null = null;
     if (head.hasBody) {
       const account = verdict.budget;
       const monitor = this.deps.monitor;
-      body = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          if (account !== null) {
-            const refusal = account.tryCharge(chunk.length);
-            if (refusal !== null) {
-              if (!monitor) {
-                // SECURITY: the chunk that would cross the budget is never forwarded; the upstream
-                // request is aborted — test/e2e/credentials.test.ts "budgets".
-                budgetRefusal = refusal;
-                callback(new BudgetExceeded(refusal));
-                return;
-              }
-              account.charge(chunk.length);
-              if (!event.monitored) markMonitored(event, 'budget', refusal);
-            }
-          }
-          bytesIn += chunk.length;
-          callback(null, chunk);
-        },
-      });
+      // SECURITY: the chunk that would cross the budget is never forwarded; the upstream request
+      // is aborted — test/e2e/credentials.test.ts "budgets".
+      body = new BudgetedUpload(account, monitor, event, (refusal) => (budgetRefusal = refusal));
       // Not pipeline(): a budget refusal errors the body, and that must not destroy the client
       // request before the 429 is written.
       const upload = body;
@@ -140,7 +159,7 @@ export class RequestPipeline {
       .forward(verdict.target, { method: head.method, path: verdict.path, headers: verdict.headers, body }, sink)
       .then((result) => {
         if (result.ok) {
-          this.finish(event, started, result.status, bytesIn, result.bytesOut);
+          this.finish(event, started, result.status, bytesIn(), result.bytesOut);
           return;
         }
         if (budgetRefusal !== null) {
@@ -149,10 +168,10 @@ export class RequestPipeline {
           event.reason = budgetRefusal;
           if (!res.headersSent) {
             sendGatewayResponse(res, denialResponse(429, verdict.rule, budgetRefusal));
-            this.finish(event, started, 429, bytesIn, 0);
+            this.finish(event, started, 429, bytesIn(), 0);
           } else {
             res.destroy();
-            this.finish(event, started, 429, bytesIn, result.bytesOut);
+            this.finish(event, started, 429, bytesIn(), result.bytesOut);
           }
           return;
         }
@@ -162,10 +181,10 @@ export class RequestPipeline {
         event.upstreamError = masking?.refusal ? 'other' : result.failure.kind;
         if (!result.headersSent && !res.headersSent) {
           sendGatewayResponse(res, upstreamFailureResponse(event.reason));
-          this.finish(event, started, 502, bytesIn, 0);
+          this.finish(event, started, 502, bytesIn(), 0);
         } else {
           res.destroy();
-          this.finish(event, started, 502, bytesIn, result.bytesOut);
+          this.finish(event, started, 502, bytesIn(), result.bytesOut);
         }
       }, (error: unknown) => {
         res.destroy(error as Error);
@@ -196,31 +215,15 @@ export class RequestPipeline {
           for (const item of Array.isArray(value) ? value : [value]) response += `${name}: ${masks.length > 0 ? maskText(item, masks) : item}\r\n`;
         }
         socket.write(response + '\r\n');
-        let bytesIn = 0;
         let bytesOut = 0;
         const account = forward.budget;
         const monitor = this.deps.monitor;
         // Client → upstream: counted, and against the rule's budget when it has one.
-        const outbound = new Transform({
-          transform(chunk: Buffer, _encoding, callback) {
-            if (account !== null) {
-              const refusal = account.tryCharge(chunk.length);
-              if (refusal !== null) {
-                if (!monitor) {
-                  // A WebSocket has no status left to send: the budget ends the connection.
-                  event.decision = 'deny';
-                  event.step = 'budget';
-                  event.reason = refusal;
-                  callback(new BudgetExceeded(refusal));
-                  return;
-                }
-                account.charge(chunk.length);
-                if (!event.monitored) markMonitored(event, 'budget', refusal);
-              }
-            }
-            bytesIn += chunk.length;
-            callback(null, chunk);
-          },
+        const outbound = new BudgetedUpload(account, monitor, event, (refusal) => {
+          // A WebSocket has no status left to send: the budget ends the connection.
+          event.decision = 'deny';
+          event.step = 'budget';
+          event.reason = refusal;
         });
         if (head.length > 0) socket.unshift(head);
         upstreamSocket.on('data', (chunk: Buffer) => (bytesOut += chunk.length));
@@ -230,7 +233,7 @@ export class RequestPipeline {
           ended = true;
           socket.destroy();
           upstreamSocket.destroy();
-          this.finish(event, started, 101, bytesIn, bytesOut);
+          this.finish(event, started, 101, outbound.bytes, bytesOut);
         };
         pipeline(socket, outbound, upstreamSocket, end);
         // Upstream → client: an echoed secret is masked in place (same length, so frames stay
