@@ -568,7 +568,9 @@ print(json.dumps(out))
     const script = `
 import os, signal, sys, time
 def handle(sig, frame):
-    print('got ' + signal.Signals(sig).name[3:], flush=True)
+    # os.write, not print: the signal can land while print('ready') is still returning, and
+    # Python refuses a reentrant write to the same buffered stdout.
+    os.write(1, ('got ' + signal.Signals(sig).name[3:] + '\\n').encode())
     os._exit(42)
 signal.signal(signal.SIGTERM, handle)
 signal.signal(signal.SIGINT, handle)
