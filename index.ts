@@ -55,6 +55,7 @@ export type {
   EgressBudget,
   FilesystemPathEntry,
   FilesystemPolicy,
+  JailPolicy,
   Policy,
   RequestFacts,
   Rule,

@@ -46,8 +46,9 @@ const runCommand = program
   .argument('<command>', 'the command to run')
   .argument('[args...]', 'its arguments (put -- before the command so its flags are not read as srt-gw\'s)')
   .option('--policy <file>', 'policy YAML (default: ./.srt-gw.yaml, then ~/.config/srt-gw/policy.yaml, then ./.srt.json; none → no network)')
-  .option('-s, --srt-settings <file>', "srt's JSON settings instead of an srt-gw policy (network and filesystem rules are carried over, with warnings)")
+  .option('-s, --srt-settings <file>', "srt's JSON settings instead of an srt-gw policy (network and filesystem rules and allowLocalBinding are carried over, with warnings)")
   .option('--allow <host>', 'allow every request to HOST (repeatable; adds to the policy)', collect, [])
+  .addOption(new Option('--allow-local-binding', "let the command listen on loopback, as the policy's jail.allowLocalBinding (macOS; on Linux it always can, reachable only from inside the jail)").default(false))
   .option('--ca-dir <dir>', 'local CA directory (default: $SRT_GW_CA_DIR or ~/.config/srt-gw/ca); hidden inside the jail')
   .option('--log <file>', 'audit log file (JSON lines, one per decision; default: none)')
   .option('--metrics <ip:port>', 'serve Prometheus metrics at http://IP:PORT/metrics while the command runs')
@@ -116,7 +117,7 @@ policy
   });
 policy
   .command('show')
-  .description('Print the policy after extends: every rule and filesystem path, each with the file:line:column or preset it came from')
+  .description('Print the policy after extends: every rule, filesystem path and jail setting, each with the file:line:column or preset it came from')
   .argument('<file>', 'policy YAML file')
   .option('--json', 'print it as JSON', false)
   .action(async (file: string, flags: { json: boolean }) => {

@@ -1,5 +1,5 @@
-// Builds the policy a command runs with: --policy / --srt-settings and --allow flags, or, for
-// `srt-gw run`, the first policy found in the usual places.
+// Builds the policy a command runs with: --policy / --srt-settings, --allow and
+// --allow-local-binding flags, or, for `srt-gw run`, the first policy found in the usual places.
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
@@ -40,6 +40,13 @@ function withAllowedHosts(base: Policy, allowHosts: readonly string[]): Policy {
   return { ...base, rules: [...base.rules, ...extra] };
 }
 
+/** `--allow-local-binding` turns the setting on whatever the policy files say; without it they decide. */
+function withLocalBinding(base: Policy, allowLocalBinding: boolean | undefined): Policy {
+  if (allowLocalBinding !== true) return base;
+  // The flag decides now, not the file that may have written false.
+  return { ...base, jail: { ...base.jail, allowLocalBinding: true, sources: { ...base.jail?.sources, allowLocalBinding: undefined } } };
+}
+
 export interface RunPolicy {
   policy: Policy;
   /** The files it came from, extended files included (read-only inside the jail). */
@@ -51,13 +58,18 @@ export interface RunPolicy {
 /**
  * `srt-gw run`'s policy: --policy FILE, else --srt-settings FILE, else ./.srt-gw.yaml, else
  * ~/.config/srt-gw/policy.yaml, else the project's .srt.json; none of these → no network at all.
- * --allow HOST adds to whichever is used.
+ * --allow HOST and --allow-local-binding add to whichever is used.
  */
 export async function runPolicyFromFlags(
-  flags: { policy?: string; srtSettings?: string; allow: readonly string[] },
+  flags: { policy?: string; srtSettings?: string; allow: readonly string[]; allowLocalBinding?: boolean },
   cwd: string,
   home: string = homedir(),
 ): Promise<RunPolicy> {
+  const found = await runPolicyFromFiles(flags, cwd, home);
+  return { ...found, policy: withLocalBinding(found.policy, flags.allowLocalBinding) };
+}
+
+async function runPolicyFromFiles(flags: { policy?: string; srtSettings?: string; allow: readonly string[] }, cwd: string, home: string): Promise<RunPolicy> {
   if (flags.policy && flags.srtSettings) {
     throw new SrtGwError(ErrorCodes.CONFIG_INVALID, 'give either --policy or --srt-settings, not both');
   }

@@ -13,6 +13,7 @@ export interface RunFlags {
   policy?: string;
   srtSettings?: string;
   allow: string[];
+  allowLocalBinding: boolean;
   caDir?: string;
   upstreamCa: string[];
   resolve: string[];

@@ -210,7 +210,7 @@ const CHECKS: Check[] = [
       // Compile srt-gw's own profile, not a toy one: what fails here would fail every srt-gw run.
       let profile: string;
       try {
-        const rules = resolveFilesystemRules(undefined, { home: homedir(), cwd: tmpdir(), alwaysHidden: [options.caDir], alwaysReadOnly: [] });
+        const rules = resolveFilesystemRules(undefined, { home: homedir(), cwd: tmpdir(), alwaysHidden: [options.caDir], alwaysReadOnly: [], platform: 'darwin' });
         profile = seatbeltProfile(rules, { proxyPort: 9, logTag: 'srt-gw-doctor' });
       } catch (error) {
         return { status: 'fail', detail: `srt-gw cannot build its Seatbelt profile here: ${(error as Error).message}`, fix: 'the message says which path is the problem' };

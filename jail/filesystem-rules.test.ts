@@ -11,6 +11,7 @@ import {
   DEFAULT_READ_ONLY_PATHS,
   filesystemAccess,
   hooksPathsIn,
+  MACOS_DEFAULT_HIDDEN_PATHS,
   PROTECTED_IN_WRITABLE_ROOTS,
   resolveFilesystemRules,
   type FilesystemAccess,
@@ -52,6 +53,8 @@ file(join(HOME, 'secrets/key'));
 file(join(HOME, 'secrets/public/readme'));
 file(join(HOME, '.npm/cache/index'));
 file(join(HOME, '.npm/secret.env'));
+// macOS keeps its keychains here; hidden only when the rules are resolved for darwin.
+file(join(HOME, 'Library/Keychains/login.keychain-db'));
 file(join(PROJECT, '.git/config'), '[core]\n\tbare = false\n\thooksPath = "tools/hooks" ; comment\n');
 file(join(PROJECT, '.git/HEAD'), 'ref: refs/heads/main\n');
 file(join(PROJECT, '.git/objects/ab/cdef'));
@@ -220,6 +223,47 @@ describe('filesystemAccess: precedence', () => {
     } finally {
       rmSync(cwd, { recursive: true, force: true });
     }
+  });
+});
+
+describe('platform defaults: macOS credential stores under ~/Library', () => {
+  const LIBRARY = join(HOME, 'Library');
+  const darwin = (lists: Lists = {}) => resolve(lists, { platform: 'darwin' });
+  const linux = (lists: Lists = {}) => resolve(lists, { platform: 'linux' });
+
+  test.each(MACOS_DEFAULT_HIDDEN_PATHS.map((entry) => entry.path))('%s is hidden by default on macOS', (written) => {
+    const decided = filesystemAccess(darwin(), join(HOME, written.slice(2), 'inner'));
+    expect(decided.access).toBe('hidden');
+    expect(decided.rule.origin).toEqual({ kind: 'built-in', written });
+  });
+
+  test('~/Library/Keychains is hidden on macOS, with a reason naming it', () => {
+    const decided = filesystemAccess(darwin(), join(LIBRARY, 'Keychains/login.keychain-db'));
+    expect(decided.access).toBe('hidden');
+    expect(decided.rule.reason).toBe('hidden by default: macOS keychains (passwords, keys, certificates) (~/Library/Keychains); filesystem.allowRead reopens it');
+  });
+
+  test('the shared defaults still apply on macOS', () => {
+    expect(filesystemAccess(darwin(), join(HOME, '.ssh/id_rsa')).access).toBe('hidden');
+  });
+
+  test('Linux rules do not mention ~/Library at all (bubblewrap would create a mount point for each)', () => {
+    const resolved = linux();
+    expect(resolved.rules.filter((rule) => rule.path.startsWith(LIBRARY))).toEqual([]);
+    expect(resolved.points.filter((point) => point.path.startsWith(LIBRARY))).toEqual([]);
+    expect(filesystemAccess(resolved, join(LIBRARY, 'Keychains/login.keychain-db')).access).toBe('read-only');
+  });
+
+  test('allowRead reopens a macOS default like any other default', () => {
+    const resolved = darwin({ allowRead: ['~/Library/Keychains'] });
+    expect(filesystemAccess(resolved, join(LIBRARY, 'Keychains/login.keychain-db'))).toMatchObject({ access: 'read-only', rule: { effect: 'read-only-default' } });
+    expect(filesystemAccess(resolved, join(LIBRARY, 'Cookies/Cookies.binarycookies')).access).toBe('hidden');
+    expect(resolved.warnings.filter((warning) => warning.code === 'allow-read-no-effect')).toEqual([]);
+  });
+
+  test('without a platform, the host\'s defaults apply', () => {
+    const paths = (resolved: ResolvedFilesystemRules) => resolved.rules.map((rule) => rule.path);
+    expect(paths(resolve())).toEqual(paths(resolve({}, { platform: process.platform })));
   });
 });
 

@@ -38,6 +38,12 @@ export interface FilesystemContext {
   alwaysHidden: readonly string[];
   /** Read-only whatever the policy says (the policy files in use). */
   alwaysReadOnly: readonly string[];
+  /**
+   * The platform the jail runs on: it decides which built-in hidden paths apply (macOS adds its
+   * credential stores under ~/Library, which Linux must not create mount points for).
+   * Default: process.platform.
+   */
+  platform?: NodeJS.Platform;
 }
 
 /** What the command can do with a path inside the jail. */
@@ -179,6 +185,38 @@ export const DEFAULT_HIDDEN_PATHS: readonly BuiltInPath[] = Object.freeze([
   { path: '~/.mysql_history', kind: 'file', what: 'mysql history, which often holds pasted secrets' },
 ]);
 
+/**
+ * Hidden on macOS only, on top of DEFAULT_HIDDEN_PATHS: where macOS and its applications keep
+ * secrets and private data under ~/Library. Not on Linux, where nothing lives there and bubblewrap
+ * would create an empty mount point for each missing path.
+ */
+export const MACOS_DEFAULT_HIDDEN_PATHS: readonly BuiltInPath[] = Object.freeze([
+  { path: '~/Library/Keychains', kind: 'directory', what: 'macOS keychains (passwords, keys, certificates)' },
+  { path: '~/Library/Cookies', kind: 'directory', what: 'HTTP cookies of macOS applications (session tokens)' },
+  { path: '~/Library/Safari', kind: 'directory', what: 'Safari history, bookmarks and browsing data' },
+  { path: '~/Library/Containers/com.apple.Safari', kind: 'directory', what: 'Safari data (cookies, local storage)' },
+  { path: '~/Library/Application Support/Google/Chrome', kind: 'directory', what: 'Chrome profiles (cookies, saved passwords)' },
+  { path: '~/Library/Application Support/Chromium', kind: 'directory', what: 'Chromium profiles (cookies, saved passwords)' },
+  { path: '~/Library/Application Support/BraveSoftware', kind: 'directory', what: 'Brave profiles (cookies, saved passwords)' },
+  { path: '~/Library/Application Support/Microsoft Edge', kind: 'directory', what: 'Edge profiles (cookies, saved passwords)' },
+  { path: '~/Library/Application Support/Arc', kind: 'directory', what: 'Arc profiles (cookies, saved passwords)' },
+  { path: '~/Library/Application Support/Firefox', kind: 'directory', what: 'Firefox profiles (cookies, saved passwords)' },
+  { path: '~/Library/Thunderbird', kind: 'directory', what: 'Thunderbird profiles (mail, saved passwords)' },
+  { path: '~/Library/Application Support/1Password', kind: 'directory', what: '1Password vaults and settings' },
+  // 2BUA8C4S2C is 1Password's Apple team identifier: the same on every Mac. The SSH agent socket is in here too.
+  { path: '~/Library/Group Containers/2BUA8C4S2C.com.1password', kind: 'directory', what: '1Password vaults, settings and its SSH agent socket' },
+  { path: '~/Library/Mail', kind: 'directory', what: 'Apple Mail messages and accounts' },
+  { path: '~/Library/Messages', kind: 'directory', what: 'iMessage and SMS history and attachments' },
+  { path: '~/Library/Group Containers/group.com.apple.notes', kind: 'directory', what: 'Apple Notes' },
+  { path: '~/Library/Application Support/AddressBook', kind: 'directory', what: 'Contacts' },
+  { path: '~/Library/Calendars', kind: 'directory', what: 'Calendar events' },
+]);
+
+/** The built-in hidden paths of a platform's jail. */
+export function defaultHiddenPaths(platform: NodeJS.Platform): readonly BuiltInPath[] {
+  return platform === 'darwin' ? [...DEFAULT_HIDDEN_PATHS, ...MACOS_DEFAULT_HIDDEN_PATHS] : DEFAULT_HIDDEN_PATHS;
+}
+
 /** Read-only even under a writable path: files that run code in your next shell, login or git command. */
 export const DEFAULT_READ_ONLY_PATHS: readonly BuiltInPath[] = Object.freeze([
   ...['~/.bashrc', '~/.bash_profile', '~/.bash_login', '~/.bash_logout', '~/.profile'].map((path) => ({
@@ -257,7 +295,7 @@ export function resolveFilesystemRules(policy: FilesystemPolicy | undefined, con
       message: `the working directory ${cwd} is private in the jail: the command sees it empty and its files there are discarded`,
     });
   }
-  for (const entry of DEFAULT_HIDDEN_PATHS) {
+  for (const entry of defaultHiddenPaths(context.platform ?? process.platform)) {
     add(inHome(entry.path), 'hide', { kind: 'built-in', written: entry.path }, `hidden by default: ${entry.what} (${entry.path}); filesystem.allowRead reopens it`, entry.kind);
   }
   for (const entry of DEFAULT_READ_ONLY_PATHS) {

@@ -30,6 +30,13 @@ export interface JailSpawnOptions {
   /** Where the jail path of the bundle is; the env names this path. */
   readonly runDirectory: RunDirectory;
   readonly gateway: JailGatewayEndpoints;
+  /**
+   * Let the command listen on loopback (the policy's jail.allowLocalBinding). Default false.
+   * macOS: without it the Seatbelt profile refuses every bind and accept. Linux: ignored — the
+   * jail's network namespace has a loopback of its own, where listening always works and nothing
+   * outside the jail can connect.
+   */
+  readonly allowLocalBinding?: boolean;
   /** stdin, stdout, stderr as for child_process.spawn. Default: inherit all three. */
   readonly stdio?: StdioOptions;
 }

@@ -95,6 +95,7 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     // whatever allowRead says — test/e2e/jail-credentials.test.ts.
     alwaysHidden: [caDir, ...credentialSecretFiles(policy)],
     alwaysReadOnly: options.policyFiles ?? [],
+    platform: jail.platform,
   });
 
   const runDirectory = RunDirectory.create();
@@ -138,6 +139,7 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
         proxyAddress: gateway.proxyAddress,
       },
       stdio: options.stdio,
+      allowLocalBinding: policy.jail?.allowLocalBinding === true,
     });
     options.onStart?.({ process: jailed, gateway });
     // A command that is still running after 50 ms will likely make a request: load the upstream

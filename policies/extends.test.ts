@@ -178,6 +178,42 @@ describe('filesystem lists', () => {
   });
 });
 
+describe('jail settings', () => {
+  const jail = (value: boolean) => ['jail:', `  allowLocalBinding: ${value}`];
+  const dir = tree('jail', {
+    'on.yaml': ['version: 1', 'rules: []', ...jail(true)],
+    'off.yaml': ['version: 1', 'rules: []', ...jail(false)],
+    'plain.yaml': ['version: 1', 'rules: []'],
+    'turns-on.yaml': ['version: 1', 'extends: [./plain.yaml]', 'rules: []', ...jail(true)],
+    'inherits.yaml': ['version: 1', 'extends: [./on.yaml]', 'rules: []'],
+    'turns-off.yaml': ['version: 1', 'extends: [./on.yaml]', 'rules: []', ...jail(false)],
+    'later-wins.yaml': ['version: 1', 'extends: [./on.yaml, ./off.yaml]', 'rules: []'],
+    'none.yaml': ['version: 1', 'extends: [./plain.yaml]', 'rules: []'],
+  });
+  const load = (name: string) => loadPolicyFileSync(join(dir, name)).jail;
+
+  test('an extending file can turn allowLocalBinding on', () => {
+    expect(load('turns-on.yaml')).toEqual({ allowLocalBinding: true, sources: { allowLocalBinding: { file: join(dir, 'turns-on.yaml'), line: 5, column: 22 } } });
+  });
+
+  test("an extended file's true is inherited, with where it was written and extended", () => {
+    expect(load('inherits.yaml')).toEqual({
+      allowLocalBinding: true,
+      sources: { allowLocalBinding: { file: join(dir, 'on.yaml'), line: 4, column: 22, extendedAt: { file: join(dir, 'inherits.yaml'), line: 2, column: 11 } } },
+    });
+  });
+
+  test("the extending file's own false overrides an extended true (scalars: the last file in merge order decides)", () => {
+    expect(load('turns-off.yaml')?.allowLocalBinding).toBe(false);
+    expect(load('later-wins.yaml')?.allowLocalBinding).toBe(false);
+    expect(load('later-wins.yaml')?.sources?.allowLocalBinding?.file).toBe(join(dir, 'off.yaml'));
+  });
+
+  test('no file with a jail setting: no jail field', () => {
+    expect(load('none.yaml')).toBeUndefined();
+  });
+});
+
 describe('repeats', () => {
   const dir = tree('diamond', {
     'policy.yaml': ['version: 1', 'extends: [./b.yaml, ./c.yaml]', 'rules: []'],

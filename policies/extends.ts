@@ -1,7 +1,8 @@
 // `extends:`: merges the presets and policy files a policy names into one runtime Policy, by the
 // rules in README "Extending presets and files": extended rules first, in list order, then the
-// file's own; rule ids unique across the result; filesystem lists appended and deduplicated;
-// cycles and chains deeper than MAX_EXTENDS_DEPTH refused with the chain in the message.
+// file's own; rule ids unique across the result; filesystem lists appended and deduplicated; a
+// jail setting taken from the last file in that order that writes it; cycles and chains deeper
+// than MAX_EXTENDS_DEPTH refused with the chain in the message.
 import { readFileSync, realpathSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize, resolve } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
@@ -10,7 +11,7 @@ import { parsePolicyDocument, type PolicyDocument } from './policy-document.js';
 import { checkPresetArguments, presetFile, presetNames, type ParameterValue } from './presets.js';
 import { PRESET_REFERENCE_PREFIX, type ExtendsEntryFile } from './schema.js';
 import { extendedChain, formatLocation } from './source-location.js';
-import type { ExtendedSource, FilesystemPathEntry, FilesystemPolicy, FilesystemPolicyKey, Policy, Rule, SourceLocation } from './types.js';
+import type { ExtendedSource, FilesystemPathEntry, FilesystemPolicy, FilesystemPolicyKey, JailPolicy, Policy, Rule, SourceLocation } from './types.js';
 
 /** How many files a chain of `extends:` may hold, the root included. */
 export const MAX_EXTENDS_DEPTH = 16;
@@ -51,6 +52,7 @@ export function resolvePolicy(root: RootPolicyText): Policy {
       version: 1,
       rules: Object.freeze([...document.rules]),
       ...(document.filesystem === undefined ? {} : { filesystem: document.filesystem }),
+      ...(document.jail === undefined ? {} : { jail: document.jail }),
     });
   }
   const state: ResolveState = { firstExtendedAt: new Map(), extended: [] };
@@ -59,6 +61,7 @@ export function resolvePolicy(root: RootPolicyText): Policy {
     version: 1,
     rules: Object.freeze(mergeRules(contributions)),
     ...mergeFilesystem(contributions),
+    ...mergeJail(contributions),
     origin: Object.freeze({ file: root.name, extended: Object.freeze(state.extended) }),
   });
 }
@@ -213,6 +216,28 @@ function mergeFilesystem(contributions: readonly Contribution[]): { filesystem?:
     lists[key] = Object.freeze(entries);
   }
   return { filesystem: Object.freeze(lists) };
+}
+
+/**
+ * Scalars override: the last file in merge order that writes a setting decides it. The root file
+ * comes last, so its own `allowLocalBinding: false` turns off what a file it extends turned on,
+ * and a setting it leaves out is inherited.
+ */
+function mergeJail(contributions: readonly Contribution[]): { jail?: JailPolicy } {
+  let decided: { value: boolean; source: SourceLocation | undefined } | undefined;
+  for (const { document, extendedAt } of contributions) {
+    const value = document.jail?.allowLocalBinding;
+    if (value === undefined) continue;
+    const source = document.jail?.sources?.allowLocalBinding;
+    decided = { value, source: source === undefined ? undefined : withExtendedAt(source, extendedAt) };
+  }
+  if (decided === undefined) return {};
+  return {
+    jail: Object.freeze({
+      allowLocalBinding: decided.value,
+      ...(decided.source === undefined ? {} : { sources: Object.freeze({ allowLocalBinding: decided.source }) }),
+    }),
+  };
 }
 
 function filesystemIdentity(entry: FilesystemPathEntry): string {

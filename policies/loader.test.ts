@@ -249,6 +249,15 @@ describe('parsePolicy', () => {
     expect('filesystem' in parsePolicy('version: 1\nrules: []\n')).toBe(false);
   });
 
+  test('the jail section: allowLocalBinding with where it was written; left out, no jail field', () => {
+    const policy = parsePolicy('version: 1\nrules: []\njail:\n  allowLocalBinding: true\n', 'p.yaml');
+    expect(policy.jail).toEqual({ allowLocalBinding: true, sources: { allowLocalBinding: { file: 'p.yaml', line: 4, column: 22 } } });
+    expect(Object.isFrozen(policy.jail)).toBe(true);
+    expect(parsePolicy('version: 1\nrules: []\njail: { allowLocalBinding: false }\n').jail?.allowLocalBinding).toBe(false);
+    expect('jail' in parsePolicy('version: 1\nrules: []\n')).toBe(false);
+    expect('jail' in parsePolicy('version: 1\nrules: []\njail: {}\n')).toBe(false);
+  });
+
   test('relative filesystem paths of a relative policy file name are anchored at its absolute directory', () => {
     const policy = parsePolicy('version: 1\nrules: []\nfilesystem: {denyWrite: [.env]}\n', 'conf/policy.yaml');
     expect(policy.filesystem?.denyWrite[0]?.baseDirectory).toBe(join(process.cwd(), 'conf'));

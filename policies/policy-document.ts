@@ -1,5 +1,5 @@
-// One policy file on its own: YAML (with positions) → zod file schema → runtime rules and
-// filesystem entries, each with the place it was written. What it extends is merged by
+// One policy file on its own: YAML (with positions) → zod file schema → runtime rules, filesystem
+// entries and jail settings, each with the place it was written. What it extends is merged by
 // extends.ts; a file with any problem never loads, and the error lists every problem as
 // "file:line:column: what to write instead".
 import { homedir } from 'node:os';
@@ -19,6 +19,7 @@ import {
   type CredentialFile,
   type ExtendsEntryFile,
   type FilesystemFile,
+  type JailFile,
   type PolicyFile,
   type PresetSection,
   type RuleFile,
@@ -31,6 +32,7 @@ import type {
   FilesystemPathEntry,
   FilesystemPolicy,
   FilesystemPolicyKey,
+  JailPolicy,
   Rule,
   SecretSource,
   SourceLocation,
@@ -60,6 +62,8 @@ export interface PolicyDocument {
   /** Where each rule's id is written, in rule order. */
   readonly ruleIdLocations: readonly SourceLocation[];
   readonly filesystem?: FilesystemPolicy;
+  /** Absent when the file sets no jail setting. */
+  readonly jail?: JailPolicy;
   readonly locate: Locate;
 }
 
@@ -135,8 +139,16 @@ function toDocument(file: PolicyFile, name: string, directory: string, locate: L
     rules,
     ruleIdLocations: rules.map((_rule, index) => locate(['rules', index, 'id'])),
     ...(file.filesystem === undefined ? {} : { filesystem: toRuntimeFilesystem(file.filesystem, directory, locate) }),
+    ...(file.jail?.allowLocalBinding === undefined ? {} : { jail: toRuntimeJail(file.jail, locate) }),
     locate,
   };
+}
+
+function toRuntimeJail(section: JailFile, locate: Locate): JailPolicy {
+  return Object.freeze({
+    allowLocalBinding: section.allowLocalBinding,
+    sources: Object.freeze({ allowLocalBinding: Object.freeze(locate(['jail', 'allowLocalBinding'])) }),
+  });
 }
 
 /** Paths stay as written: resolving "~", symlinks and existence is the jail's job, at run time. */

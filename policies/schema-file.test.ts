@@ -19,6 +19,9 @@ describe('policies/policy.schema.json', () => {
     expect(validate({ version: 1, rules: [], filesystem: { denyRead: ['~/secrets'], allowWrite: ['./build'] } })).toBe(true);
     expect(validate({ version: 1, rules: [], filesystem: { denyread: ['~/secrets'] } })).toBe(false);
     expect(validate({ version: 1, rules: [], filesystem: { allowWrite: '~/.npm' } })).toBe(false);
+    expect(validate({ version: 1, rules: [], jail: { allowLocalBinding: true } })).toBe(true);
+    expect(validate({ version: 1, rules: [], jail: { allowLocalBinding: 'yes' } })).toBe(false);
+    expect(validate({ version: 1, rules: [], jail: { allowLocalbinding: true } })).toBe(false);
   });
 
   test('validates extends: presets and files, with or without rules of the file itself', () => {

@@ -323,6 +323,21 @@ export const filesystemFileSchema = z
       'What the command run by `srt-gw run` may read and write. Paths are absolute ("/opt/keys"), "~" or "~/..." (your home directory), or relative to the directory of this policy file ("./build", "build"); symlinks are resolved, a directory covers everything below it, and globs are not supported.',
   });
 
+export const jailFileSchema = z
+  .strictObject(
+    {
+      allowLocalBinding: z
+        .boolean({ error: fieldError('true or false') })
+        .optional()
+        .meta({
+          description:
+            'Let the command listen on loopback (default false). macOS: without it the Seatbelt profile refuses every bind and accept. Linux: accepted and changes nothing — the jail has its own private loopback, so a listener there is always allowed and reachable only from inside the jail.',
+        }),
+    },
+    { error: (issue) => (issue.code === 'invalid_type' ? 'must be a mapping such as { allowLocalBinding: true }' : undefined) },
+  )
+  .meta({ description: 'How `srt-gw run` jails the command, beyond its network requests and files.' });
+
 export const PRESET_REFERENCE_PREFIX = 'preset:';
 /** Preset names: lower-case words joined by "-", as the file names in policies/presets/ are. */
 export const PRESET_NAME_PATTERN = /^[a-z0-9]+(?:-[a-z0-9]+)*$/;
@@ -368,7 +383,7 @@ const extendsList = z
   })
   .meta({
     description:
-      'Presets ("preset:npm-read", or { preset: github, with: { pushRepos: ["me/project"] } } for one with parameters) and policy files (relative to this file) whose rules come first, in this order, before the rules of this file. Rule ids must stay unique across all of them; filesystem lists are appended and deduplicated.',
+      'Presets ("preset:npm-read", or { preset: github, with: { pushRepos: ["me/project"] } } for one with parameters) and policy files (relative to this file) whose rules come first, in this order, before the rules of this file. Rule ids must stay unique across all of them; filesystem lists are appended and deduplicated; a jail setting written in a later file overrides an earlier one.',
   });
 
 const policyFileShape = {
@@ -377,6 +392,7 @@ const policyFileShape = {
   extends: extendsList.optional(),
   rules: rules.optional(),
   filesystem: filesystemFileSchema.optional(),
+  jail: jailFileSchema.optional(),
 };
 
 /** A file that extends others may leave its own rules out; any other file needs "rules:". */
@@ -428,6 +444,7 @@ export type PresetSection = z.output<typeof presetSectionSchema>;
 export type ExtendsEntryFile = NonNullable<PolicyFile['extends']>[number];
 export type RuleFile = z.output<typeof ruleFileSchema>;
 export type FilesystemFile = z.output<typeof filesystemFileSchema>;
+export type JailFile = z.output<typeof jailFileSchema>;
 export type CredentialFile = z.output<typeof credentialFileSchema>;
 export type BudgetFile = z.output<typeof budgetFileSchema>;
 
@@ -435,6 +452,7 @@ export const POLICY_FILE_KEYS: readonly string[] = Object.keys(policyFileSchema.
 export const EXTENDS_PRESET_FILE_KEYS: readonly string[] = Object.keys(extendsPresetFileSchema.shape);
 export const RULE_FILE_KEYS: readonly string[] = Object.keys(ruleFileSchema.shape);
 export const FILESYSTEM_FILE_KEYS: readonly string[] = Object.keys(filesystemFileSchema.shape);
+export const JAIL_FILE_KEYS: readonly string[] = Object.keys(jailFileSchema.shape);
 export const CREDENTIAL_FILE_KEYS: readonly string[] = Object.keys(credentialFileSchema.shape);
 export const SECRET_SOURCE_FILE_KEYS: readonly string[] = Object.keys(secretSourceFileSchema.shape);
 export const BUDGET_FILE_KEYS: readonly string[] = Object.keys(budgetFileSchema.shape);

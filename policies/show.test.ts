@@ -25,6 +25,8 @@ writeFileSync(
     '    budget: { requestBytesPerMinute: 1MiB }',
     'filesystem:',
     '  allowWrite: [./cache, "~/.npm"]',
+    'jail:',
+    '  allowLocalBinding: true',
     '',
   ].join('\n'),
 );
@@ -58,6 +60,7 @@ describe('renderShownPolicy', () => {
     const paths = (key: 'allowWrite' | 'denyRead') => reloaded.filesystem?.[key].map((entry) => entry.path);
     expect(paths('allowWrite')).toEqual([join(dir, 'team', 'cache'), '~/.npm']);
     expect(paths('denyRead')).toEqual([join(dir, 'secrets')]);
+    expect(reloaded.jail?.allowLocalBinding).toBe(true);
   });
 
   test('says where each rule came from, in a comment above it', () => {
@@ -74,6 +77,10 @@ describe('renderShownPolicy', () => {
     expect(text).toContain(`    - ${join(dir, 'secrets')} # ${file}:11:14\n`);
   });
 
+  test('says where a jail setting came from, beside it', () => {
+    expect(text).toContain(`jail:\n  allowLocalBinding: true # ${join(dir, 'team', 'team.yaml')}:14:22, extended at ${file}:3:5\n`);
+  });
+
   test('lists what was extended, repeats marked, with the parameters used', () => {
     expect(text).toContain(`#   preset:github with {"pushRepos":["me/project"]} (at ${file}:4:5)\n`);
     expect(text).toContain(`#   preset:npm-read (at ${file}:5:5) — already extended at ${join(dir, 'team', 'team.yaml')}:2:11, so this adds nothing\n`);
@@ -81,7 +88,7 @@ describe('renderShownPolicy', () => {
 
   test('a policy without extends says so', () => {
     expect(renderShownPolicy(parsePolicy('version: 1\nrules: []\n', 'p.yaml'), 'p.yaml')).toBe(
-      ['# The policy p.yaml resolves to: every rule and filesystem path, with where it was written.', '# It extends nothing.', '', 'version: 1', 'rules: []', ''].join('\n'),
+      ['# The policy p.yaml resolves to: every rule, filesystem path and jail setting, with where it was written.', '# It extends nothing.', '', 'version: 1', 'rules: []', ''].join('\n'),
     );
   });
 });
@@ -115,5 +122,10 @@ describe('showPolicy (--json)', () => {
       ['preset:npm-read', [`${file}:5:5`], `${join(dir, 'team', 'team.yaml')}:2:11`],
     ]);
     expect(shown.filesystem?.allowWrite?.[1]).toEqual({ path: '~/.npm', source: `${join(dir, 'team', 'team.yaml')}:12:25`, extendedAt: [`${file}:3:5`] });
+  });
+
+  test('the jail settings with their sources; none written: null', () => {
+    expect(shown.jail).toEqual({ allowLocalBinding: { value: true, source: `${join(dir, 'team', 'team.yaml')}:14:22`, extendedAt: [`${file}:3:5`] } });
+    expect(showPolicy(parsePolicy('version: 1\nrules: []\n', 'p.yaml'), 'p.yaml').jail).toBeNull();
   });
 });

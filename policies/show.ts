@@ -1,6 +1,6 @@
 // `srt-gw policy show`: the policy as the gateway uses it — what it extends merged in — with
-// where each rule and filesystem path came from. Pure: a Policy in, text or JSON out. The YAML
-// is itself a policy file (no `extends:`), so a reviewer can diff it or load it.
+// where each rule, filesystem path and jail setting came from. Pure: a Policy in, text or JSON
+// out. The YAML is itself a policy file (no `extends:`), so a reviewer can diff it or load it.
 import { resolve } from 'node:path';
 import { Document, isMap, isScalar, isSeq, Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
 import { describeOrigin, extendedChain, formatLocation } from './source-location.js';
@@ -65,6 +65,8 @@ export interface ShownPolicy {
   }[];
   readonly rules: readonly (Record<string, unknown> & { readonly source: string | null; readonly extendedAt: readonly string[] })[];
   readonly filesystem: Partial<Record<FilesystemPolicyKey, readonly { readonly path: string; readonly source: string | null; readonly extendedAt: readonly string[] }[]>> | null;
+  /** The jail settings a file writes, each with the file whose value is used; null when none does. */
+  readonly jail: { readonly allowLocalBinding: { readonly value: boolean; readonly source: string | null; readonly extendedAt: readonly string[] } } | null;
 }
 
 /** The resolved policy as data (`policy show --json`). */
@@ -86,13 +88,14 @@ export function showPolicy(policy: Policy, file: string): ShownPolicy {
       filesystem === undefined
         ? null
         : Object.fromEntries(FILESYSTEM_KEYS.map((key) => [key, filesystem[key].map((entry) => ({ path: absoluteFilesystemPath(entry), ...at(entry.source) }))])),
+    jail: policy.jail?.allowLocalBinding === undefined ? null : { allowLocalBinding: { value: policy.jail.allowLocalBinding, ...at(policy.jail.sources?.allowLocalBinding) } },
   };
 }
 
 /** The resolved policy as YAML with a comment on each part saying where it came from. */
 export function renderShownPolicy(policy: Policy, file: string): string {
   const shown = showPolicy(policy, file);
-  const header = [` The policy ${shown.file} resolves to: every rule and filesystem path, with where it was written.`];
+  const header = [` The policy ${shown.file} resolves to: every rule, filesystem path and jail setting, with where it was written.`];
   if (shown.extends.length === 0) {
     header.push(' It extends nothing.');
   } else {
@@ -107,6 +110,7 @@ export function renderShownPolicy(policy: Policy, file: string): string {
   if (shown.filesystem !== null) {
     data.filesystem = Object.fromEntries(Object.entries(shown.filesystem).filter(([, entries]) => entries.length > 0).map(([key, entries]) => [key, entries.map((entry) => entry.path)]));
   }
+  if (shown.jail !== null) data.jail = { allowLocalBinding: shown.jail.allowLocalBinding.value };
   const document = new Document(data);
   document.commentBefore = header.join('\n');
   const rules = document.get('rules') as YAMLSeq;
@@ -128,11 +132,22 @@ export function renderShownPolicy(policy: Policy, file: string): string {
       if (!isSeq(pair.value)) continue;
       pair.value.items.forEach((item, index) => {
         const entry = entries[index];
-        if (isScalar(item) && entry !== undefined) item.comment = ` ${[entry.source ?? 'added by the library API', ...entry.extendedAt.map((at) => `extended at ${at}`)].join(', ')}`;
+        if (isScalar(item) && entry !== undefined) item.comment = ` ${whereFrom(entry)}`;
       });
     }
   }
+  const jailNode = document.get('jail');
+  const allowLocalBinding = shown.jail?.allowLocalBinding;
+  if (isMap(jailNode) && allowLocalBinding !== undefined) {
+    const value = jailNode.get('allowLocalBinding', true);
+    if (isScalar(value)) value.comment = ` ${whereFrom(allowLocalBinding)}`;
+  }
   return document.toString({ lineWidth: 0, flowCollectionPadding: false });
+}
+
+/** "policy.yaml:4:3, extended at base.yaml:2:5" for a comment beside a value. */
+function whereFrom(shown: { readonly source: string | null; readonly extendedAt: readonly string[] }): string {
+  return [shown.source ?? 'added by the library API', ...shown.extendedAt.map((at) => `extended at ${at}`)].join(', ');
 }
 
 function flowList(node: unknown, quoted: boolean): void {

@@ -126,6 +126,31 @@ describe('filesystem settings', () => {
   });
 });
 
+describe('jail settings', () => {
+  test('network.allowLocalBinding true becomes jail.allowLocalBinding, with a warning on what differs', () => {
+    const imported = importSrtSettings({ network: { allowedDomains: [], allowLocalBinding: true } }, 'inline');
+    expect(imported.policy.jail).toEqual({ allowLocalBinding: true });
+    expect(imported.warnings).toContain(
+      'network.allowLocalBinding true: carried over as jail.allowLocalBinding; on macOS the command may listen on loopback, but connecting to its own listener still goes through the gateway (add a rule for localhost); on Linux the command may always listen on its own loopback (its network namespace is private, so nothing outside can connect)',
+    );
+    // Through the YAML loader, as `srt-gw run --srt-settings` does.
+    expect(parsePolicy(renderSrtImport(imported, 'inline'), 'imported.yaml').jail?.allowLocalBinding).toBe(true);
+  });
+
+  test('false or left out: no jail section, no warning', () => {
+    for (const network of [{ allowLocalBinding: false }, {}]) {
+      const imported = importSrtSettings({ network: { allowedDomains: [], ...network } }, 'inline');
+      expect(imported.policy.jail).toBeUndefined();
+      expect(imported.warnings.some((warning) => warning.includes('allowLocalBinding'))).toBe(false);
+    }
+    expect(importFixture('srt-complete.json').policy.jail).toBeUndefined();
+  });
+
+  test('a value that is not true or false is refused', () => {
+    expect(() => importSrtSettings({ network: { allowLocalBinding: 'yes' } }, 'bad.json')).toThrow('bad.json: "allowLocalBinding" must be true or false');
+  });
+});
+
 describe('wildcard and precedence semantics', () => {
   const decide = decider(importSrtSettings({ network: { allowedDomains: ['*.example.com'], deniedDomains: ['secret.example.com'] } }, 'inline'));
 

@@ -12,7 +12,9 @@
 // - HTTP(S) goes through srt's HTTP proxy and other TCP through its SOCKS5 proxy, both filtered
 //   by the same lists;
 // - allowUnixSockets / allowAllUnixSockets / allowLocalBinding are OS-jail settings, not network
-//   policy.
+//   policy; allowLocalBinding lets the sandboxed command bind and accept on localhost — srt-gw's
+//   `jail.allowLocalBinding`, carried over (on Linux srt-gw's jail has a loopback of its own, so
+//   there it changes nothing).
 // And from "Filesystem Configuration" (same README):
 // - reading is deny-only: filesystem.denyRead hides, allowRead re-allows within a denied region;
 //   writing is allow-only: allowWrite, and denyWrite "takes precedence over allowWrite" — the
@@ -39,6 +41,7 @@ export interface ImportedPolicy {
   version: 1;
   rules: ImportedRule[];
   filesystem?: ImportedFilesystem;
+  jail?: { allowLocalBinding: true };
 }
 
 export interface SrtImport {
@@ -54,7 +57,8 @@ const JAIL_NETWORK_KEYS = ['allowUnixSockets', 'allowAllUnixSockets', 'allowLoca
 const JAIL_NETWORK_MEANING: Record<(typeof JAIL_NETWORK_KEYS)[number], string> = {
   allowUnixSockets: 'srt-gw run keeps host unix sockets out of the jail (/run and /tmp are private); re-exposing one is not supported, so it is ignored',
   allowAllUnixSockets: 'srt-gw run keeps host unix sockets out of the jail (/run and /tmp are private); AF_UNIX between the command\'s own processes always works',
-  allowLocalBinding: 'on Linux the command may always listen on its own loopback (its network namespace is private, so nothing outside can connect); ignored',
+  allowLocalBinding:
+    'carried over as jail.allowLocalBinding; on macOS the command may listen on loopback, but connecting to its own listener still goes through the gateway (add a rule for localhost); on Linux the command may always listen on its own loopback (its network namespace is private, so nothing outside can connect)',
 };
 const NETWORK_KEYS_WITH_NO_EQUIVALENT: Record<string, string> = {
   deniedDomainReasons: 'srt-gw 403 bodies give the deny rule id and reason; custom reasons are not supported yet',
@@ -103,6 +107,8 @@ export function importSrtSettings(json: unknown, file: string): SrtImport {
       'srt also lets non-HTTP TCP (its SOCKS proxy) reach allowedDomains; these rules check HTTP(S) requests only — add "protocol: tcp" rules with a port for ssh, databases and the like',
     );
   }
+  const allowLocalBinding = network?.allowLocalBinding;
+  if (allowLocalBinding !== undefined && typeof allowLocalBinding !== 'boolean') throw invalid(file, '"allowLocalBinding" must be true or false');
   for (const key of JAIL_NETWORK_KEYS) {
     const value = network?.[key];
     if (value === undefined || value === false || (Array.isArray(value) && value.length === 0)) continue;
@@ -125,7 +131,13 @@ export function importSrtSettings(json: unknown, file: string): SrtImport {
     if (TOP_LEVEL_KEYS_WITH_NO_EQUIVALENT.has(key)) warnings.push(`${key} has no srt-gw equivalent; ignored`);
     else warnings.push(`${key} is not an srt setting srt-gw knows; ignored`);
   }
-  return { policy: { version: 1, rules, ...(importedFilesystem === undefined ? {} : { filesystem: importedFilesystem }) }, warnings };
+  const policy: ImportedPolicy = {
+    version: 1,
+    rules,
+    ...(importedFilesystem === undefined ? {} : { filesystem: importedFilesystem }),
+    ...(allowLocalBinding === true ? { jail: { allowLocalBinding } } : {}),
+  };
+  return { policy, warnings };
 }
 
 const WORKING_DIRECTORY_ENTRIES = new Set(['.', './']);

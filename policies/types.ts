@@ -126,11 +126,28 @@ export interface FilesystemPolicy {
   readonly denyWrite: readonly FilesystemPathEntry[];
 }
 
+/**
+ * The `jail:` section: how `srt-gw run`'s jail treats the command beyond its network requests and
+ * files. Absent settings keep the default (false).
+ */
+export interface JailPolicy {
+  /**
+   * Let the command listen on loopback (macOS: network-bind and network-inbound on localhost; the
+   * Seatbelt profile refuses them otherwise). Linux: no effect — the jail's loopback is its own, so
+   * a listener there is always allowed and reachable only from inside the jail.
+   */
+  readonly allowLocalBinding?: boolean;
+  /** Where each setting was written (for the merged policy: the file whose value is used). */
+  readonly sources?: { readonly allowLocalBinding?: SourceLocation };
+}
+
 export interface Policy {
   readonly version: 1;
   readonly rules: readonly Rule[];
   /** Absent when no file has a `filesystem:` section: the jail's defaults apply. */
   readonly filesystem?: FilesystemPolicy;
+  /** Absent when no file has a `jail:` section: every setting is off. */
+  readonly jail?: JailPolicy;
   /** Present when the policy file uses `extends:`: the files and presets merged into it. */
   readonly origin?: PolicyOrigin;
 }

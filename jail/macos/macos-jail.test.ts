@@ -3,12 +3,15 @@
 // runs the command unconfined. What Seatbelt itself does is test/e2e/jail-macos.test.ts's job.
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { homedir } from 'node:os';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
-import { resolveFilesystemRules } from '../filesystem-rules.js';
+import { parsePolicy } from '../../policies/loader.js';
+import { filesystemAccess, resolveFilesystemRules } from '../filesystem-rules.js';
 import type { JailSpawnOptions } from '../jail.js';
 import { CA_BUNDLE_VARIABLES, jailEnvironment } from '../jail-environment.js';
 import { RunDirectory } from '../run-directory.js';
+import { runInJail } from '../run.js';
 import { MacosJail, sandboxExecCommand, type MacosJailedProcess } from './macos-jail.js';
 import { errorOf } from '../../test/support/srt-gw-error.js';
 
@@ -20,7 +23,7 @@ mkdirSync(join(PROJECT, '.git'), { recursive: true });
 const runDirectory = RunDirectory.create(ROOT);
 afterAll(() => runDirectory.dispose());
 const caBundle = runDirectory.writeJailFile('ca-bundle.pem', '-----BEGIN CERTIFICATE-----\n');
-const filesystem = resolveFilesystemRules(undefined, { home: HOME, cwd: PROJECT, alwaysHidden: [join(HOME, '.config/srt-gw/ca')], alwaysReadOnly: [] });
+const filesystem = resolveFilesystemRules(undefined, { home: HOME, cwd: PROJECT, alwaysHidden: [join(HOME, '.config/srt-gw/ca')], alwaysReadOnly: [], platform: 'darwin' });
 
 function spawnOptions(command: string, args: string[], overrides: Partial<JailSpawnOptions> = {}): JailSpawnOptions {
   return {
@@ -45,6 +48,10 @@ function script(name: string, text: string): string {
 
 /** Runs `-p PROFILE -- command args` unconfined: what sandbox-exec does, minus Seatbelt. */
 const FAKE_SANDBOX_EXEC = script('sandbox-exec', '#!/bin/sh\ntest "$1" = "-p" || { echo "sandbox-exec: usage" >&2; exit 64; }\nshift 2\ntest "$1" = "--" && shift\nexec "$@"\n');
+/** FAKE_SANDBOX_EXEC that first writes the profile it was given to RECORDED_PROFILE. */
+const RECORDING_SANDBOX_EXEC = script('sandbox-exec-recording', '#!/bin/sh\ntest "$1" = "-p" || exit 64\nprintf "%s" "$2" > "$0.profile"\nshift 2\ntest "$1" = "--" && shift\nexec "$@"\n');
+const RECORDED_PROFILE = `${RECORDING_SANDBOX_EXEC}.profile`;
+const LOCAL_BINDING_RULE = '(allow network-bind (local ip "localhost:*"))';
 /** Refuses every profile, as sandbox-exec does one it cannot compile. */
 const REFUSING_SANDBOX_EXEC = script('sandbox-exec-refusing', '#!/bin/sh\necho "sandbox-exec: unbound variable: hots" >&2\nexit 65\n');
 
@@ -80,8 +87,13 @@ describe('sandboxExecCommand', () => {
 
   it('lets the command listen on loopback only when asked', () => {
     expect(command.profile).not.toContain('network-bind');
-    const binding = sandboxExecCommand(spawnOptions('true', []), { sandboxExec: '/x', tmpDir, logTag: 'srt-gw-test', allowLocalBinding: true });
-    expect(binding.profile).toContain('(allow network-bind (local ip "localhost:*"))');
+    const binding = sandboxExecCommand(spawnOptions('true', [], { allowLocalBinding: true }), { sandboxExec: '/x', tmpDir, logTag: 'srt-gw-test' });
+    expect(binding.profile).toContain(LOCAL_BINDING_RULE);
+  });
+
+  it('hides the macOS credential stores (the darwin filesystem defaults)', () => {
+    expect(filesystemAccess(filesystem, join(HOME, 'Library/Keychains/login.keychain-db')).access).toBe('hidden');
+    expect(command.profile).toContain(`(deny file-read* file-write* (subpath "${onMacos(join(HOME, 'Library/Keychains'))}") (with message "srt-gw-test"))`);
   });
 
   it.each([['0.0.0.0'], ['192.168.1.5'], ['gateway.internal']])('refuses a gateway proxy listening on %s (the profile can only allow loopback)', (host) => {
@@ -183,6 +195,20 @@ exec sleep 30
     expect(() => process.kill(logPid, 0)).toThrow();
   });
 
+  it.each([
+    ['asks for it', true, true],
+    ['says false', false, false],
+    ['leaves it out', undefined, false],
+  ] as const)('sandbox-exec gets the local-binding rules only when the spawn %s', async (_what, allowLocalBinding, expected) => {
+    rmSync(RECORDED_PROFILE, { force: true });
+    const recording = new MacosJail({ platform: 'darwin', sandboxExec: RECORDING_SANDBOX_EXEC, reportViolations: false });
+    expect(await recording.spawn(spawnOptions('true', [], { stdio: 'ignore', allowLocalBinding })).exited).toBe(0);
+    const profile = readFileSync(RECORDED_PROFILE, 'utf8');
+    expect(profile).toContain('(deny default');
+    expect(profile.includes(LOCAL_BINDING_RULE)).toBe(expected);
+    expect(profile.includes('(allow network-inbound (local ip "localhost:*"))')).toBe(expected);
+  });
+
   it('a profile sandbox-exec refuses stops the run before the command starts, with sandbox-exec\'s message', () => {
     const marker = join(ROOT, 'must-not-exist');
     const refusing = new MacosJail({ platform: 'darwin', sandboxExec: REFUSING_SANDBOX_EXEC, reportViolations: false });
@@ -202,5 +228,42 @@ exec sleep 30
     );
     expect(error).toBeInstanceOf(SrtGwError);
     expect((error as SrtGwError).code).toBe(ErrorCodes.JAIL_UNAVAILABLE);
+  });
+});
+
+describe('runInJail with the macOS jail (a stand-in sandbox-exec)', () => {
+  const caDir = join(ROOT, 'run-ca');
+
+  async function profileOfRun(policyText: string): Promise<string> {
+    rmSync(RECORDED_PROFILE, { force: true });
+    const result = await runInJail({
+      command: 'true',
+      policy: parsePolicy(policyText, join(PROJECT, 'policy.yaml')),
+      cwd: PROJECT,
+      caDir,
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+      stdio: 'ignore',
+      jail: new MacosJail({ platform: 'darwin', sandboxExec: RECORDING_SANDBOX_EXEC, reportViolations: false }),
+    });
+    expect(result.exitCode).toBe(0);
+    return readFileSync(RECORDED_PROFILE, 'utf8');
+  }
+
+  it("passes the policy's jail.allowLocalBinding to the profile", async () => {
+    expect(await profileOfRun('version: 1\nrules: []\njail:\n  allowLocalBinding: true\n')).toContain(LOCAL_BINDING_RULE);
+  });
+
+  it("hides macOS's credential stores even when srt-gw itself runs elsewhere (the jail's platform decides)", async () => {
+    const profile = await profileOfRun('version: 1\nrules: []\n');
+    expect(profile).toContain(JSON.stringify(join(homedir(), 'Library/Keychains')));
+  });
+
+  it.each([
+    ['no jail section', 'version: 1\nrules: []\n'],
+    ['allowLocalBinding: false', 'version: 1\nrules: []\njail: { allowLocalBinding: false }\n'],
+  ])('refuses listening with %s', async (_what, policyText) => {
+    const profile = await profileOfRun(policyText);
+    expect(profile).toContain('(deny default');
+    expect(profile).not.toContain('network-bind');
   });
 });

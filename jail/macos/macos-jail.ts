@@ -28,8 +28,6 @@ export interface MacosJailOptions {
   platform?: NodeJS.Platform;
   /** Default: /usr/bin/sandbox-exec. */
   sandboxExec?: string;
-  /** Let the command listen on loopback. Default false (not in the policy file yet). */
-  allowLocalBinding?: boolean;
   /** Read the run's violations from the system log (`log stream`). Default true. */
   reportViolations?: boolean;
   /** Default: /usr/bin/log. */
@@ -53,7 +51,6 @@ export interface SandboxExecInvocation {
   tmpDir: string;
   /** This run's tag in the system log. */
   logTag: string;
-  allowLocalBinding?: boolean;
   realpath?: Realpath;
 }
 
@@ -70,7 +67,7 @@ export function sandboxExecCommand(options: JailSpawnOptions, invocation: Sandbo
   }
   const profile = seatbeltProfile(options.filesystem, {
     proxyPort: proxy.port,
-    allowLocalBinding: invocation.allowLocalBinding === true,
+    allowLocalBinding: options.allowLocalBinding === true,
     extraWritable: [{ path: invocation.tmpDir, reason: "writable: this run's own TMPDIR, removed after the run" }],
     logTag: invocation.logTag,
     realpath: invocation.realpath,
@@ -93,7 +90,6 @@ export class MacosJail implements Jail {
     this.options = {
       platform: process.platform,
       sandboxExec: SANDBOX_EXEC,
-      allowLocalBinding: false,
       reportViolations: true,
       logCommand: '/usr/bin/log',
       validateProfile: true,
@@ -132,7 +128,6 @@ export class MacosJail implements Jail {
       sandboxExec: this.options.sandboxExec,
       tmpDir,
       logTag,
-      allowLocalBinding: this.options.allowLocalBinding,
       realpath: this.options.realpath,
     });
     this.lastBundle = options.caBundle;

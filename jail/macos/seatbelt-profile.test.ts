@@ -76,6 +76,7 @@ function rulesFor(scenario: Scenario): ResolvedFilesystemRules {
     cwd: scenario.cwd ?? PROJECT,
     alwaysHidden: scenario.alwaysHidden ?? [join(HOME, '.config/srt-gw/ca')],
     alwaysReadOnly: scenario.alwaysReadOnly ?? [],
+    platform: 'darwin',
   });
   return relocate(resolved);
 }

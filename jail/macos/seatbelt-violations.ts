@@ -76,7 +76,7 @@ export function seatbeltDenial(violation: SeatbeltViolation, explainPath?: Expla
       return { kind: 'connection', host: target, example, operation, rule: null, monitored: false, reason: 'names do not resolve inside the jail: a client must send its requests through the proxy variables (the gateway resolves names)' };
     }
     if (operation !== 'network-outbound') {
-      return { kind: 'connection', host: target, example, operation, rule: null, monitored: false, reason: 'listening is refused in the macOS jail (allowLocalBinding is off, or the address is not loopback)' };
+      return { kind: 'connection', host: target, example, operation, rule: null, monitored: false, reason: 'listening is refused in the macOS jail: allow it on loopback with jail.allowLocalBinding in the policy or srt-gw run --allow-local-binding (other addresses are always refused)' };
     }
     const address = /^(.*):(\d+)$/.exec(target);
     const host = address ? address[1]!.replace(/^\[(.*)\]$/, '$1') : target;

@@ -87,7 +87,7 @@ describe.skipIf(skip !== null)('srt-gw run with srt settings', () => {
     const result = await run(cwd, ['-s', settings], 'explicit');
     expectSrtSemantics(result);
     expect(result.stderr).toContain(`srt-gw: using srt settings ${settings}`);
-    expect(result.stderr).toMatch(/allowLocalBinding true: on Linux the command may always listen on its own loopback/);
+    expect(result.stderr).toMatch(/allowLocalBinding true: carried over as jail.allowLocalBinding; .*on Linux the command may always listen on its own loopback/);
     expect(result.stderr).toMatch(/allowWrite\[0\] "\." skipped: srt-gw always lets the command write its working directory/);
   });
 
