@@ -124,6 +124,7 @@ const SYSTEMS = {
       const logPath = join(dir, 'audit.log');
       const resolveFlags = [UPSTREAM_NAME, ...newNames(options.names)].flatMap((name) => ['--resolve', `${name}=127.0.0.1`]);
       const child = spawnPinned(SERVER_CPU, process.execPath, [
+        ...gatewayNodeFlags(),
         GATEWAY_CLI, 'serve',
         '--listen', '127.0.0.1:0',
         '--ca-dir', join(dir, 'ca'),
@@ -295,6 +296,15 @@ function gitRevision() {
     // leave it clean
   }
   return dirty ? `${rev}+changes` : rev;
+}
+
+/**
+ * Extra node flags for the gateway process only, from SRT_GW_BENCH_NODE_FLAGS (space-separated),
+ * e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile it under the bench's load; node refuses
+ * --cpu-prof in NODE_OPTIONS, and NODE_OPTIONS would reach the load generator as well.
+ */
+function gatewayNodeFlags() {
+  return (process.env.SRT_GW_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 }
 
 // ---------------------------------------------------------------------------------------------
