@@ -63,6 +63,13 @@ describe('srt-gw serve as a process', () => {
     expect(result.stdout).not.toContain('"listening"');
   });
 
+  it('an audit log that cannot be opened → exit code 2 naming it, never listening (no gateway without its log)', async () => {
+    const result = await runGatewayToExit({ policyYaml: GOOD_POLICY, args: ['--log', '/dev/null/audit.log'] });
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain('cannot open the audit log /dev/null/audit.log');
+    expect(result.stdout).not.toContain('"listening"');
+  });
+
   it('a malformed --resolve → exit code 2', async () => {
     const result = await runGatewayToExit({ policyYaml: GOOD_POLICY, args: ['--resolve', 'no-equals-sign'] });
     expect(result.code).toBe(2);

@@ -1,0 +1,138 @@
+// Where the audit log's lines go: a file (appended) or a descriptor such as stderr, written in
+// batches. Lines are encoded straight into a 64 KiB slab; a full slab, or every 100 ms, is handed
+// to one asynchronous write, so a busy gateway makes one write per ~200 lines and a quiet one
+// still shows its last decision within 0.1 s.
+//
+// Why not pino.destination (sonic-boom), which pino offers for this: it appends every line to one
+// growing string and flattens it on each write. Measured on this project's 2-core machine with the
+// gateway's request line: pino + sonic-boom (minLength 4096) 6.6-7.3 µs a line, pino + this file
+// 3.2-3.8 µs, pino into a sink that drops the line 2.5-3.2 µs. At 10k requests/s that difference
+// is ~4 % of a core. pino still formats every line.
+import { closeSync, mkdirSync, openSync, write } from 'node:fs';
+import { dirname } from 'node:path';
+import { ErrorCodes, SrtGwError } from '../errors.js';
+
+const SLAB_BYTES = 64 * 1024;
+const FLUSH_INTERVAL_MS = 100;
+/** A write that fails with one of these is retried after a pause (a non-blocking pipe is full). */
+const RETRYABLE = new Set(['EAGAIN', 'EWOULDBLOCK', 'EINTR']);
+const RETRY_DELAY_MS = 10;
+/** close() waits this long for a destination that accepts nothing (a pipe nobody reads). */
+const CLOSE_WAIT_MS = 5000;
+
+/** The destination pino writes to: `write(line)` is all pino needs. */
+export class AuditLogFile {
+  readonly #fd: number;
+  readonly #ownsFd: boolean;
+  readonly #name: string;
+  #slab = Buffer.allocUnsafe(SLAB_BYTES);
+  #used = 0;
+  /** Filled slabs (or the unwritten rest of one) waiting for the write in flight. */
+  readonly #queue: Buffer[] = [];
+  #writing = false;
+  #closed = false;
+  readonly #drained: (() => void)[] = [];
+  readonly #reportedErrors = new Set<string>();
+  readonly #timer: NodeJS.Timeout;
+
+  /**
+   * `destination`: a path (created with its directory, opened for appending) or an open
+   * descriptor (2 = stderr; never closed here). Throws CONFIG_INVALID when the file cannot be
+   * opened, so a gateway never starts without the audit log it was asked for.
+   */
+  constructor(destination: string | number) {
+    if (typeof destination === 'number') {
+      this.#fd = destination;
+      this.#ownsFd = false;
+      this.#name = destination === 2 ? 'stderr' : `descriptor ${destination}`;
+    } else {
+      try {
+        mkdirSync(dirname(destination), { recursive: true });
+        this.#fd = openSync(destination, 'a', 0o600);
+      } catch (error) {
+        throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `cannot open the audit log ${destination}: ${(error as Error).message}; give --log a writable file`, { cause: error });
+      }
+      this.#ownsFd = true;
+      this.#name = destination;
+    }
+    this.#timer = setInterval(() => this.flush(), FLUSH_INTERVAL_MS).unref();
+  }
+
+  write(line: string): boolean {
+    if (this.#closed) return false;
+    // A UTF-8 character takes at most 3 bytes per UTF-16 code unit.
+    const worstCase = line.length * 3;
+    if (worstCase > SLAB_BYTES - this.#used) {
+      this.flush();
+      if (worstCase > SLAB_BYTES) {
+        this.#enqueue(Buffer.from(line, 'utf8'));
+        return true;
+      }
+    }
+    this.#used += this.#slab.write(line, this.#used, 'utf8');
+    return true;
+  }
+
+  /** Hands what is buffered to the writer; returns at once. */
+  flush(): void {
+    if (this.#used === 0) return;
+    const filled = this.#slab.subarray(0, this.#used);
+    this.#slab = Buffer.allocUnsafe(SLAB_BYTES);
+    this.#used = 0;
+    this.#enqueue(filled);
+  }
+
+  /** Writes everything buffered, then closes a file this opened (never a given descriptor). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.flush();
+    this.#closed = true;
+    clearInterval(this.#timer);
+    if (this.#writing || this.#queue.length > 0) {
+      let giveUp: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.#drained.push(resolve);
+        giveUp = setTimeout(resolve, CLOSE_WAIT_MS);
+      });
+      clearTimeout(giveUp);
+    }
+    if (this.#ownsFd) closeSync(this.#fd);
+  }
+
+  #enqueue(chunk: Buffer): void {
+    this.#queue.push(chunk);
+    this.#writeNext();
+  }
+
+  #writeNext(): void {
+    if (this.#writing) return;
+    const chunk = this.#queue.shift();
+    if (chunk === undefined) {
+      for (const resolve of this.#drained.splice(0)) resolve();
+      return;
+    }
+    this.#writing = true;
+    write(this.#fd, chunk, 0, chunk.length, null, (error, written) => {
+      this.#writing = false;
+      if (error && RETRYABLE.has(error.code ?? '')) {
+        this.#queue.unshift(chunk);
+        setTimeout(() => this.#writeNext(), RETRY_DELAY_MS).unref();
+        return;
+      }
+      if (error) this.#report(error); // the batch is lost; later ones may still get through
+      else if (written < chunk.length) this.#queue.unshift(chunk.subarray(written));
+      this.#writeNext();
+    });
+  }
+
+  /**
+   * A failing audit log must not take the gateway down (the sandboxed side could fill the disk),
+   * so a write error is told once per kind on stderr and the gateway goes on.
+   */
+  #report(error: NodeJS.ErrnoException): void {
+    const kind = error.code ?? error.message;
+    if (this.#reportedErrors.has(kind)) return;
+    this.#reportedErrors.add(kind);
+    process.stderr.write(`srt-gw: audit log ${this.#name}: ${error.message}; lines are being lost\n`);
+  }
+}
