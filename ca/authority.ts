@@ -5,8 +5,8 @@ import crypto from 'node:crypto';
 import { constants as fsConstants } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import forge from 'node-forge';
 import { ErrorCodes, SrtGwError } from '../errors.js';
+import { asn1, type Asn1 } from './asn1.js';
 import { LeafIssuer, type LeafCertificate } from './leaf.js';
 import { CA_CERT_FILE, CA_KEY_FILE } from './paths.js';
 import {
@@ -25,7 +25,6 @@ import {
   toPem,
 } from './x509-builder.js';
 
-const { asn1 } = forge;
 
 /** CA certificates are long-lived: re-trusting a new CA everywhere is the expensive part. */
 export const CA_LIFETIME_MS = 10 * 365 * 24 * 60 * 60 * 1000;
@@ -237,7 +236,7 @@ async function sweepStaleTemporaries(dir: string): Promise<void> {
 }
 
 interface CaCertificateFields {
-  subject: forge.asn1.Asn1;
+  subject: Asn1;
   subjectKeyId: Buffer | undefined;
   notBefore: Date;
   notAfter: Date;
@@ -248,11 +247,11 @@ interface CaCertificateFields {
  * X509Certificate already parsed, read from the owner-only CA directory; never on network input.
  */
 function readCaCertificate(certificate: crypto.X509Certificate): CaCertificateFields {
-  const tbs = (fromTrustedDer(certificate.raw).value as forge.asn1.Asn1[])[0]!;
-  const fields = tbs.value as forge.asn1.Asn1[];
+  const tbs = (fromTrustedDer(certificate.raw).value as Asn1[])[0]!;
+  const fields = tbs.value as Asn1[];
   // TBSCertificate: [0] version (optional), serial, signature, issuer, validity, subject, spki, ...
   const offset = fields[0]!.tagClass === asn1.Class.CONTEXT_SPECIFIC ? 1 : 0;
-  const validity = fields[offset + 3]!.value as forge.asn1.Asn1[];
+  const validity = fields[offset + 3]!.value as Asn1[];
   const subject = fields[offset + 4]!;
   return {
     subject,
@@ -262,17 +261,17 @@ function readCaCertificate(certificate: crypto.X509Certificate): CaCertificateFi
   };
 }
 
-function timeOf(node: forge.asn1.Asn1): Date {
+function timeOf(node: Asn1): Date {
   const text = node.value as string;
   return node.type === asn1.Type.UTCTIME ? asn1.utcTimeToDate(text) : asn1.generalizedTimeToDate(text);
 }
 
-function subjectKeyIdOf(tbsFields: forge.asn1.Asn1[]): Buffer | undefined {
+function subjectKeyIdOf(tbsFields: Asn1[]): Buffer | undefined {
   const wrapper = tbsFields.find((field) => field.tagClass === asn1.Class.CONTEXT_SPECIFIC && (field.type as number) === 3);
-  const extensions = ((wrapper?.value as forge.asn1.Asn1[] | undefined)?.[0]?.value ?? []) as forge.asn1.Asn1[];
+  const extensions = ((wrapper?.value as Asn1[] | undefined)?.[0]?.value ?? []) as Asn1[];
   const skiOid = asn1.oidToDer(Oids.subjectKeyIdentifier).getBytes();
   for (const extension of extensions) {
-    const parts = extension.value as forge.asn1.Asn1[];
+    const parts = extension.value as Asn1[];
     if (parts[0]?.value !== skiOid) continue;
     const extnValue = parts[parts.length - 1]!.value as string;
     const keyId = fromTrustedDer(Buffer.from(extnValue, 'binary'));

@@ -3,7 +3,7 @@
 // generation (per-host RSA keygen is ~170 ms on the event loop; see research/deps.md section 3).
 import crypto from 'node:crypto';
 import net from 'node:net';
-import type forge from 'node-forge';
+import type { Asn1 } from './asn1.js';
 import {
   authorityKeyIdentifier,
   basicConstraints,
@@ -47,7 +47,9 @@ const NUMERIC_LABEL = /^[0-9]+$/;
  */
 export function leafSubjectAltName(host: string): SubjectAltName | string {
   if (net.isIPv4(host)) return { kind: 'ip', address: Buffer.from(host.split('.').map(Number)) };
-  if (net.isIPv6(host)) {
+  // Only a name with ":" can be IPv6: the first net.isIPv6 call compiles node's IPv6 pattern,
+  // ~9 ms of a start-up whose one leaf (the CA probe) is for a DNS name.
+  if (host.includes(':') && net.isIPv6(host)) {
     const address = ipv6Bytes(host);
     return address ? { kind: 'ip', address } : `"${printable(host)}" is not a plain IPv6 address (no zone id or brackets)`;
   }
@@ -106,7 +108,7 @@ function ipv6Bytes(text: string): Buffer | null {
 
 export interface LeafIssuerOptions {
   /** The CA's subject Name, byte for byte as in its certificate (becomes the leaf's issuer). */
-  issuerName: forge.asn1.Asn1;
+  issuerName: Asn1;
   /** The CA's subjectKeyIdentifier, if it has one (becomes the leaf's authorityKeyIdentifier). */
   issuerKeyId: Buffer | undefined;
   issuerNotAfter: Date;
@@ -116,7 +118,7 @@ export interface LeafIssuerOptions {
 /** Issues leaves signed by one CA, all for one shared key generated here and kept in memory. */
 export class LeafIssuer {
   readonly keyPem: string;
-  private readonly publicKeyInfo: forge.asn1.Asn1;
+  private readonly publicKeyInfo: Asn1;
   private readonly fixedExtensions: Extension[];
 
   constructor(private readonly options: LeafIssuerOptions) {

@@ -2,10 +2,7 @@
 // native crypto. forge's own certificate code is RSA-only and signs in JavaScript (~30 ms), so it
 // is not used; forge never parses anything that came from the network (see readCaCertificate).
 import crypto from 'node:crypto';
-import forge from 'node-forge';
-
-const { asn1 } = forge;
-type Asn1 = forge.asn1.Asn1;
+import { asn1, type Asn1 } from './asn1.js';
 
 export const Oids = {
   commonName: '2.5.4.3',
