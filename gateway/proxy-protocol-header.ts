@@ -2,7 +2,7 @@
 // connection it hands over: it carries the address the sandboxed program asked for
 // (SO_ORIGINAL_DST). Parsing is proxy-protocol-js's; framing and bounds are ours.
 import type { Duplex } from 'node:stream';
-import proxyProtocol from 'proxy-protocol-js';
+import type ProxyProtocolModule from 'proxy-protocol-js';
 
 const SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
 const FIXED_PART = 16;
@@ -15,6 +15,15 @@ export interface OriginalDestination {
   port: number;
   /** The program's own address and port inside the jail, for the audit log. */
   source: string;
+}
+
+// Loaded by loadProxyHeaderParser(), only when a transparent listener starts: `srt-gw run` hands
+// sockets over without PROXY headers and should not pay for compiling the parser at start-up.
+let proxyProtocol: typeof ProxyProtocolModule | null = null;
+
+/** Loads the PROXY header parser; readProxyHeader needs it to have resolved first. */
+export async function loadProxyHeaderParser(): Promise<void> {
+  proxyProtocol ??= (await import('proxy-protocol-js')).default;
 }
 
 /**
@@ -61,6 +70,7 @@ export function readProxyHeader(socket: Duplex, timeoutMs: number): Promise<{ de
 }
 
 function parseDestination(header: Buffer): OriginalDestination {
+  if (proxyProtocol === null) throw new Error('the PROXY header parser is not loaded (call loadProxyHeaderParser first)');
   const parsed = proxyProtocol.V2ProxyProtocol.parse(header);
   if (parsed.command !== proxyProtocol.Command.PROXY || parsed.transportProtocol !== proxyProtocol.TransportProtocol.STREAM) {
     throw new Error('PROXY header is not PROXY/STREAM (TCP)');

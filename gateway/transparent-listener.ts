@@ -15,7 +15,7 @@ import type { SyntheticAddressPool } from './dns/synthetic-pool.js';
 import type { UpstreamResolver } from './dns/upstream-resolver.js';
 import type { GatewayEvents } from './events.js';
 import type { GatewayLimits } from './limits.js';
-import { readProxyHeader, type OriginalDestination } from './proxy-protocol-header.js';
+import { loadProxyHeaderParser, readProxyHeader, type OriginalDestination } from './proxy-protocol-header.js';
 import type { TunnelTerminator } from './tunnel-terminator.js';
 import { isUnknownHost, type UnknownHostQuestions } from './unknown-host.js';
 
@@ -36,6 +36,7 @@ export interface TransparentListenerOptions extends RedirectedConnectionOptions 
 }
 
 export async function startTransparentListener(options: TransparentListenerOptions): Promise<net.Server> {
+  await loadProxyHeaderParser();
   const { events } = options;
   const server = net.createServer({ noDelay: true, pauseOnConnect: true }, (socket) => {
     socket.on('error', () => undefined);
