@@ -3,6 +3,8 @@
 import { readFileSync } from 'node:fs';
 
 export const SYSTEM_CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
+/** The macOS system CA bundle (LibreSSL's), for the trust bundle's system part there. */
+export const MACOS_SYSTEM_CA_BUNDLE = '/etc/ssl/cert.pem';
 
 /**
  * System CAs from `systemBundlePath` (skipped when the file does not exist) followed by

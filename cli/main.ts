@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // srt-gw command line. Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
+import * as runModule from './run.js';
 import { Command, Option } from 'commander';
 import { isSrtGwError } from '../errors.js';
 import { collect } from './flags.js';
@@ -56,7 +57,7 @@ const runCommand = program
   .addOption(new Option('-q, --quiet', 'no notices and no denial summary on stderr').default(false))
   .passThroughOptions();
 addUpstreamOptions(runCommand).action(async (command: string, args: string[], flags) => {
-    const { run } = await import('./run.js');
+    const { run } = runModule;
     process.exitCode = await run(command, args, flags);
   });
 

@@ -5,6 +5,7 @@ import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, s
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { finished } from 'node:stream/promises';
 import { promisify } from 'node:util';
 import { CA_CERT_FILE, CA_KEY_FILE } from '../ca/paths.js';
 import { buildTrustBundle } from '../ca/trust-bundle.js';
@@ -159,6 +160,7 @@ const CHECKS: Check[] = [
       const { LinuxJail } = await import('./linux/linux-jail.js');
       const scratch = mkdtempSync(join(tmpdir(), 'srt-gw-doctor-'));
       let stderr = '';
+      const captured: { stderr: NodeJS.ReadableStream | null } = { stderr: null };
       const started = performance.now();
       try {
         const result = await runInJail({
@@ -168,8 +170,14 @@ const CHECKS: Check[] = [
           caDir: join(scratch, 'ca'),
           stdio: ['ignore', 'ignore', 'pipe'],
           jail: new LinuxJail(options.nativeBuildDir),
-          onStart: ({ process: jailed }) => jailed.child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString())),
+          onStart: ({ process: jailed }) => {
+            captured.stderr = jailed.child.stderr;
+            captured.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+          },
         });
+        // A jail that failed while the gateway was starting wrote its message before onStart;
+        // it is still buffered in the pipe and arrives once read to the end.
+        if (captured.stderr) await finished(captured.stderr).catch(() => undefined);
         const ms = Math.round(performance.now() - started);
         if (result.exitCode === 0) return { status: 'ok', detail: `srt-gw run -- true works (${ms} ms)` };
         const why = stderr.trim().split('\n').slice(-2).join(' / ') || `exit status ${result.exitCode}`;

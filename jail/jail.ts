@@ -41,6 +41,20 @@ export interface JailSpawnOptions {
   readonly stdio?: StdioOptions;
 }
 
+/** What a jail needs before the gateway is up: everything but the gateway's endpoints. */
+export type JailPrepareOptions = Omit<JailSpawnOptions, 'gateway'>;
+
+/**
+ * A jail being built while the gateway starts (on two cores the two overlap: `srt-gw run -- true`
+ * starts ~20 ms sooner); the command is held until start().
+ */
+export interface PreparedJail {
+  /** Lets the command run, its traffic going to `gateway`. Once only. */
+  start(gateway: JailGatewayEndpoints): JailedProcess;
+  /** The gateway did not start: removes the jail without ever running the command; resolves once it is gone. */
+  abort(): Promise<void>;
+}
+
 export interface JailedProcess {
   /** The process srt-gw started (bwrap, sandbox-exec); its stdio pipes when stdio asked for them. */
   readonly child: ChildProcess;
@@ -56,7 +70,14 @@ export interface Jail {
   readonly caBundlePathInJail: string;
   /** Throws JAIL_UNAVAILABLE with what to install when this machine cannot run the jail. */
   checkAvailable(): void;
+  /** prepare(options) and start(options.gateway) at once. */
   spawn(options: JailSpawnOptions): JailedProcess;
+  /**
+   * Starts building the jail for a gateway that is not ready yet. The trust bundle at
+   * `options.caBundle` may still be written until start(); the Linux jail's DNS socket is
+   * `options.runDirectory.dnsSocketPath`.
+   */
+  prepare(options: JailPrepareOptions): PreparedJail;
 }
 
 /** Exit status when the jail itself could not be set up (as `env`, `docker run`, `timeout` do). */

@@ -13,11 +13,14 @@ export class RunDirectory {
   readonly gatewayDir: string;
   /** Files the jail mounts read-only. */
   readonly jailDir: string;
+  /** Where the gateway listens for the jail's DNS forwarder. */
+  readonly dnsSocketPath: string;
   private disposed = false;
 
   private constructor(readonly path: string) {
     this.gatewayDir = join(path, 'gateway');
     this.jailDir = join(path, 'jail');
+    this.dnsSocketPath = join(this.gatewayDir, 'dns.sock');
     mkdirSync(this.gatewayDir, { mode: 0o700 });
     mkdirSync(this.jailDir, { mode: 0o700 });
   }
@@ -39,6 +42,16 @@ export class RunDirectory {
     writeFileSync(path, content, { mode });
     chmodSync(path, mode);
     return path;
+  }
+
+  /**
+   * Replaces a jail file's content in place (the same inode), so a jail that has already mounted
+   * it sees the new content: the trust bundle is written once the gateway has loaded its CA.
+   */
+  rewriteJailFile(path: string, content: string, mode = 0o444): void {
+    chmodSync(path, 0o600);
+    writeFileSync(path, content);
+    chmodSync(path, mode);
   }
 
   /** Safe to call twice and from exit handlers (synchronous). */

@@ -5,7 +5,7 @@ import type { StdioOptions } from 'node:child_process';
 import { readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { buildTrustBundle, SYSTEM_CA_BUNDLE } from '../ca/trust-bundle.js';
+import { buildTrustBundle, MACOS_SYSTEM_CA_BUNDLE, SYSTEM_CA_BUNDLE } from '../ca/trust-bundle.js';
 import { defaultCaDir } from '../ca/paths.js';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { startGateway, type Gateway, type GatewayOptions, type JailEndpoints } from '../gateway/gateway.js';
@@ -13,11 +13,11 @@ import type { Policy } from '../policies/types.js';
 import { credentialPlaceholders, credentialSecretFiles } from '../policies/credentials.js';
 import { DenialCollector, type Denial } from './denial-summary.js';
 import { resolveFilesystemRules, type ResolvedFilesystemRules } from './filesystem-rules.js';
-import type { Jail, JailedProcess } from './jail.js';
+import type { Jail, JailedProcess, PreparedJail } from './jail.js';
 import { jailEnvironment } from './jail-environment.js';
 import { bwrapMountPointsCreated } from './linux/bwrap-filesystem.js';
 import { LinuxJail } from './linux/linux-jail.js';
-import { MACOS_SYSTEM_CA_BUNDLE, MacosJail, type MacosJailedProcess } from './macos/macos-jail.js';
+import type { MacosJailedProcess } from './macos/macos-jail.js';
 import { RunDirectory } from './run-directory.js';
 
 /** What a run is given besides its command and policy: shared by runInJail and the library's run(). */
@@ -69,10 +69,11 @@ export interface RunResult {
   omittedDenials: number;
 }
 
-export function platformJail(): Jail {
+/** This platform's jail; the macOS backend loads only on macOS. */
+export async function platformJail(): Promise<Jail> {
   if (process.platform === 'linux') return new LinuxJail();
   // Not yet run on a real Mac: docs/macos.md says what is and is not verified.
-  if (process.platform === 'darwin') return new MacosJail();
+  if (process.platform === 'darwin') return new (await import('./macos/macos-jail.js')).MacosJail();
   throw new SrtGwError(ErrorCodes.JAIL_UNAVAILABLE, `srt-gw run has no jail for ${process.platform}; on this platform use srt-gw serve as an explicit proxy`);
 }
 
@@ -80,7 +81,7 @@ export function platformJail(): Jail {
 let sharedRuns = 0;
 
 export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
-  const jail = options.jail ?? platformJail();
+  const jail = options.jail ?? (await platformJail());
   jail.checkAvailable();
   const shared = options.gateway ?? null;
   const policy = options.policy ?? shared?.policy.policy;
@@ -102,7 +103,22 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
   let gateway: Gateway | null = shared;
   let endpoints: JailEndpoints | null = null;
   let collector: DenialCollector | null = null;
+  let prepared: PreparedJail | null = null;
   try {
+    // The jail is built while the gateway starts (bwrap, the network rules, the helpers); its
+    // command waits until start() below. The trust bundle is filled in once the CA is loaded.
+    const caBundle = runDirectory.writeJailFile('ca-bundle.pem', '');
+    prepared = jail.prepare({
+      command: options.command,
+      args: options.args ?? [],
+      cwd,
+      env: jailEnvironment(hostEnv, jail.caBundlePathInJail, credentialPlaceholders(policy)),
+      filesystem,
+      caBundle,
+      runDirectory,
+      stdio: options.stdio,
+      allowLocalBinding: policy.jail?.allowLocalBinding === true,
+    });
     gateway ??= await startGateway({
       policy,
       caDir,
@@ -119,28 +135,18 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     });
     // A run of its own gateway is that gateway's only client: every decision is this run's.
     const clientLabel = shared ? `jail-${process.pid}-${++sharedRuns}` : 'jail';
-    const opened = await gateway.openJailEndpoints(join(runDirectory.gatewayDir, 'dns.sock'), clientLabel);
+    const opened = await gateway.openJailEndpoints(runDirectory.dnsSocketPath, clientLabel);
     endpoints = opened;
     // On macOS the jail reaches the gateway's explicit proxy, where runs cannot be told apart.
     collector = new DenialCollector(gateway.events, shared && jail.platform === 'linux' ? { clientLabel } : {});
     const systemBundle = jail.platform === 'darwin' ? MACOS_SYSTEM_CA_BUNDLE : SYSTEM_CA_BUNDLE;
-    const caBundle = runDirectory.writeJailFile('ca-bundle.pem', buildTrustBundle(readFileSync(gateway.ca.certPath, 'utf8'), systemBundle));
-    const jailed = jail.spawn({
-      command: options.command,
-      args: options.args ?? [],
-      cwd,
-      env: jailEnvironment(hostEnv, jail.caBundlePathInJail, credentialPlaceholders(policy)),
-      filesystem,
-      caBundle,
-      runDirectory,
-      gateway: {
-        acceptRedirected: (socket, destination) => opened.acceptRedirected(socket, destination),
-        dnsSocket: opened.dnsSocket,
-        proxyAddress: gateway.proxyAddress,
-      },
-      stdio: options.stdio,
-      allowLocalBinding: policy.jail?.allowLocalBinding === true,
+    runDirectory.rewriteJailFile(caBundle, buildTrustBundle(readFileSync(gateway.ca.certPath, 'utf8'), systemBundle));
+    const jailed = prepared.start({
+      acceptRedirected: (socket, destination) => opened.acceptRedirected(socket, destination),
+      dnsSocket: opened.dnsSocket,
+      proxyAddress: gateway.proxyAddress,
     });
+    prepared = null;
     options.onStart?.({ process: jailed, gateway });
     // A command that is still running after 50 ms will likely make a request: load the upstream
     // client then, while it starts, rather than on its first request. A short command (run -- true)
@@ -155,6 +161,8 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     const platform = 'violations' in jailed ? await (jailed as MacosJailedProcess).violations() : { denials: [], omitted: 0 };
     return { exitCode, denials: [...denials, ...platform.denials], omittedDenials: omitted + platform.omitted };
   } finally {
+    // The gateway failed to start: the held command never runs.
+    await prepared?.abort();
     collector?.stop();
     await endpoints?.close();
     if (!shared) await gateway?.close();

@@ -14,8 +14,10 @@
  *      a new user namespace that maps the caller's own uid/gid, no capabilities, no new privileges
  *      and a seccomp filter (see install_seccomp).
  *
- * The parent (`srt-gw run`) talks to it over --control-fd: each byte is a signal number to pass
- * to the command; end of file means the parent is gone and the command is killed.
+ * The parent (`srt-gw run`) talks to it over --control-fd. Steps 1 and 2 run while the parent is
+ * still starting its gateway; the command (step 3) waits for a 0 byte, "the gateway is ready".
+ * After that each byte is a signal number to pass to the command; end of file means the parent
+ * is gone and the command is killed (before the 0 byte: it never runs).
  *
  * Exit status: the command's (128+N when killed by signal N); 125 when the jail could not be set
  * up (a message on stderr says what failed); 126/127 when the command cannot be executed/found.
@@ -69,14 +71,39 @@ struct options {
   char **command;
 };
 
+/* The helpers once started: a setup failure after that stops them too, or bwrap's pid 1, which
+ * waits for every process of the jail, would wait for them forever. */
+static pid_t started_helpers[2];
+
+static void stop_helpers(void) {
+  for (size_t i = 0; i < sizeof started_helpers / sizeof started_helpers[0]; i++)
+    if (started_helpers[i] > 0) kill(started_helpers[i], SIGKILL);
+}
+
 static void die(const char *what) {
   fprintf(stderr, "%s: %s: %s\n", prog, what, strerror(errno));
+  stop_helpers();
   _exit(EXIT_SETUP);
 }
 
 static void die_msg(const char *message) {
   fprintf(stderr, "%s: %s\n", prog, message);
+  stop_helpers();
   _exit(EXIT_SETUP);
+}
+
+/* Waits for the parent's 0 byte: its gateway is listening. Anything else, or end of file (the
+ * gateway failed to start, or the parent died), and the command never runs. Quietly: the parent
+ * says why. */
+static void wait_for_gateway(int control_fd) {
+  unsigned char byte;
+  ssize_t n;
+  do n = read(control_fd, &byte, 1);
+  while (n < 0 && errno == EINTR);
+  if (n != 1 || byte != 0) {
+    stop_helpers();
+    _exit(EXIT_SETUP);
+  }
 }
 
 /* ---------------------------------------------------------------- network ---------------- */
@@ -493,9 +520,14 @@ int main(int argc, char **argv) {
   char channel_text[16];
   snprintf(channel_text, sizeof channel_text, "%d", o.gateway_channel);
   pid_t redirector = start_helper(o.redirector, "--gateway-channel", channel_text, o.gateway_channel, o.redirect_port, "redirector");
+  started_helpers[0] = redirector;
   pid_t forwarder = start_helper(o.dns_forwarder, "--gateway-socket", o.dns_socket, -1, o.dns_port, "DNS forwarder");
+  started_helpers[1] = forwarder;
   /* Only the redirector talks to the gateway over the channel. */
   close(o.gateway_channel);
+  /* SECURITY: the command starts only once the gateway answers for its traffic — before that
+   * the helpers would have nowhere to send it. */
+  wait_for_gateway(o.control_fd);
 
   /* Signals are handled synchronously from here on: SIGCHLD through a self-pipe-free ppoll. */
   sigset_t blocked, during_wait;

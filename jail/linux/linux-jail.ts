@@ -2,14 +2,15 @@
 // filesystem view; srt-gw-jail-init (native/jail-init.c) then wires the network namespace to the
 // gateway and runs the command without capabilities, in nested namespaces where neither the
 // gateway's sockets nor the helpers are visible.
-import { spawn, type StdioOptions } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { isIP, Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { basename, delimiter, dirname, join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
 import type { OriginalDestination } from '../../gateway/proxy-protocol-header.js';
-import { JAIL_SETUP_FAILED, type Jail, type JailedProcess, type JailSpawnOptions } from '../jail.js';
+import { JAIL_SETUP_FAILED, type Jail, type JailedProcess, type JailGatewayEndpoints, type JailPrepareOptions, type JailSpawnOptions, type PreparedJail } from '../jail.js';
 import { bwrapFilesystemArgs } from './bwrap-filesystem.js';
 import { findNativeHelpers, NATIVE_BUILD_DIR, type NativeHelpers } from './native-helpers.js';
 import { JAIL_PORTS, jailNftRuleset } from './nft-rules.js';
@@ -54,8 +55,8 @@ export interface BwrapInvocation {
 }
 
 /** The whole bwrap command line for one run (pure: tested in linux-jail.test.ts). */
-export function bwrapArguments(options: JailSpawnOptions, invocation: BwrapInvocation): string[] {
-  const { runDirectory, gateway } = options;
+export function bwrapArguments(options: JailPrepareOptions, invocation: BwrapInvocation): string[] {
+  const { runDirectory } = options;
   const inJail = (hostPath: string, hostDir: string, jailDir: string) => join(jailDir, hostPath.slice(hostDir.length + 1));
   const args = [
     '--unshare-user',
@@ -99,7 +100,7 @@ export function bwrapArguments(options: JailSpawnOptions, invocation: BwrapInvoc
     '--gateway-channel', String(invocation.channelFd),
     '--dns-forwarder', helper('dnsForwarder'),
     '--dns-port', String(JAIL_PORTS.dnsPort),
-    '--dns-socket', inJail(gateway.dnsSocket, runDirectory.gatewayDir, JAIL_PATHS.gatewayDir),
+    '--dns-socket', inJail(runDirectory.dnsSocketPath, runDirectory.gatewayDir, JAIL_PATHS.gatewayDir),
     '--hide', JAIL_PATHS.gatewayDir,
     '--uid', String(invocation.uid),
     '--gid', String(invocation.gid),
@@ -145,6 +146,10 @@ export class LinuxJail implements Jail {
   }
 
   spawn(options: JailSpawnOptions): JailedProcess {
+    return this.prepare(options).start(options.gateway);
+  }
+
+  prepare(options: JailPrepareOptions): PreparedJail {
     this.checkAvailable();
     const tools = this.tools!;
     const { runDirectory } = options;
@@ -168,10 +173,13 @@ export class LinuxJail implements Jail {
       // The command's cwd is set inside by --chdir; bwrap itself starts anywhere readable.
       cwd: '/',
     });
+    holdOutput(child);
+    let gateway: JailGatewayEndpoints | null = null;
     child.on('message', (message: unknown, handle: unknown) => {
       const destination = redirectedDestination(message);
-      // Only sockets with a well-formed destination are served; anything else is dropped.
-      if (handle instanceof Socket && destination) options.gateway.acceptRedirected(handle, destination);
+      // Only sockets with a well-formed destination are served; anything else is dropped (and
+      // nothing can connect before start(): the command is not running yet).
+      if (handle instanceof Socket && destination && gateway) gateway.acceptRedirected(handle, destination);
       else if (handle instanceof Socket) handle.destroy();
     });
     const control = child.stdio[3] as NodeJS.WritableStream & { destroyed?: boolean };
@@ -194,16 +202,65 @@ export class LinuxJail implements Jail {
         else resolve(128 + (osConstants.signals[signal as NodeJS.Signals] ?? 0));
       });
     });
+    // Not awaited until start(): an early failure (bwrap missing) must not be an unhandled rejection.
+    exited.catch(() => undefined);
+    let state: 'prepared' | 'started' | 'aborted' = 'prepared';
     return {
-      child,
-      exited,
-      signal(signal: NodeJS.Signals) {
-        const number = osConstants.signals[signal];
-        if (number !== undefined && !control.destroyed) control.write(Buffer.from([number]));
+      start(endpoints: JailGatewayEndpoints): JailedProcess {
+        if (state !== 'prepared') throw new Error(`the jail was already ${state}`);
+        if (endpoints.dnsSocket !== runDirectory.dnsSocketPath) {
+          throw new Error(`the gateway's DNS socket must be ${runDirectory.dnsSocketPath} (the jail's forwarder was told so), not ${endpoints.dnsSocket}`);
+        }
+        state = 'started';
+        gateway = endpoints;
+        // The init holds the command until this byte: the gateway is listening now.
+        if (!control.destroyed) control.write(GATEWAY_READY);
+        return {
+          child,
+          exited,
+          signal(signal: NodeJS.Signals) {
+            const number = osConstants.signals[signal];
+            if (number !== undefined && !control.destroyed) control.write(Buffer.from([number]));
+          },
+        };
+      },
+      async abort(): Promise<void> {
+        if (state !== 'prepared') return;
+        state = 'aborted';
+        // The init reads end of file instead of the ready byte: it stops the helpers and exits
+        // without running the command. Not SIGKILL first: killed in its first instants, bwrap can
+        // leave its inner half running, which is then nobody's child.
+        (control as NodeJS.WritableStream & { destroy(): void }).destroy();
+        const gone = exited.then(() => true, () => true);
+        let timer: NodeJS.Timeout | undefined;
+        const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ABORT_GRACE_MS)));
+        if (!(await Promise.race([gone, late]))) {
+          child.kill('SIGKILL');
+          await gone;
+        }
+        clearTimeout(timer);
       },
     };
   }
 }
+
+/**
+ * What the jail writes to stdout/stderr pipes before start() (its message when it fails while the
+ * gateway starts) must reach whoever reads them after start(); node discards a child's unread
+ * output once the child has exited. The pipes are read into buffers from the start.
+ */
+function holdOutput(child: ChildProcess): void {
+  for (const name of ['stdout', 'stderr'] as const) {
+    const source = child[name];
+    if (source !== null) child[name] = source.pipe(new PassThrough());
+  }
+}
+
+/** How long abort() lets a jail that is still being built end by itself before killing bwrap. */
+const ABORT_GRACE_MS = 5000;
+
+/** The control byte that releases the held command (signal numbers, which follow it, are 1-64). */
+const GATEWAY_READY = Buffer.from([0]);
 
 /** The redirector's message for a handed-over socket: {srtgw: "redirected", address, port, source}. */
 export function redirectedDestination(message: unknown): OriginalDestination | null {

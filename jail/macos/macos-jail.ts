@@ -9,7 +9,7 @@ import { accessSync, constants, mkdirSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
-import { JAIL_SETUP_FAILED, type Jail, type JailedProcess, type JailSpawnOptions } from '../jail.js';
+import { JAIL_SETUP_FAILED, type Jail, type JailedProcess, type JailPrepareOptions, type JailSpawnOptions, type PreparedJail } from '../jail.js';
 import type { Realpath } from './macos-path.js';
 import { macosCanonicalPath } from './macos-path.js';
 import { proxyEnvironment } from './proxy-environment.js';
@@ -18,8 +18,7 @@ import { SeatbeltViolationMonitor, type SeatbeltDenial } from './seatbelt-violat
 
 /** Ships with every macOS (deprecated in its man page since 10.x, still what Apple's own tools use). */
 export const SANDBOX_EXEC = '/usr/bin/sandbox-exec';
-/** The macOS system CA bundle (LibreSSL's), for the trust bundle's system part. */
-export const MACOS_SYSTEM_CA_BUNDLE = '/etc/ssl/cert.pem';
+export { MACOS_SYSTEM_CA_BUNDLE } from '../../ca/trust-bundle.js';
 /** Loopback spellings Seatbelt's "localhost" covers; the gateway's proxy must listen on one of them. */
 const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
 
@@ -117,6 +116,18 @@ export class MacosJail implements Jail {
         `${this.options.sandboxExec} is missing or not executable; it ships with every macOS release: check that this is a standard macOS install (srt-gw doctor)`,
       );
     }
+  }
+
+  /**
+   * Seatbelt has nothing to build ahead: sandbox-exec starts the command at once, so the
+   * prepared jail only checks sandbox-exec now and spawns at start().
+   */
+  prepare(options: JailPrepareOptions): PreparedJail {
+    this.checkAvailable();
+    return {
+      start: (gateway) => this.spawn({ ...options, gateway }),
+      abort: async () => undefined,
+    };
   }
 
   spawn(options: JailSpawnOptions): MacosJailedProcess {

@@ -471,11 +471,16 @@ print(json.dumps(out))
       helpers = hostDescendants(running.pid).map((p) => p.argv[0] ?? '');
       const dirs = readdirSync('/tmp').filter((name) => name.startsWith(`srt-gw-run-${running.pid}-`));
       hostRunDir = dirs.length === 1 ? join('/tmp', dirs[0]!) : '';
-      return hostRunDir !== '' && helpers.some((h) => h.endsWith('/srt-gw-redirector')) && helpers.some((h) => h.endsWith('/srt-gw-dns-forwarder'));
+      // The helpers start while the gateway is still starting; its DNS socket follows.
+      return (
+        hostRunDir !== '' &&
+        helpers.some((h) => h.endsWith('/srt-gw-redirector')) &&
+        helpers.some((h) => h.endsWith('/srt-gw-dns-forwarder')) &&
+        existsSync(join(hostRunDir, 'gateway', 'dns.sock'))
+      );
     }, 10_000);
     expect(found, `host side of the run not found: ${JSON.stringify(helpers)}`).toBe(true);
     // The DNS socket is the one gateway socket left on the host; TCP connections are handed over as descriptors.
-    expect(existsSync(join(hostRunDir, 'gateway', 'dns.sock'))).toBe(true);
     expect(existsSync(join(hostRunDir, 'gateway', 'transparent.sock'))).toBe(false);
     const before = hostSocketConnections;
     running.write(`${hostRunDir}\n`);
