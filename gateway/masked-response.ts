@@ -3,7 +3,8 @@
 // so Content-Length is dropped; a compressed body is decompressed first (gzip, deflate, br),
 // because a secret inside compressed bytes cannot be found; any other encoding is refused.
 import type { Writable } from 'node:stream';
-import zlib from 'node:zlib';
+import { createRequire } from 'node:module';
+import type zlib from 'node:zlib';
 import { createMaskingTransform, maskText, type MaskPair } from './secret-masker.js';
 import type { ResponseSink } from './upstream-client.js';
 
@@ -17,11 +18,16 @@ type ClientResponse = Writable & {
   writeHead(status: number, headers: Record<string, string | string[]>): unknown;
 };
 
+// zlib is required on the first compressed response that needs masking, not at start-up (~1.5 ms
+// of every `srt-gw run`, which mostly never masks anything).
+const requireBuiltin = createRequire(import.meta.url);
+const loadZlib = (): typeof zlib => requireBuiltin('node:zlib') as typeof zlib;
+
 const DECODERS: Record<string, () => zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress> = {
-  gzip: () => zlib.createGunzip(),
-  'x-gzip': () => zlib.createGunzip(),
-  deflate: () => zlib.createInflate(),
-  br: () => zlib.createBrotliDecompress(),
+  gzip: () => loadZlib().createGunzip(),
+  'x-gzip': () => loadZlib().createGunzip(),
+  deflate: () => loadZlib().createInflate(),
+  br: () => loadZlib().createBrotliDecompress(),
 };
 
 export function createMaskingResponseSink(res: ClientResponse, pairs: readonly MaskPair[], upstreamHost: string): MaskingResponseSink {
