@@ -41,24 +41,26 @@ const TARGETS = {
 function usage() {
   return `usage: node bench/jail.mjs [--runs N] [--duration S] [--warmup S] [--quick]
   --runs N       start-ups measured per command (default 20)
-  --duration S   measured seconds of the kept-alive load (default 8)
-  --warmup S     warm-up seconds, not measured (default 2)
-  --quick        --runs 8 --duration 3
+  --duration S   measured seconds of kept-alive load per side, split across the rounds (at least 2 s a round; default 8)
+  --warmup S     warm-up seconds per kept-alive run, not measured (default 2)
+  --rounds N     kept-alive rounds, explicit proxy and jail alternating; the ratio is the median round's (default 3)
+  --quick        --runs 8 --duration 3 --rounds 1
 Needs: bwrap, nft and the native helpers (bash native/build.sh), python3 (rusage), curl.`;
 }
 
 function parseOptions(argv) {
-  const options = { runs: 20, duration: 8, warmup: 2 };
+  const options = { runs: 20, duration: 8, warmup: 2, rounds: 3 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === '--help' || flag === '-h') {
       process.stdout.write(usage() + '\n');
       process.exit(0);
-    } else if (flag === '--quick') Object.assign(options, { runs: 8, duration: 3 });
-    else if (['--runs', '--duration', '--warmup'].includes(flag)) options[flag.slice(2)] = Number(argv[++i]);
+    } else if (flag === '--quick') Object.assign(options, { runs: 8, duration: 3, rounds: 1 });
+    else if (['--runs', '--duration', '--warmup', '--rounds'].includes(flag)) options[flag.slice(2)] = Number(argv[++i]);
     else throw new Error(`unknown flag ${flag}\n${usage()}`);
   }
   if (!(options.runs >= 3) || !(options.duration > 0) || !(options.warmup >= 0)) throw new Error('--runs must be >= 3, --duration > 0, --warmup >= 0');
+  if (!Number.isInteger(options.rounds) || options.rounds < 1) throw new Error('--rounds must be a whole number >= 1');
   return options;
 }
 
@@ -138,23 +140,47 @@ async function measureNewConnections(ctx, count) {
 }
 
 async function measureKeepAlive(ctx, options) {
-  const load = ['--mode', 'keepalive', '--concurrency', '32', '--warmup', String(options.warmup), '--duration', String(options.duration), '--host', `${UPSTREAM_NAME}:${ctx.upstream.port}`];
-  // The gateway as an explicit proxy: srt-gw serve on the server core, the load generator on the other.
-  // Both write the audit log to a file, so both pay for the same logging.
+  // Rounds, alternating which side goes first: the machine's own speed drifts between runs (the
+  // explicit proxy alone varied 10-13k req/s between identical runs), and the ratio is taken per
+  // round, from neighbouring measurements.
+  const seconds = Math.max(2, Math.round(options.duration / options.rounds));
+  const load = ['--mode', 'keepalive', '--concurrency', '32', '--warmup', String(options.warmup), '--duration', String(seconds), '--host', `${UPSTREAM_NAME}:${ctx.upstream.port}`];
+  const rounds = [];
+  for (let round = 0; round < options.rounds; round++) {
+    const sides = round % 2 === 0 ? ['explicit', 'jail'] : ['jail', 'explicit'];
+    const result = {};
+    for (const side of sides) result[side] = side === 'explicit' ? await keepAliveThroughExplicitProxy(ctx, load) : await keepAliveInsideJail(ctx, load);
+    rounds.push({ explicitProxy: result.explicit, jail: result.jail, ratio: result.jail.reqPerSec / result.explicit.reqPerSec });
+  }
+  const middle = [...rounds].sort((a, b) => a.ratio - b.ratio)[Math.floor(rounds.length / 2)];
+  return { explicitProxy: middle.explicitProxy, jail: middle.jail, ratio: middle.ratio, rounds };
+}
+
+/** The gateway as an explicit proxy: srt-gw serve on the server core, the load generator on the other. */
+async function keepAliveThroughExplicitProxy(ctx, load) {
+  // Both sides write the audit log to a file, so both pay for the same logging.
   const serve = spawnPinned(SERVER_CPU, process.execPath, [CLI, 'serve', '--listen', '127.0.0.1:0', '--log', join(ctx.workDir, '..', 'serve-audit.jsonl'), ...ctx.gatewayFlags]);
-  const ready = await waitForJsonLine(serve, (r) => r.event === 'listening', START_TIMEOUT_MS, 'srt-gw serve');
-  const proxied = spawnPinned(CLIENT_CPU, process.execPath, [LOADGEN, ...load, '--proxy', ready.proxy]);
-  const proxyResult = JSON.parse((await runToEnd(proxied, 'loadgen (explicit proxy)')).trim().split('\n').at(-1));
-  await stopProcess(serve);
-  // The same load from inside the jail: srt-gw run (gateway, bwrap, helpers) on the server core,
-  // the load generator moved to the other core inside the jail.
+  try {
+    const ready = await waitForJsonLine(serve, (r) => r.event === 'listening', START_TIMEOUT_MS, 'srt-gw serve');
+    const proxied = spawnPinned(CLIENT_CPU, process.execPath, [LOADGEN, ...load, '--proxy', ready.proxy]);
+    return loadResult(await runToEnd(proxied, 'loadgen (explicit proxy)'));
+  } finally {
+    await stopProcess(serve);
+  }
+}
+
+/**
+ * The same load from inside the jail: srt-gw run (gateway, bwrap, helpers) on the server core,
+ * the load generator moved to the other core inside the jail.
+ */
+async function keepAliveInsideJail(ctx, load) {
   const jailed = spawnPinned(SERVER_CPU, process.execPath, [CLI, 'run', '--log', join(ctx.workDir, '..', 'run-audit.jsonl'), ...ctx.runFlags, '--', 'taskset', '-c', String(CLIENT_CPU), process.execPath, LOADGEN, ...load, '--direct', `${UPSTREAM_NAME}:${ctx.upstream.port}`], { cwd: ctx.workDir });
-  const jailResult = JSON.parse((await runToEnd(jailed, 'loadgen (in the jail)')).trim().split('\n').at(-1));
-  return {
-    explicitProxy: { reqPerSec: proxyResult.reqPerSec, p50Ms: proxyResult.p50Ms, p99Ms: proxyResult.p99Ms, errors: proxyResult.errors },
-    jail: { reqPerSec: jailResult.reqPerSec, p50Ms: jailResult.p50Ms, p99Ms: jailResult.p99Ms, errors: jailResult.errors },
-    ratio: jailResult.reqPerSec / proxyResult.reqPerSec,
-  };
+  return loadResult(await runToEnd(jailed, 'loadgen (in the jail)'));
+}
+
+function loadResult(stdout) {
+  const result = JSON.parse(stdout.trim().split('\n').at(-1));
+  return { reqPerSec: result.reqPerSec, p50Ms: result.p50Ms, p99Ms: result.p99Ms, errors: result.errors };
 }
 
 function readSystemBundle() {
@@ -230,6 +256,7 @@ async function main() {
     lines.push('', 'kept-alive 1 KiB GETs, 32 connections');
     lines.push(`  explicit proxy (srt-gw serve): ${keepAlive.explicitProxy.reqPerSec.toFixed(0)} req/s, p50 ${keepAlive.explicitProxy.p50Ms?.toFixed(2)} ms, p99 ${keepAlive.explicitProxy.p99Ms?.toFixed(2)} ms, errors ${keepAlive.explicitProxy.errors}`);
     lines.push(`  inside the jail (srt-gw run):  ${keepAlive.jail.reqPerSec.toFixed(0)} req/s, p50 ${keepAlive.jail.p50Ms?.toFixed(2)} ms, p99 ${keepAlive.jail.p99Ms?.toFixed(2)} ms, errors ${keepAlive.jail.errors}`);
+    lines.push(`  rounds (jail / explicit): ${keepAlive.rounds.map((r) => `${r.jail.reqPerSec.toFixed(0)} / ${r.explicitProxy.reqPerSec.toFixed(0)} = ${(r.ratio * 100).toFixed(0)} %`).join('; ')}`);
     lines.push('', 'targets (issue 5)');
     for (const [name, value, target, result] of targets) lines.push(`  ${name.padEnd(56)} ${value.padStart(10)}  ${target.padEnd(10)} ${result}`);
     process.stdout.write(lines.join('\n') + '\n');
