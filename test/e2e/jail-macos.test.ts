@@ -72,16 +72,16 @@ filesystem:
   denyRead: ["secret/"]
 `;
 
-  async function runMac(command: string, args: string[]): Promise<MacRun> {
+  async function runMac(command: string, args: string[], policyText = POLICY): Promise<MacRun> {
     let stdout = '';
     let stderr = '';
     let jailed: MacosJailedProcess | undefined;
     const policyPath = join(root, 'policy.yaml');
-    writeFileSync(policyPath, POLICY);
+    writeFileSync(policyPath, policyText);
     const result = await runInJail({
       command,
       args,
-      policy: parsePolicy(POLICY, join(workdir, '.srt-gw.yaml')),
+      policy: parsePolicy(policyText, join(workdir, '.srt-gw.yaml')),
       policyFiles: [policyPath],
       cwd: workdir,
       env: cleanEnv(),
@@ -177,6 +177,24 @@ for host, port in (("127.0.0.1", ${upstream!.port}), ("203.0.113.9", 443)):
       expect(run.stdout).not.toContain('top-secret-token');
       expect(run.stdout).not.toContain('READ');
       expect(run.stdout).toContain('done');
+    });
+
+    it.each([
+      ['without jail.allowLocalBinding, listening is refused', POLICY, 'refused'],
+      ['with jail.allowLocalBinding: true, the command can listen on loopback', `${POLICY}jail:\n  allowLocalBinding: true\n`, 'listening'],
+    ])('%s', async (_what, policyText, expected) => {
+      const code = `
+import socket
+try:
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    print("listening", server.getsockname()[1])
+except OSError as error:
+    print("refused", error.errno)
+`;
+      const run = await runMac('python3', ['-c', code], policyText);
+      expect(run.stdout.trim().split(' ')[0], run.stderr).toBe(expected);
     });
 
     it('nothing outside the working directory and TMPDIR can be written', async () => {
