@@ -1,6 +1,6 @@
 // `srt-gw serve`: the gateway as a long-running explicit proxy.
-import { watch, type FSWatcher } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
+import { statSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { startGateway } from '../gateway/gateway.js';
 import { policyFiles } from '../policies/policy-files.js';
@@ -107,6 +107,11 @@ export async function serve(flags: ServeFlags): Promise<void> {
  * watched). Directories, not files: editors and config tools replace files by rename, which
  * would silently end a watch on the old inode.
  */
+/** Changes closer together than this are one reload. */
+const CHANGE_DEBOUNCE_MS = 100;
+/** How long an empty policy file is given to be written before it counts as broken. */
+const EMPTY_FILE_SECOND_LOOK_MS = 500;
+
 class PolicyWatcher {
   private readonly watchers = new Map<string, FSWatcher>();
   private names = new Map<string, Set<string>>();
@@ -140,13 +145,38 @@ class PolicyWatcher {
           watch(directory, { persistent: false }, (_event, changed) => {
             if (changed !== null && !this.names.get(directory)?.has(changed)) return;
             clearTimeout(this.debounce);
-            this.debounce = setTimeout(this.onChange, 100);
+            this.debounce = setTimeout(() => this.settled(), CHANGE_DEBOUNCE_MS);
           }),
         );
       } catch {
         // A directory that vanished: SIGHUP still reloads.
       }
     }
+  }
+
+  /**
+   * Many editors save by truncating the file and then writing it, and a change event can come in
+   * between: an empty policy file gets one more look before it is reloaded and reported as broken.
+   */
+  private settled(secondLook = false): void {
+    if (!secondLook && this.watchedFileIsEmpty()) {
+      this.debounce = setTimeout(() => this.settled(true), EMPTY_FILE_SECOND_LOOK_MS);
+      return;
+    }
+    this.onChange();
+  }
+
+  private watchedFileIsEmpty(): boolean {
+    for (const [directory, names] of this.names) {
+      for (const name of names) {
+        try {
+          if (statSync(join(directory, name)).size === 0) return true;
+        } catch {
+          // gone (a rename in progress): the reload reports it if it stays gone
+        }
+      }
+    }
+    return false;
   }
 
   close(): void {

@@ -84,6 +84,26 @@ describe.skipIf(skip !== null)('policy reload while traffic flows', () => {
     await until(async () => (await probe())[0] === 200);
     expect(await probe()).toEqual([200, 403]);
   });
+
+  it('an editor that truncates, then writes a moment later, causes no failed reload', async () => {
+    const failuresBefore = (await gateway.auditLines()).filter((l) => l.kind === 'policy-reload' && l.outcome === 'failed').length;
+    writeFileSync(gateway.policyPath, '');
+    // Longer than the watcher's 100 ms debounce: the empty file is seen, and given a second look.
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    writeFileSync(gateway.policyPath, policyAllowing('new'));
+    await until(async () => (await probe())[1] === 200);
+    // The audit log reaches its file within 100 ms: a failure from the empty moment would be there by now.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const failures = (await gateway.auditLines()).filter((l) => l.kind === 'policy-reload' && l.outcome === 'failed');
+    expect(failures).toHaveLength(failuresBefore);
+  });
+
+  it('a file left empty is still reported as broken, and the policy in force stays', async () => {
+    writeFileSync(gateway.policyPath, '');
+    const line = await gateway.waitForAudit((l) => l.kind === 'policy-reload' && l.outcome === 'failed' && /empty/.test(String(l.reason)));
+    expect(String(line.reason)).toContain('the file is empty');
+    expect(await probe()).toEqual([403, 200]);
+  });
 });
 
 describe.skipIf(skip !== null)('reload when a file the policy extends changes', () => {
