@@ -67,6 +67,35 @@ int parse_port(const char *text) {
   return (int)value;
 }
 
+const char *helper_option_value(const char *prog, int argc, char **argv, int *i, helper_usage_fn *usage) {
+  const char *flag = argv[*i];
+  if (!strcmp(flag, "-h") || !strcmp(flag, "--help")) {
+    usage(stdout);
+    exit(0);
+  }
+  if (*i + 1 >= argc) {
+    fprintf(stderr, "%s: %s needs a value (or unknown option)\n", prog, flag);
+    usage(stderr);
+    exit(64);
+  }
+  return argv[++*i];
+}
+
+void helper_unknown_option(const char *prog, const char *flag, helper_usage_fn *usage) {
+  fprintf(stderr, "%s: unknown option %s\n", prog, flag);
+  usage(stderr);
+  exit(64);
+}
+
+int helper_listen_port(const char *prog, const char *value) {
+  int port = parse_port(value);
+  if (port < 0) {
+    fprintf(stderr, "%s: --listen-port must be 1-65535 (got '%s')\n", prog, value);
+    exit(64);
+  }
+  return port;
+}
+
 int parse_open_fd(const char *prog, const char *flag, const char *text) {
   char *end;
   errno = 0;

@@ -8,6 +8,7 @@
 
 #include <signal.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* Set by the handlers helper_install_signals() installs; the main loop reads and clears them. */
 extern volatile sig_atomic_t child_exited;
@@ -27,6 +28,22 @@ int set_nonblocking(int fd);
 
 /* 1-65535, or -1. */
 int parse_port(const char *text);
+
+/* Prints a helper's usage text to the given stream. */
+typedef void helper_usage_fn(FILE *out);
+
+/*
+ * The option loops of both helpers, where every flag takes one value: returns the value of the
+ * flag at argv[*i] and moves *i onto it. -h/--help prints the usage to stdout and exits 0; a flag
+ * with nothing after it is reported, with the usage, and exits 64.
+ */
+const char *helper_option_value(const char *prog, int argc, char **argv, int *i, helper_usage_fn *usage);
+
+/* An option the helper does not know: says so, with the usage, and exits 64. */
+void helper_unknown_option(const char *prog, const char *flag, helper_usage_fn *usage) __attribute__((noreturn));
+
+/* --listen-port's value (1-65535), or exits 64 saying why. */
+int helper_listen_port(const char *prog, const char *value);
 
 /* A descriptor number from 3 to 1023 that is open, or -1 after saying why on stderr. */
 int parse_open_fd(const char *prog, const char *flag, const char *text);

@@ -351,21 +351,9 @@ int main(int argc, char **argv) {
   int ready_fd = -1;
   for (int i = 1; i < argc; i++) {
     const char *arg = argv[i];
-    if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
-      usage(stdout);
-      return 0;
-    }
-    if (i + 1 >= argc) {
-      fprintf(stderr, "%s: %s needs a value (or unknown option)\n", prog, arg);
-      usage(stderr);
-      return 64;
-    }
-    const char *value = argv[++i];
+    const char *value = helper_option_value(prog, argc, argv, &i, usage);
     if (!strcmp(arg, "--listen-port")) {
-      if ((port = parse_port(value)) < 0) {
-        fprintf(stderr, "%s: --listen-port must be 1-65535 (got '%s')\n", prog, value);
-        return 64;
-      }
+      port = helper_listen_port(prog, value);
     } else if (!strcmp(arg, "--gateway-socket")) {
       gateway_path = value;
     } else if (!strcmp(arg, "--gateway-channel")) {
@@ -380,9 +368,7 @@ int main(int argc, char **argv) {
         return 64;
       }
     } else {
-      fprintf(stderr, "%s: unknown option %s\n", prog, arg);
-      usage(stderr);
-      return 64;
+      helper_unknown_option(prog, arg, usage);
     }
   }
   if (port < 0 || (gateway_path == NULL) == (channel < 0)) {
