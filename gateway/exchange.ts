@@ -25,20 +25,7 @@ export interface ExchangeHead {
 
 export type ExchangeReadResult = { ok: true; head: ExchangeHead } | { ok: false; reason: string };
 
-/** Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus proxy credentials. */
-export const HOP_BY_HOP_HEADERS: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'host',
-  'http2-settings',
-]);
+export { HOP_BY_HOP_HEADERS } from '../policies/hop-by-hop-headers.js';
 
 /** Splits "host", "host:port", "[v6]" or "[v6]:port"; returns null when malformed. */
 export function splitAuthority(authority: string): { host: string; port: number | null } | null {

@@ -3,6 +3,7 @@
 // phrases that follow a field name ("rules[0].port must be ...").
 import { z } from 'zod';
 import { parseByteSize } from './byte-size.js';
+import { HOP_BY_HOP_HEADERS } from './hop-by-hop-headers.js';
 import { parseHostPattern } from './host.js';
 import { normalizePathGlob } from './path.js';
 
@@ -76,21 +77,11 @@ const protocol = z
   .default('http')
   .meta({ description: '"http": each request is checked; "tcp": an opaque TCP stream to host:port (needs port, no methods or paths).' });
 
-/** Headers that frame the message or name its target: a credential rule must never rewrite them. */
-const FRAMING_HEADERS = new Set([
-  'host',
-  'content-length',
-  'transfer-encoding',
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'te',
-  'trailer',
-  'upgrade',
-  'http2-settings',
-]);
+/**
+ * Headers that frame the message or name its target: a credential rule must never rewrite them.
+ * The gateway's hop-by-hop set, plus Content-Length.
+ */
+const FRAMING_HEADERS: ReadonlySet<string> = new Set(['content-length', ...HOP_BY_HOP_HEADERS]);
 const HEADER_NAME_PATTERN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 export const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 export const SHA256_ENTRY_PATTERN = /^sha256:[0-9a-fA-F]{64}$/;
