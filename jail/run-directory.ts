@@ -89,7 +89,8 @@ export function sweepLeftovers(parent: string): string[] {
   return removed;
 }
 
-function processExists(pid: number): boolean {
+/** Whether a process with this pid exists (EPERM: it does, and belongs to someone else). */
+export function processExists(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

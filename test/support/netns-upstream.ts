@@ -6,6 +6,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processExists } from '../../jail/run-directory.js';
 
 const SERVER_SCRIPT = join(dirname(fileURLToPath(import.meta.url)), 'netns-echo-server.mjs');
 const START_TIMEOUT_MS = 10_000;
@@ -52,15 +53,6 @@ export interface NetnsUpstream {
 
 function sh(command: string, args: string[]): string {
   return execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Kills what runs in the namespace and deletes it (the veth pair goes with it). Safe to call twice. */
