@@ -54,8 +54,6 @@
 #define TCP_CLIENTS_MAX 256
 #define TCP_IDLE_TIMEOUT_MS 30000
 #define TCP_RELAY_CHUNK (16 * 1024)
-/* Bounds the wait on a gateway whose accept backlog is full, so a TCP client never hangs forever. */
-#define GATEWAY_CONNECT_TIMEOUT_S 5
 
 static const char *prog = "srt-gw-dns-forwarder";
 
@@ -123,29 +121,6 @@ static int bind_loopback(int family, int type, uint16_t port) {
     int saved = errno;
     close(fd);
     errno = saved;
-    return -1;
-  }
-  return fd;
-}
-
-/* Connects to the gateway's unix socket; returns the fd or -1. Non-blocking: a full backlog
- * (EAGAIN) counts as unreachable instead of stalling the caller. */
-static int connect_gateway(const char *path, int nonblocking) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
-  if (fd < 0) return -1;
-  if (!nonblocking) {
-    struct timeval timeout = {GATEWAY_CONNECT_TIMEOUT_S, 0};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-  }
-  struct sockaddr_un sun;
-  memset(&sun, 0, sizeof sun);
-  sun.sun_family = AF_UNIX;
-  memcpy(sun.sun_path, path, strlen(path)); /* length checked in main */
-  int rc;
-  do rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
-  while (rc < 0 && errno == EINTR);
-  if (rc < 0) {
-    close(fd);
     return -1;
   }
   return fd;
@@ -331,7 +306,7 @@ static void forward_query(int socket_index, unsigned char *msg, size_t len, cons
   if (gateway.fd >= 0 && gateway.out_len == 0 && now - gateway.last_active_ms >= GATEWAY_IDLE_REOPEN_MS) gateway_close();
   if (gateway.fd < 0) {
     /* SECURITY: fail closed — no gateway, no answer; the client times out. */
-    gateway.fd = connect_gateway(gateway_path, 1);
+    gateway.fd = connect_gateway_socket(gateway_path, 1);
     if (gateway.fd < 0) return;
     gateway.last_active_ms = now;
   }
@@ -501,7 +476,7 @@ static void serve_tcp_client(int client) {
   /* TCP_NODELAY: the gateway is a hop, not the sender; batching here only adds latency. */
   int one = 1;
   setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  int gw = connect_gateway(gateway_path, 0);
+  int gw = connect_gateway_socket(gateway_path, 0);
   if (gw < 0) {
     /* SECURITY: fail closed. A reset (linger 0) tells the client at once. */
     struct linger lg = {1, 0};

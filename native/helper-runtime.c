@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 volatile sig_atomic_t child_exited;
@@ -65,6 +68,27 @@ int parse_port(const char *text) {
   long value = strtol(text, &end, 10);
   if (errno || *end || end == text || value < 1 || value > 65535) return -1;
   return (int)value;
+}
+
+int connect_gateway_socket(const char *path, int nonblocking) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+  if (fd < 0) return -1;
+  if (!nonblocking) {
+    struct timeval timeout = {GATEWAY_CONNECT_TIMEOUT_S, 0};
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  }
+  struct sockaddr_un sun;
+  memset(&sun, 0, sizeof sun);
+  sun.sun_family = AF_UNIX;
+  memcpy(sun.sun_path, path, strlen(path));
+  int rc;
+  do rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
+  while (rc < 0 && errno == EINTR);
+  if (rc < 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 const char *helper_option_value(const char *prog, int argc, char **argv, int *i, helper_usage_fn *usage) {

@@ -29,6 +29,16 @@ int set_nonblocking(int fd);
 /* 1-65535, or -1. */
 int parse_port(const char *text);
 
+/* Bounds a blocking connect to a gateway whose accept backlog is full: no client hangs forever. */
+#define GATEWAY_CONNECT_TIMEOUT_S 5
+
+/*
+ * Connects to the gateway's unix socket at `path` (its length checked by the caller); returns the
+ * fd or -1. Non-blocking: a full backlog (EAGAIN) counts as unreachable instead of stalling the
+ * caller; blocking: it waits at most GATEWAY_CONNECT_TIMEOUT_S.
+ */
+int connect_gateway_socket(const char *path, int nonblocking);
+
 /* Prints a helper's usage text to the given stream. */
 typedef void helper_usage_fn(FILE *out);
 

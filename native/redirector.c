@@ -44,8 +44,6 @@
 
 #define MAX_CONNECTIONS_DEFAULT 1024
 #define SPLICE_CHUNK (64 * 1024)
-/* Bounds the wait on a gateway whose accept backlog is full, so a client never hangs forever. */
-#define GATEWAY_CONNECT_TIMEOUT_S 5
 
 static const char *prog = "srt-gw-redirector";
 
@@ -196,18 +194,9 @@ static int hand_over(int channel, int client) {
 
 /* Connects to the gateway's unix socket and sends the header; returns the fd or -1. */
 static int open_gateway(const char *path, const unsigned char *header, size_t header_len) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int fd = connect_gateway_socket(path, 0);
   if (fd < 0) return -1;
-  struct timeval timeout = {GATEWAY_CONNECT_TIMEOUT_S, 0};
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-  struct sockaddr_un sun;
-  memset(&sun, 0, sizeof sun);
-  sun.sun_family = AF_UNIX;
-  memcpy(sun.sun_path, path, strlen(path)); /* length checked in main */
-  int rc;
-  do rc = connect(fd, (struct sockaddr *)&sun, sizeof sun);
-  while (rc < 0 && errno == EINTR);
-  if (rc < 0 || write_all(fd, header, header_len) < 0) {
+  if (write_all(fd, header, header_len) < 0) {
     close(fd);
     return -1;
   }
