@@ -190,10 +190,10 @@ static int add_default_route(int family) {
   return 0;
 }
 
-/* Runs argv with stdin from /dev/null; returns its exit status, or -1 when it could not run. */
-static int run_and_wait(char *const argv[]) {
+/* Starts argv with stdin from /dev/null; returns its pid. */
+static pid_t start_program(char *const argv[]) {
   pid_t pid = fork();
-  if (pid < 0) return -1;
+  if (pid < 0) die("fork");
   if (pid == 0) {
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (null_fd >= 0) dup2(null_fd, STDIN_FILENO);
@@ -201,22 +201,33 @@ static int run_and_wait(char *const argv[]) {
     fprintf(stderr, "%s: cannot run %s: %s\n", prog, argv[0], strerror(errno));
     _exit(127);
   }
+  return pid;
+}
+
+/* The exit status of `pid` (128+signal when killed), or -1 when it cannot be waited for. */
+static int wait_for_exit(pid_t pid) {
   int status;
   while (waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) return -1;
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static void set_up_network(const struct options *o) {
+/* Brings up lo and its routes, and starts `nft -f RULES`; returns nft's pid (see finish_network). */
+static pid_t start_network(const struct options *o) {
   bring_up_loopback();
   if (add_default_route(AF_INET) < 0) die("add the IPv4 default route via lo");
   /* A kernel without IPv6 has nothing to route; the IPv6 nft table then has nothing to catch. */
   if (add_default_route(AF_INET6) < 0 && errno != EAFNOSUPPORT && errno != EADDRNOTAVAIL) die("add the IPv6 default route via lo");
   char *nft_argv[] = {(char *)o->nft, "-f", (char *)o->nft_rules, NULL};
-  int status = run_and_wait(nft_argv);
+  return start_program(nft_argv);
+}
+
+static void finish_network(const struct options *o, pid_t nft) {
+  int status = wait_for_exit(nft);
   if (status != 0) {
     fprintf(stderr, "%s: nft -f %s failed (status %d); the jail has no network rules, so the command does not run\n", prog,
             o->nft_rules, status);
+    stop_helpers();
     _exit(EXIT_SETUP);
   }
 }
@@ -230,11 +241,15 @@ static void limit_helper_capabilities(void) {
   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 }
 
-/*
- * Starts a helper with `--ready-fd N` and waits until it says "ready" (its listeners are bound,
- * so connections redirected from now on queue in the kernel). Returns its pid.
- */
-static pid_t start_helper(const char *binary, const char *gateway_flag, const char *gateway_value, int keep_fd, int port, const char *name) {
+/* A helper that was started and has not yet said it is ready. */
+struct pending_helper {
+  pid_t pid;
+  int ready_fd;
+  const char *name;
+};
+
+/* Starts a helper with `--ready-fd N`; await_helper reads its "ready". */
+static struct pending_helper start_helper(const char *binary, const char *gateway_flag, const char *gateway_value, int keep_fd, int port, const char *name) {
   int ready[2];
   if (pipe2(ready, O_CLOEXEC) < 0) die("pipe");
   pid_t pid = fork();
@@ -254,22 +269,28 @@ static pid_t start_helper(const char *binary, const char *gateway_flag, const ch
     _exit(127);
   }
   close(ready[1]);
+  return (struct pending_helper){.pid = pid, .ready_fd = ready[0], .name = name};
+}
+
+/* Waits until the helper says "ready" (its listeners are bound, so connections redirected from
+ * then on queue in the kernel); anything else and the command does not run. */
+static void await_helper(struct pending_helper helper) {
   char buffer[16];
   size_t got = 0;
   for (;;) {
-    ssize_t n = read(ready[0], buffer + got, sizeof buffer - 1 - got);
+    ssize_t n = read(helper.ready_fd, buffer + got, sizeof buffer - 1 - got);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     got += (size_t)n;
     if (got == sizeof buffer - 1 || memchr(buffer, '\n', got)) break;
   }
-  close(ready[0]);
+  close(helper.ready_fd);
   buffer[got] = '\0';
   if (strcmp(buffer, "ready\n") != 0) {
-    fprintf(stderr, "%s: the %s did not start (see its message above); the command does not run\n", prog, name);
+    fprintf(stderr, "%s: the %s did not start (see its message above); the command does not run\n", prog, helper.name);
+    stop_helpers();
     _exit(EXIT_SETUP);
   }
-  return pid;
 }
 
 /* ---------------------------------------------------------------- the command ------------ */
@@ -516,15 +537,20 @@ int main(int argc, char **argv) {
   if (fcntl(o.gateway_channel, F_SETFD, FD_CLOEXEC) < 0) die("--gateway-channel is not open");
   signal(SIGPIPE, SIG_IGN);
 
-  set_up_network(&o);
+  /* nft and the two helpers start at once and are waited for together (a few ms of every run's
+   * start-up): the helpers only listen, and nothing runs in the jail before all three are done. */
+  pid_t nft = start_network(&o);
   char channel_text[16];
   snprintf(channel_text, sizeof channel_text, "%d", o.gateway_channel);
-  pid_t redirector = start_helper(o.redirector, "--gateway-channel", channel_text, o.gateway_channel, o.redirect_port, "redirector");
-  started_helpers[0] = redirector;
-  pid_t forwarder = start_helper(o.dns_forwarder, "--gateway-socket", o.dns_socket, -1, o.dns_port, "DNS forwarder");
-  started_helpers[1] = forwarder;
+  struct pending_helper redirector = start_helper(o.redirector, "--gateway-channel", channel_text, o.gateway_channel, o.redirect_port, "redirector");
+  started_helpers[0] = redirector.pid;
+  struct pending_helper forwarder = start_helper(o.dns_forwarder, "--gateway-socket", o.dns_socket, -1, o.dns_port, "DNS forwarder");
+  started_helpers[1] = forwarder.pid;
   /* Only the redirector talks to the gateway over the channel. */
   close(o.gateway_channel);
+  finish_network(&o, nft);
+  await_helper(redirector);
+  await_helper(forwarder);
   /* SECURITY: the command starts only once the gateway answers for its traffic — before that
    * the helpers would have nowhere to send it. */
   wait_for_gateway(o.control_fd);
@@ -562,10 +588,10 @@ int main(int argc, char **argv) {
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
       if (pid == reaper) exit_code = status_to_exit_code(status);
-      else if (pid == redirector || pid == forwarder) {
+      else if (pid == redirector.pid || pid == forwarder.pid) {
         /* Fail closed: nothing replaces it, so the command's connections now fail. */
         fprintf(stderr, "srt-gw: the jail's %s stopped; the command has no network from now on\n",
-                pid == redirector ? "redirector" : "DNS forwarder");
+                pid == redirector.pid ? "redirector" : "DNS forwarder");
       }
     }
     if (exit_code >= 0) break;
@@ -584,7 +610,6 @@ int main(int argc, char **argv) {
         if (signals[i] > 0 && signals[i] < 65) kill(reaper, signals[i]);
     }
   }
-  kill(redirector, SIGKILL);
-  kill(forwarder, SIGKILL);
+  stop_helpers();
   return exit_code;
 }
