@@ -2,7 +2,7 @@
 // unusable. Creation is race-free across processes: each file appears only through link(2),
 // which fails when the name exists, so concurrent starters all end up with the same CA.
 import crypto from 'node:crypto';
-import { constants as fsConstants } from 'node:fs';
+import { chmodSync, constants as fsConstants, lstatSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
@@ -74,14 +74,16 @@ export class CertificateAuthority {
  */
 export async function loadOrCreateCertificateAuthority(dir: string): Promise<CertificateAuthority> {
   const caDir = path.resolve(dir);
-  await ensureDirectory(caDir);
-  await sweepStaleTemporaries(caDir);
+  // Loading reads with synchronous calls: a dozen small reads, each a thread-pool round trip when
+  // asynchronous, were ~10 ms of `srt-gw run`'s start-up on a busy machine (bench/jail.mjs).
+  ensureDirectory(caDir);
+  sweepStaleTemporaries(caDir);
   // Each pass either loads, or creates one missing file and looks again. link(2) fails with
   // EEXIST for the loser of a race, who then loads what the winner linked.
   for (let attempt = 0; attempt < 5; attempt += 1) {
-    const certExists = await exists(path.join(caDir, CA_CERT_FILE));
-    const keyExists = await exists(path.join(caDir, CA_KEY_FILE));
-    if (certExists && keyExists) return await loadCertificateAuthority(caDir);
+    const certExists = exists(path.join(caDir, CA_CERT_FILE));
+    const keyExists = exists(path.join(caDir, CA_KEY_FILE));
+    if (certExists && keyExists) return loadCertificateAuthority(caDir);
     if (certExists) {
       throw caInvalid(`${path.join(caDir, CA_CERT_FILE)} exists but ${CA_KEY_FILE} is missing; restore the key, or remove ${path.join(caDir, CA_CERT_FILE)} to create a new CA (clients must then trust the new one)`);
     }
@@ -92,7 +94,7 @@ export async function loadOrCreateCertificateAuthority(dir: string): Promise<Cer
     }
     // The key is there (ours, or a racing process's, or left by a crash before its certificate):
     // self-sign a certificate for it. Whoever links ca.pem first wins; everyone loads that one.
-    const key = await readCaKey(caDir);
+    const key = readCaKey(caDir);
     await linkNewFile(caDir, CA_CERT_FILE, createCaCertificatePem(key), 0o644);
   }
   throw caInvalid(`could not create the CA in ${caDir}: its files keep changing; is another tool writing there?`);
@@ -124,14 +126,14 @@ export function createCaCertificatePem(key: crypto.KeyObject, now: Date = new Da
   return toPem(der);
 }
 
-async function loadCertificateAuthority(dir: string): Promise<CertificateAuthority> {
-  const key = await readCaKey(dir);
+function loadCertificateAuthority(dir: string): CertificateAuthority {
+  const key = readCaKey(dir);
   const certPath = path.join(dir, CA_CERT_FILE);
-  const certStat = await statFile(certPath);
+  const certStat = statFile(certPath);
   if ((certStat.mode & 0o022) !== 0) {
     throw caInvalid(`${CA_CERT_FILE} is writable by group/others (mode ${octal(certStat.mode)}); run: chmod 644 ${certPath}`);
   }
-  const certPem = await fs.readFile(certPath, 'utf8');
+  const certPem = readFileSync(certPath, 'utf8');
   let certificate: crypto.X509Certificate;
   try {
     certificate = new crypto.X509Certificate(certPem);
@@ -162,9 +164,9 @@ async function loadCertificateAuthority(dir: string): Promise<CertificateAuthori
   return authority;
 }
 
-async function readCaKey(dir: string): Promise<crypto.KeyObject> {
+function readCaKey(dir: string): crypto.KeyObject {
   const keyPath = path.join(dir, CA_KEY_FILE);
-  const keyStat = await statFile(keyPath);
+  const keyStat = statFile(keyPath);
   // SECURITY: the CA key signs a certificate for any host; anyone who reads it can intercept
   // every client that trusts the CA — ca/authority.test.ts "refuses a key readable by others"
   if ((keyStat.mode & 0o044) !== 0) {
@@ -173,7 +175,7 @@ async function readCaKey(dir: string): Promise<crypto.KeyObject> {
   if ((keyStat.mode & 0o022) !== 0) {
     throw caInvalid(`${CA_KEY_FILE} is writable by group/others (mode ${octal(keyStat.mode)}); run: chmod 600 ${keyPath}`);
   }
-  const keyPem = await fs.readFile(keyPath, 'utf8');
+  const keyPem = readFileSync(keyPath, 'utf8');
   try {
     const key = crypto.createPrivateKey(keyPem);
     signerFor(key);
@@ -183,10 +185,10 @@ async function readCaKey(dir: string): Promise<crypto.KeyObject> {
   }
 }
 
-async function ensureDirectory(dir: string): Promise<void> {
-  const created = await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-  if (created !== undefined) await fs.chmod(dir, 0o700); // the umask may have taken bits off; never adds any
-  const dirStat = await fs.stat(dir);
+function ensureDirectory(dir: string): void {
+  const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
+  if (created !== undefined) chmodSync(dir, 0o700); // the umask may have taken bits off; never adds any
+  const dirStat = statSync(dir);
   if (!dirStat.isDirectory()) throw caInvalid(`${dir} is not a directory; point SRT_GW_CA_DIR at a directory`);
   // SECURITY: whoever can write the directory can swap ca.pem/ca-key.pem for their own and so
   // control what the gateway's leaves chain to — ca/authority.test.ts "refuses a writable dir"
@@ -221,14 +223,14 @@ async function linkNewFile(dir: string, name: string, contents: string, mode: nu
 }
 
 /** Removes temporary files of a creation that crashed between write and link. */
-async function sweepStaleTemporaries(dir: string): Promise<void> {
+function sweepStaleTemporaries(dir: string): void {
   const now = Date.now();
-  for (const entry of await fs.readdir(dir)) {
+  for (const entry of readdirSync(dir)) {
     if (!entry.startsWith(TEMP_PREFIX)) continue;
     const entryPath = path.join(dir, entry);
     try {
-      const entryStat = await fs.lstat(entryPath);
-      if (now - entryStat.mtimeMs > STALE_TEMP_MS) await fs.rm(entryPath, { force: true });
+      const entryStat = lstatSync(entryPath);
+      if (now - entryStat.mtimeMs > STALE_TEMP_MS) rmSync(entryPath, { force: true });
     } catch {
       // another process swept it first
     }
@@ -280,9 +282,9 @@ function subjectKeyIdOf(tbsFields: Asn1[]): Buffer | undefined {
   return undefined;
 }
 
-async function statFile(filePath: string) {
+function statFile(filePath: string) {
   try {
-    const fileStat = await fs.stat(filePath);
+    const fileStat = statSync(filePath);
     if (!fileStat.isFile()) throw caInvalid(`${filePath} is not a regular file`);
     return fileStat;
   } catch (error) {
@@ -291,9 +293,9 @@ async function statFile(filePath: string) {
   }
 }
 
-async function exists(filePath: string): Promise<boolean> {
+function exists(filePath: string): boolean {
   try {
-    await fs.lstat(filePath);
+    lstatSync(filePath);
     return true;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
