@@ -3,7 +3,6 @@
 // so Content-Length is dropped; a compressed body is decompressed first (gzip, deflate, br),
 // because a secret inside compressed bytes cannot be found; any other encoding is refused.
 import type { Writable } from 'node:stream';
-import { createRequire } from 'node:module';
 import type zlib from 'node:zlib';
 import { createMaskingTransform, maskText, type MaskPair } from './secret-masker.js';
 import type { ResponseSink } from './upstream-client.js';
@@ -20,8 +19,7 @@ type ClientResponse = Writable & {
 
 // zlib is required on the first compressed response that needs masking, not at start-up (~1.5 ms
 // of every `srt-gw run`, which mostly never masks anything).
-const requireBuiltin = createRequire(import.meta.url);
-const loadZlib = (): typeof zlib => requireBuiltin('node:zlib') as typeof zlib;
+const loadZlib = (): typeof zlib => process.getBuiltinModule('node:zlib');
 
 const DECODERS: Record<string, () => zlib.Gunzip | zlib.Inflate | zlib.BrotliDecompress> = {
   gzip: () => loadZlib().createGunzip(),

@@ -2,7 +2,7 @@
 // transparent connection from the jail) and serves HTTP on it: TLS terminated with a leaf for
 // that host (ALPN h2 or http/1.1), or plain HTTP when the first byte is not a TLS record.
 import http from 'node:http';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import type { LeafContextCache } from '../ca/index.js';
@@ -31,12 +31,17 @@ export class TunnelTerminator {
   /** Raw tunnel socket → its context. Weak, so a closed tunnel leaves nothing behind. */
   private readonly tunnels = new WeakMap<object, ConnectionContext>();
   private readonly sniFailures = new WeakMap<object, string>();
-  private readonly tlsServer: http2.Http2SecureServer;
+  private tlsServerValue: http2.Http2SecureServer | null = null;
   private readonly plainServer: http.Server;
 
   constructor(private readonly options: TunnelTerminatorOptions) {
-    this.tlsServer = this.createTlsServer();
     this.plainServer = this.createPlainServer();
+  }
+
+  /** Built by the first TLS connection: node's http2 module is ~4 ms of a run that makes none. */
+  private get tlsServer(): http2.Http2SecureServer {
+    this.tlsServerValue ??= this.createTlsServer();
+    return this.tlsServerValue;
   }
 
   /** Serves HTTP on `socket`, which carries traffic meant for `context.host:context.port`. */
@@ -91,7 +96,7 @@ export class TunnelTerminator {
     const { events, limits } = this.options;
     const contextOf = (socket: unknown) => this.contextOf(socket);
     const sniFailures = this.sniFailures;
-    const server = http2.createSecureServer({
+    const server = process.getBuiltinModule('node:http2').createSecureServer({
       allowHTTP1: true,
       ALPNProtocols: ['h2', 'http/1.1'],
       minVersion: 'TLSv1.2',
@@ -173,7 +178,7 @@ export class TunnelTerminator {
 
   /** Stops the servers' timers; connections are closed by their owners. */
   close(): void {
-    this.tlsServer.close();
+    this.tlsServerValue?.close();
     this.plainServer.close();
   }
 

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { buildTrustBundle, MACOS_SYSTEM_CA_BUNDLE, SYSTEM_CA_BUNDLE } from '../ca/trust-bundle.js';
 import { defaultCaDir } from '../ca/paths.js';
 import { ErrorCodes, SrtGwError } from '../errors.js';
-import { startGateway, type Gateway, type GatewayOptions, type JailEndpoints } from '../gateway/gateway.js';
+import type { Gateway, GatewayOptions, JailEndpoints } from '../gateway/gateway.js';
 import type { Policy } from '../policies/types.js';
 import { credentialPlaceholders, credentialSecretFiles } from '../policies/credentials.js';
 import { DenialCollector, type Denial } from './denial-summary.js';
@@ -119,7 +119,9 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
       stdio: options.stdio,
       allowLocalBinding: policy.jail?.allowLocalBinding === true,
     });
-    gateway ??= await startGateway({
+    // The gateway's code (tls, http, dns and the rest) loads only now, while bubblewrap builds
+    // the jail on the other core, instead of before the jail could start.
+    gateway ??= await (await import('../gateway/gateway.js')).startGateway({
       policy,
       caDir,
       upstreamCaFiles: options.upstreamCaFiles,
