@@ -150,13 +150,12 @@ function addUpstreamOptions(command: Command): Command {
     .option('--upstream-timeout <seconds>', 'upstream connect, response-header and between-chunks timeout (default 10 s / 60 s / 300 s)');
 }
 
-try {
-  await program.parseAsync(process.argv);
-} catch (error) {
+// No top-level await: the entry also runs as a CommonJS bundle (scripts/bundle-cli.mjs).
+program.parseAsync(process.argv).catch((error: unknown) => {
   if (isSrtGwError(error)) {
     process.stderr.write(`srt-gw: ${error.message}\n`);
     process.exit(error.code === 'SRTGW_CONFIG_INVALID' || error.code === 'SRTGW_POLICY_INVALID' || error.code === 'SRTGW_POLICY_UNREADABLE' || error.code === 'SRTGW_CA_INVALID' || error.code === 'SRTGW_CREDENTIAL_UNAVAILABLE' ? 2 : 1);
   }
   process.stderr.write(`srt-gw: ${(error as Error).stack ?? String(error)}\n`);
   process.exit(1);
-}
+});

@@ -29,6 +29,10 @@ describe('npm pack contents', () => {
     'dist/index.d.ts',
     'dist/cli/main.js',
     'dist/bin/srt-gw.js',
+    'dist/bin/srt-gw-cli.cjs',
+    'dist/bin/package.json',
+    'dist/bin/vendor/undici.cjs',
+    'dist/bin/vendor/zod.cjs',
     'native/redirector.c',
     'native/dns-forwarder.c',
     'native/jail-init.c',
@@ -63,7 +67,7 @@ describe('npm pack contents', () => {
   });
 
   it('ships nothing of the development tree', () => {
-    const unwanted = files.filter((path) => /^(test|bench|\.ci|node_modules|gateway|ca|cli|jail)\/|\.test\.|\.bench\.|\.map$|^native\/build\//.test(path));
+    const unwanted = files.filter((path) => /^(test|bench|\.ci|node_modules|gateway|ca|cli|jail)\/|\.test\.|\.bench\.|\.map$|\.v8cache$|^native\/build\//.test(path));
     expect(unwanted).toEqual([]);
   });
 
