@@ -182,6 +182,9 @@ const accessCases: AccessCase[] = [
   { name: '~/.config/srt-gw is read-only under a writable ~/.config', lists: { allowWrite: ['~/.config'] }, path: join(HOME, '.config/srt-gw/policy.yaml'), access: 'read-only', effect: 'deny-write' },
   { name: 'alwaysReadOnly (the policy file) is read-only in cwd', path: join(POLICY_DIR, 'policy.yaml'), access: 'read-only', effect: 'deny-write', rulePath: join(POLICY_DIR, 'policy.yaml') },
   { name: 'allowWrite cannot make alwaysReadOnly writable', lists: { allowWrite: ['.'] }, path: join(POLICY_DIR, 'policy.yaml'), access: 'read-only', effect: 'deny-write' },
+  { name: "srt-gw's own code in cwd is read-only", context: { ownCode: [join(PROJECT, 'src')] }, path: join(PROJECT, 'src/index.ts'), access: 'read-only', effect: 'deny-write', rulePath: join(PROJECT, 'src') },
+  { name: "allowWrite cannot make srt-gw's own code writable", lists: { allowWrite: ['.'] }, context: { ownCode: [join(PROJECT, 'src')] }, path: join(PROJECT, 'src/new-file'), access: 'read-only', effect: 'deny-write' },
+  { name: "a missing own-code path adds no rule (nothing to protect, no mount point)", context: { ownCode: [join(PROJECT, 'dist')] }, path: join(PROJECT, 'dist/srt-gw.js'), access: 'read-write', effect: 'allow-write' },
   { name: 'cwd = /tmp itself stays private: the host /tmp is never shared', context: { cwd: '/tmp' }, path: '/tmp/x', access: 'private', effect: 'private' },
 ];
 

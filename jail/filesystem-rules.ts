@@ -18,7 +18,7 @@
 //  4. Hidden beats every write rule: an allowWrite (even cwd) inside a hidden path stays hidden
 //     unless an allowRead reopens it ('allow-write-hidden'; a hidden cwd is an error).
 //  5. A readable path is writable when it lies in cwd or an allowWrite and in no read-only rule:
-//     denyWrite, shell startup files, ~/.gitconfig, ~/.config/srt-gw, alwaysReadOnly, and in every
+//     denyWrite, shell startup files, ~/.gitconfig, ~/.config/srt-gw, alwaysReadOnly, ownCode, and in every
 //     writable root .git/hooks, .git/config, .mcp.json, .vscode, .idea, .claude and .cursor.
 //     Read-only rules are vetoes whatever their depth: a denyWrite above an allowWrite still wins.
 //  6. Everything else is read-only.
@@ -38,6 +38,12 @@ export interface FilesystemContext {
   alwaysHidden: readonly string[];
   /** Read-only whatever the policy says (the policy files in use). */
   alwaysReadOnly: readonly string[];
+  /**
+   * srt-gw's own code (the bundled command line, the native helpers): read-only whatever the
+   * policy says, or a command run in a checkout of srt-gw could rewrite the gateway and the jail's
+   * init that its next run trusts. Paths that do not exist are left out.
+   */
+  ownCode?: readonly string[];
   /**
    * The platform the jail runs on: it decides which built-in hidden paths apply (macOS adds its
    * credential stores under ~/Library, which Linux must not create mount points for).
@@ -306,6 +312,11 @@ export function resolveFilesystemRules(policy: FilesystemPolicy | undefined, con
   );
   for (const written of context.alwaysReadOnly) {
     add(canonicalAbsolute(written, 'alwaysReadOnly'), 'deny-write', { kind: 'always-read-only', written }, `read-only always: a policy file in use (${written})`, 'file');
+  }
+  for (const written of context.ownCode ?? []) {
+    const path = canonicalAbsolute(written, 'ownCode');
+    // SECURITY: the next run executes this code outside the jail — test/e2e/jail-filesystem.test.ts
+    if (!nothingAt(path)) add(path, 'deny-write', { kind: 'always-read-only', written }, `read-only always: srt-gw's own code, which runs outside the jail (${written})`, 'directory');
   }
 
   const policyEntries = (key: FilesystemPolicyKey) => (policy?.[key] ?? []).map((entry, index) => ({ entry, index, path: canonicalPath(expandWritten(entry, home)) }));

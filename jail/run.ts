@@ -8,6 +8,7 @@ import { join, resolve } from 'node:path';
 import { buildTrustBundle, MACOS_SYSTEM_CA_BUNDLE, SYSTEM_CA_BUNDLE } from '../ca/trust-bundle.js';
 import { defaultCaDir } from '../ca/paths.js';
 import { ErrorCodes, SrtGwError } from '../errors.js';
+import { PACKAGE_ROOT } from '../package-root.js';
 import type { Gateway, GatewayOptions, JailEndpoints } from '../gateway/gateway.js';
 import type { Policy } from '../policies/types.js';
 import { credentialPlaceholders, credentialSecretFiles } from '../policies/credentials.js';
@@ -17,6 +18,7 @@ import type { Jail, JailedProcess, PreparedJail } from './jail.js';
 import { jailEnvironment } from './jail-environment.js';
 import { bwrapMountPointsCreated } from './linux/bwrap-filesystem.js';
 import { LinuxJail } from './linux/linux-jail.js';
+import { NATIVE_BUILD_DIR } from './linux/native-helpers.js';
 import type { MacosJailedProcess } from './macos/macos-jail.js';
 import { RunDirectory } from './run-directory.js';
 
@@ -96,6 +98,7 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     // whatever allowRead says — test/e2e/jail-credentials.test.ts.
     alwaysHidden: [caDir, ...credentialSecretFiles(policy)],
     alwaysReadOnly: options.policyFiles ?? [],
+    ownCode: [join(PACKAGE_ROOT, 'dist'), NATIVE_BUILD_DIR],
     platform: jail.platform,
   });
 

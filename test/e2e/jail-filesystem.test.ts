@@ -41,7 +41,10 @@ function makeFixture(name: string, uid: number): Fixture {
   const home = join(base, 'home');
   const cwd = join(home, 'project');
   const ca = join(base, 'ca');
-  for (const directory of [join(home, '.ssh'), join(home, '.aws'), join(cwd, '.git'), ca]) mkdirSync(directory, { recursive: true });
+  // A checkout of srt-gw as the project: its built code runs outside the jail next time.
+  const ownCode = [join(cwd, 'srt-gw/dist'), join(cwd, 'srt-gw/native/build')];
+  for (const directory of [join(home, '.ssh'), join(home, '.aws'), join(cwd, '.git'), ca, ...ownCode]) mkdirSync(directory, { recursive: true });
+  writeFileSync(join(cwd, 'srt-gw/dist/srt-gw.js'), '// the gateway\n');
   writeFileSync(join(home, '.ssh/id_rsa'), SECRET);
   writeFileSync(join(home, '.aws/config'), '[default]\nregion = eu-west-1\n');
   writeFileSync(join(home, '.aws/credentials'), `aws_secret_access_key = ${SECRET}\n`);
@@ -59,7 +62,7 @@ function makeFixture(name: string, uid: number): Fixture {
     allowWrite: [],
     denyWrite: [],
   };
-  const rules = resolveFilesystemRules(policy, { home, cwd, alwaysHidden: [ca], alwaysReadOnly: [] });
+  const rules = resolveFilesystemRules(policy, { home, cwd, alwaysHidden: [ca], alwaysReadOnly: [], ownCode });
   return { home, cwd, ca, args: bwrapFilesystemArgs(rules, { emptyFile }) };
 }
 
@@ -166,6 +169,15 @@ describe.skipIf(skip !== null).each(['root', 'nobody'] as const)('jail filesyste
     expect(result.stdout).toBe(`written-by-${who}\n`);
     expect(result.status).toBe(0);
     expect(readdirSync(fixture().cwd)).toContain('out.txt');
+  });
+
+  it("srt-gw's own code in the working directory cannot be rewritten; its sources can", () => {
+    const result = runInJail(
+      who,
+      'echo x > srt-gw/dist/srt-gw.js; echo x > srt-gw/dist/new.js; echo x > srt-gw/native/build/srt-gw-jail-init; echo edited > srt-gw/notes.txt && cat srt-gw/notes.txt',
+    );
+    expect(result.stderr.match(/Read-only file system/g)).toHaveLength(3);
+    expect(result.stdout).toBe('edited\n');
   });
 
   it('writing ~/.bashrc fails', () => {
