@@ -1,12 +1,22 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { RunDirectory, sweepLeftovers } from './run-directory.js';
+
+const parents: string[] = [];
+const scratchParent = (): string => {
+  const parent = mkdtempSync(join(tmpdir(), 'srt-gw-rundir-test-'));
+  parents.push(parent);
+  return parent;
+};
+afterEach(() => {
+  for (const parent of parents.splice(0)) rmSync(parent, { recursive: true, force: true });
+});
 
 describe('RunDirectory', () => {
   it('is private (0700) and names this process, with gateway/ and jail/ inside', () => {
-    const parent = mkdtempSync(join(tmpdir(), 'srt-gw-rundir-test-'));
+    const parent = scratchParent();
     const dir = RunDirectory.create(parent);
     expect(statSync(dir.path).mode & 0o777).toBe(0o700);
     expect(dir.path).toContain(`srt-gw-run-${process.pid}-`);
@@ -20,7 +30,7 @@ describe('RunDirectory', () => {
   });
 
   it('sweeps directories of runs whose process is gone, and only those', () => {
-    const parent = mkdtempSync(join(tmpdir(), 'srt-gw-rundir-test-'));
+    const parent = scratchParent();
     // pid 2^22+1 is above the kernel's pid_max ceiling, so no process can have it.
     const dead = join(parent, 'srt-gw-run-4194305-abc');
     const live = join(parent, `srt-gw-run-${process.pid}-def`);

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,7 +13,10 @@ const cwd = join(root, 'project');
 mkdirSync(join(cwd, '.git'), { recursive: true });
 mkdirSync(home);
 const runDirectory = RunDirectory.create(root);
-afterAll(() => runDirectory.dispose());
+afterAll(() => {
+  runDirectory.dispose();
+  rmSync(root, { recursive: true, force: true });
+});
 
 const options: JailSpawnOptions = {
   command: 'curl',

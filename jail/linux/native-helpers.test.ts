@@ -1,15 +1,24 @@
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { ErrorCodes, isSrtGwError } from '../../errors.js';
 import { findNativeHelpers, NATIVE_HELPER_FILES } from './native-helpers.js';
 import { errorOf } from '../../test/support/srt-gw-error.js';
 
+const scratch: string[] = [];
+const scratchDir = (): string => {
+  const dir = mkdtempSync(join(tmpdir(), 'srt-gw-native-'));
+  scratch.push(dir);
+  return dir;
+};
+afterEach(() => {
+  for (const dir of scratch.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 describe('findNativeHelpers', () => {
   it('refuses (never a weaker jail) when a helper is missing, naming it and what to install', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'srt-gw-native-'));
+    const dir = scratchDir();
     const error = errorOf(() => findNativeHelpers(dir));
     expect(isSrtGwError(error, ErrorCodes.JAIL_UNAVAILABLE)).toBe(true);
     expect((error as Error).message).toContain(join(dir, NATIVE_HELPER_FILES.init));
@@ -18,7 +27,7 @@ describe('findNativeHelpers', () => {
   });
 
   it('refuses a helper that is there but not executable', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'srt-gw-native-'));
+    const dir = scratchDir();
     for (const file of Object.values(NATIVE_HELPER_FILES)) {
       writeFileSync(join(dir, file), '#!/bin/sh\n');
       chmodSync(join(dir, file), 0o755);
@@ -28,7 +37,7 @@ describe('findNativeHelpers', () => {
   });
 
   it('finds all three when they are built', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'srt-gw-native-'));
+    const dir = scratchDir();
     for (const file of Object.values(NATIVE_HELPER_FILES)) {
       writeFileSync(join(dir, file), '#!/bin/sh\n');
       chmodSync(join(dir, file), 0o755);
