@@ -3,6 +3,14 @@ import { describe, expect, test } from 'vitest';
 import { hostMatchesPattern, isIpLiteral, normalizeHost, parseHostPattern } from './host.js';
 
 describe('normalizeHost', () => {
+  test('answers are remembered per exact input, and stay right after the memory starts over', () => {
+    const inputs: [string, string | null][] = [['0x7f.1', '127.0.0.1'], ['API.Example.TEST.', 'api.example.test'], ['api.example.test', 'api.example.test'], ['bad host', null]];
+    for (let round = 0; round < 2; round++) for (const [input, expected] of inputs) expect(normalizeHost(input)).toBe(expected);
+    // More distinct client-sent names than are remembered: the bound is reached, answers unchanged.
+    for (let i = 0; i < 5000; i++) expect(normalizeHost(`Name${i}.Example.TEST`)).toBe(`name${i}.example.test`);
+    for (const [input, expected] of inputs) expect(normalizeHost(input)).toBe(expected);
+  });
+
   test.each([
     ['host comparison is case-insensitive', 'API.Example.TEST', 'api.example.test'],
     ['trailing dot ignored', 'api.example.test.', 'api.example.test'],

@@ -43,6 +43,20 @@ const NAME_PATTERN = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/;
  * accept ("2130706433", "0x7f.1") as the dotted address they mean.
  */
 export function normalizeHost(input: string): string | null {
+  // Every request names its host again (Host, :authority); the answer for a name is always the same.
+  const known = normalizedHosts.get(input);
+  if (known !== undefined) return known;
+  const normalized = normalizeHostUncached(input);
+  if (normalizedHosts.size >= NORMALIZED_HOSTS_MAX) normalizedHosts.clear();
+  normalizedHosts.set(input, normalized);
+  return normalized;
+}
+
+/** Bounded, because the names come from clients: when full it starts over (~1.5 µs a miss). */
+const NORMALIZED_HOSTS_MAX = 4096;
+const normalizedHosts = new Map<string, string | null>();
+
+function normalizeHostUncached(input: string): string | null {
   if (input.length === 0 || input.length > MAX_NAME_LENGTH + 3) return null;
   if (input.startsWith('[')) {
     if (!input.endsWith(']')) return null;
