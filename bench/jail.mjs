@@ -41,15 +41,15 @@ const TARGETS = {
 function usage() {
   return `usage: node bench/jail.mjs [--runs N] [--duration S] [--warmup S] [--quick]
   --runs N       start-ups measured per command (default 20)
-  --duration S   measured seconds of kept-alive load per side, split across the rounds (at least 2 s a round; default 8)
+  --duration S   measured seconds of kept-alive load per side, split across the rounds (at least 2 s a round; default 15)
   --warmup S     warm-up seconds per kept-alive run, not measured (default 2)
-  --rounds N     kept-alive rounds, explicit proxy and jail alternating; the ratio is the median round's (default 3)
+  --rounds N     kept-alive rounds, explicit proxy and jail alternating; the ratio is the median round's (default 5)
   --quick        --runs 8 --duration 3 --rounds 1
 Needs: bwrap, nft and the native helpers (bash native/build.sh), python3 (rusage), curl.`;
 }
 
 function parseOptions(argv) {
-  const options = { runs: 20, duration: 8, warmup: 2, rounds: 3 };
+  const options = { runs: 20, duration: 15, warmup: 2, rounds: 5 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     if (flag === '--help' || flag === '-h') {
