@@ -238,12 +238,20 @@ export class UpstreamClient {
         ...(isName ? { servername: target.host } : {}),
         lookup: this.options.lookup,
         noDelay: true,
+        highWaterMark: UPSTREAM_SOCKET_HIGH_WATER_MARK,
       } as object,
     });
     this.pools.set(origin, { pool, lastUsed: ++this.uses });
     return pool;
   }
 }
+
+/**
+ * Write buffer of an upstream socket before it asks for a pause. undici's default (16 KiB, one TLS
+ * record) made every chunk of an upload a pause and a resume of the client's socket: two epoll
+ * changes and a wake-up per 16 KiB.
+ */
+const UPSTREAM_SOCKET_HIGH_WATER_MARK = 64 * 1024;
 
 interface PoolEntry {
   readonly pool: Pool;

@@ -49,8 +49,8 @@ const vendored = {
 rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });
 writeFileSync(join(outdir, 'package.json'), '{ "type": "commonjs" }\n');
-await Promise.all([
-  build({ ...common, entryPoints: [join(root, 'cli', 'main.ts')], outfile: join(outdir, 'srt-gw-cli.cjs'), plugins: [vendored] }),
+const [cli] = await Promise.all([
+  build({ ...common, entryPoints: [join(root, 'cli', 'main.ts')], outfile: join(outdir, 'srt-gw-cli.cjs'), plugins: [vendored], metafile: true }),
   build({ ...common, entryPoints: [join(root, 'cli', 'launcher.ts')], outfile: join(outdir, 'srt-gw.js') }),
   ...VENDORED.map((name) =>
     build({
@@ -60,3 +60,10 @@ await Promise.all([
     }),
   ),
 ]);
+
+// An import() left in the bundle (of a builtin, say) would throw ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING
+// when it runs from the code-cached script: refuse to build such a bundle instead.
+const dynamicImports = Object.values(cli.metafile.outputs).flatMap((output) => output.imports.filter((entry) => entry.kind === 'dynamic-import'));
+if (dynamicImports.length > 0) {
+  throw new Error(`bundle-cli: dynamic import() of ${dynamicImports.map((entry) => entry.path).join(', ')} left in dist/bin/srt-gw-cli.cjs; import it statically, or load it with process.getBuiltinModule / a vendored package`);
+}
