@@ -71,6 +71,8 @@ class BudgetExceeded extends Error {}
  * stream errors with BudgetExceeded after `onRefused`; in --monitor mode it is passed on and the
  * event marked as a would-deny.
  */
+const UPLOAD_HIGH_WATER_MARK = 64 * 1024;
+
 class BudgetedUpload extends Transform {
   bytes = 0;
 
@@ -80,7 +82,9 @@ class BudgetedUpload extends Transform {
     private readonly event: RequestEvent,
     private readonly onRefused: (refusal: string) => void,
   ) {
-    super();
+    // A 16 KiB chunk (one TLS record) into a 16 KiB buffer reports "full" on every write, and the
+    // client's socket was paused and resumed for each chunk; 64 KiB lets a few through.
+    super({ highWaterMark: UPLOAD_HIGH_WATER_MARK });
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
