@@ -77,4 +77,11 @@ describe('srt-gw code cache', () => {
     expect(result.status).toBe(2);
     expect(result.stderr).toMatch(/no-such-policy\.yaml/);
   });
+
+  it('a missing bundle is reported as an incomplete installation, not a stack trace', () => {
+    rmSync(join(bin, 'srt-gw-cli.cjs'));
+    const result = srtGw(['--version']);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(`srt-gw: ${join(bin, 'srt-gw-cli.cjs')} is missing: this installation is incomplete; reinstall srt-gw (in a checkout: npm run build)\n`);
+  });
 });
