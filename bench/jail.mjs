@@ -4,7 +4,7 @@
 // GET from inside the jail against the same request from the host straight to the upstream, and
 // kept-alive requests/s from inside the jail against the same gateway as an explicit proxy.
 // Checks the targets of issue 5 and writes JSON to bench/results/. Method: bench/README.md.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -23,6 +23,7 @@ import {
   tail,
   waitForJsonLine,
 } from './processes.mjs';
+import { processMemory, processTree } from './proc-stats.mjs';
 import { ensureUpstreamCertificates, UPSTREAM_NAME } from './upstream.mjs';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -34,6 +35,7 @@ const RESULTS_DIR = join(BENCH_DIR, 'results');
 const TARGETS = {
   startupMedianMs: 150,
   peakRssMb: 70,
+  helperPeakRssMb: 5,
   newConnectionExtraMs: 5,
   keepAliveRatio: 0.85,
 };
@@ -97,6 +99,39 @@ function measureStartup(label, argv, options, cwd, env) {
   const runs = Array.from({ length: options.runs }, () => timeCommand(argv, cwd, env));
   const ms = runs.map((run) => run.ms);
   return { label, runs: runs.length, medianMs: median(ms), p90Ms: percentile(ms, 90), minMs: Math.min(...ms), peakRssMb: Math.max(...runs.map((run) => run.maxRssKb)) / 1024 };
+}
+
+/**
+ * The memory of the whole tree of `srt-gw run -- sleep S`: every 20 ms, each descendant's
+ * resident set (peak per command name), and the tree's sum of resident sets (an upper bound:
+ * libc's pages count once per process) and of proportional sets (Pss: a page shared with any
+ * other process, this bench's own node included, counts only in part).
+ */
+async function measureProcessTree(argv, cwd) {
+  const child = spawn(argv[0], argv.slice(1), { cwd, stdio: 'ignore' });
+  const exited = new Promise((resolvePromise) => child.once('exit', resolvePromise));
+  let running = true;
+  void exited.then(() => (running = false));
+  const peakRssMb = new Map();
+  let peakTreePssMb = 0;
+  let peakTreeRssMb = 0;
+  while (running) {
+    let treePssMb = 0;
+    let treeRssMb = 0;
+    for (const pid of processTree(child.pid)) {
+      const memory = processMemory(pid);
+      if (memory === null) continue;
+      treePssMb += memory.pssMb;
+      treeRssMb += memory.rssMb;
+      peakRssMb.set(memory.name, Math.max(peakRssMb.get(memory.name) ?? 0, memory.rssMb));
+    }
+    peakTreePssMb = Math.max(peakTreePssMb, treePssMb);
+    peakTreeRssMb = Math.max(peakTreeRssMb, treeRssMb);
+    await new Promise((resolvePromise) => setTimeout(resolvePromise, 20));
+  }
+  const code = await exited;
+  if (code !== 0) throw new Error(`${argv.join(' ')} exited ${code}`);
+  return { peakTreeRssMb, peakTreePssMb, peakRssMbByCommand: Object.fromEntries(peakRssMb) };
 }
 
 /** Runs a command to completion, collecting stdout; rejects on a non-zero exit. */
@@ -233,6 +268,9 @@ async function main() {
       measureStartup('srt-gw run -- true', [process.execPath, CLI, 'run', '-q', '--ca-dir', caDir, '--', 'true'], options, project),
       measureStartup('srt-gw run --allow H -- true', [process.execPath, CLI, 'run', ...ctx.runFlags, '--', 'true'], options, project),
     ];
+    process.stderr.write('process tree of srt-gw run -- sleep 1...\n');
+    const tree = await measureProcessTree([process.execPath, CLI, 'run', '-q', '--ca-dir', caDir, '--', 'sleep', '1'], project);
+    const helpers = ['srt-gw-jail-ini', 'srt-gw-redirect', 'srt-gw-dns-forw'].map((name) => tree.peakRssMbByCommand[name] ?? NaN);
     process.stderr.write('new HTTPS connections...\n');
     const connections = await measureNewConnections(ctx, 30);
     process.stderr.write(`kept-alive load, c=32, ${options.duration} s each...\n`);
@@ -243,6 +281,7 @@ async function main() {
     const targets = [
       ['srt-gw run -- true, median wall', `${run.medianMs.toFixed(0)} ms`, `<= ${TARGETS.startupMedianMs} ms`, verdict(run.medianMs <= TARGETS.startupMedianMs)],
       ['srt-gw run -- true, peak RSS (largest process)', `${run.peakRssMb.toFixed(1)} MB`, `<= ${TARGETS.peakRssMb} MB`, verdict(run.peakRssMb <= TARGETS.peakRssMb)],
+      ['helpers (init, redirector, DNS forwarder), peak RSS each', `${Math.max(...helpers).toFixed(1)} MB`, `<= ${TARGETS.helperPeakRssMb} MB`, verdict(Math.max(...helpers) <= TARGETS.helperPeakRssMb)],
       ['new HTTPS connection + GET, jail minus direct (median)', `${connections.extraMs.toFixed(2)} ms`, `<= ${TARGETS.newConnectionExtraMs} ms`, verdict(connections.extraMs <= TARGETS.newConnectionExtraMs)],
       ['kept-alive req/s, jail / explicit proxy', `${(keepAlive.ratio * 100).toFixed(0)} %`, `>= ${TARGETS.keepAliveRatio * 100} %`, verdict(keepAlive.ratio >= TARGETS.keepAliveRatio)],
     ];
@@ -250,6 +289,9 @@ async function main() {
     lines.push(`srt-gw jail bench, ${new Date().toISOString()}: ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, node ${process.version}, ${pinning.note}`);
     lines.push('', 'start-up (python3 wait4: wall ms and ru_maxrss)');
     for (const s of startup) lines.push(`  ${s.label.padEnd(32)} median ${s.medianMs.toFixed(1).padStart(6)} ms  p90 ${s.p90Ms.toFixed(1).padStart(6)} ms  min ${s.minMs.toFixed(1).padStart(6)} ms  peak RSS ${s.peakRssMb.toFixed(1)} MB`);
+    lines.push('', 'process tree of srt-gw run -- sleep 1 (/proc smaps_rollup every 20 ms)');
+    lines.push(`  whole tree, peak: ${tree.peakTreeRssMb.toFixed(1)} MB summed Rss, ${tree.peakTreePssMb.toFixed(1)} MB summed Pss`);
+    lines.push(`  peak Rss by process: ${Object.entries(tree.peakRssMbByCommand).map(([name, mb]) => `${name} ${mb.toFixed(1)} MB`).join(', ')}`);
     lines.push('', `new HTTPS connection + 1 KiB GET (curl time_total, ${connections.count} each)`);
     lines.push(`  host -> upstream direct: median ${connections.directMedianMs.toFixed(2)} ms`);
     lines.push(`  jail -> gateway -> upstream: first ${connections.jailedFirstMs?.toFixed(2)} ms (leaf issuance, first upstream connection), then median ${connections.jailedMedianMs.toFixed(2)} ms`);
@@ -263,7 +305,7 @@ async function main() {
 
     mkdirSync(RESULTS_DIR, { recursive: true });
     const file = join(RESULTS_DIR, `jail-${new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d+Z$/, 'Z')}.json`);
-    writeFileSync(file, JSON.stringify({ startedAt: new Date().toISOString(), options, pinning, startup, connections, keepAlive, targets }, null, 2) + '\n');
+    writeFileSync(file, JSON.stringify({ startedAt: new Date().toISOString(), options, pinning, startup, tree, connections, keepAlive, targets }, null, 2) + '\n');
     process.stdout.write(`\nJSON: ${file}\n`);
   } finally {
     cleanup();

@@ -96,6 +96,24 @@ export function memoryMb(pid) {
 }
 
 /**
+ * Command name (comm, at most 15 characters), resident and proportional set size in MB of one
+ * process from /proc/PID/smaps_rollup, or null once it is gone. Pss counts a page shared with
+ * other processes in part, so the Pss of a tree can be summed.
+ */
+export function processMemory(pid) {
+  let rollup;
+  let name;
+  try {
+    rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1');
+    name = readFileSync(`/proc/${pid}/comm`, 'latin1').trim();
+  } catch {
+    return null;
+  }
+  const mb = (field) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? 0) / 1024;
+  return { name, rssMb: mb('Rss'), pssMb: mb('Pss') };
+}
+
+/**
  * Per-CPU times from /proc/stat in seconds: { cpu0: { work, steal, total }, ... }, or null.
  * work = user + nice + system (what processes ran); steal = time the hypervisor gave away.
  * Used to spot other work on the bench's cores during a measured window.
