@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RunDirectory, sweepLeftovers } from './run-directory.js';
+import { defaultParent, RunDirectory, sweepLeftovers } from './run-directory.js';
 
 const parents: string[] = [];
 const scratchParent = (): string => {
@@ -40,3 +40,27 @@ describe('RunDirectory', () => {
     expect(readdirSync(parent).sort()).toEqual(['something-else', `srt-gw-run-${process.pid}-def`].sort());
   });
 });
+
+describe('defaultParent', () => {
+  it('is $XDG_RUNTIME_DIR when it is an absolute path', () => {
+    expect(defaultParent({ XDG_RUNTIME_DIR: '/run/user/1000' }, 'linux')).toBe('/run/user/1000');
+    expect(defaultParent({ XDG_RUNTIME_DIR: 'relative/dir' }, 'linux')).toBe('/dev/shm');
+  });
+
+  it('on Linux is the tmpfs /dev/shm, unless TMPDIR names another place', () => {
+    expect(defaultParent({}, 'linux')).toBe('/dev/shm');
+    const saved = process.env.TMPDIR;
+    process.env.TMPDIR = '/var/tmp';
+    try {
+      expect(defaultParent({ TMPDIR: '/var/tmp' }, 'linux')).toBe('/var/tmp');
+    } finally {
+      if (saved === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = saved;
+    }
+  });
+
+  it('elsewhere is the system temp dir', () => {
+    expect(defaultParent({}, 'darwin')).toBe(tmpdir());
+  });
+});
+

@@ -2,7 +2,7 @@
 // only where the jail's helpers can reach them) and the files the jail mounts read-only (trust
 // bundle, nftables rules, hosts). Created 0700; removed by dispose() on every exit path, and a
 // later run sweeps what a crashed one left behind.
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, chmodSync, constants, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -26,7 +26,7 @@ export class RunDirectory {
   }
 
   /**
-   * A new directory under `parent` (default: $XDG_RUNTIME_DIR, else the system temp dir), named
+   * A new directory under `parent` (default: defaultParent()), named
    * after this process so that a sweep can tell a live run from a dead one.
    */
   static create(parent: string = defaultParent()): RunDirectory {
@@ -62,9 +62,28 @@ export class RunDirectory {
   }
 }
 
-function defaultParent(): string {
-  const runtime = process.env.XDG_RUNTIME_DIR;
-  return runtime && runtime.startsWith('/') ? runtime : tmpdir();
+/**
+ * $XDG_RUNTIME_DIR (per user, a tmpfs); else, on Linux when TMPDIR names no other place, /dev/shm
+ * (a tmpfs everywhere); else the system temp dir. On ext4, removing the run directory took
+ * 36-390 ms in about one run of 40: its gateway/ is mounted in the jail, whose mount namespace
+ * the kernel is still tearing down when the run ends. On tmpfs: none in 30.
+ */
+export function defaultParent(env: NodeJS.ProcessEnv = process.env, platform: NodeJS.Platform = process.platform): string {
+  const runtime = env.XDG_RUNTIME_DIR;
+  if (runtime && runtime.startsWith('/')) return runtime;
+  if (platform === 'linux' && !env.TMPDIR && isWritableDirectory(SHARED_MEMORY_DIR)) return SHARED_MEMORY_DIR;
+  return tmpdir();
+}
+
+const SHARED_MEMORY_DIR = '/dev/shm';
+
+function isWritableDirectory(path: string): boolean {
+  try {
+    accessSync(path, constants.W_OK | constants.X_OK);
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
 }
 
 /** Removes run directories whose process no longer exists (a run killed with SIGKILL). */

@@ -23,6 +23,7 @@ import {
   type SrtGwRunResult,
 } from '../support/srt-gw-run.js';
 import { createTestCa, issueServerCert, type TestCa } from '../support/test-pki.js';
+import { defaultParent } from '../../jail/run-directory.js';
 
 const skip = capabilityGate(
   missingRoot(),
@@ -72,6 +73,9 @@ function newWorkDir(name: string, owner?: number): string {
 function jailEnv(home: string = emptyHome): NodeJS.ProcessEnv {
   return { PATH: JAIL_PATH, HOME: home, LANG: 'C.UTF-8', TERM: 'dumb' };
 }
+
+/** Where the runs started with jailEnv() keep their run directory on the host. */
+const runParent = defaultParent(jailEnv());
 
 /** Flags every run gets: the test CA dir, the upstream's names pointed at the netns, its CA trusted. */
 function baseFlags(): string[] {
@@ -469,8 +473,8 @@ print(json.dumps(out))
     let helpers: string[] = [];
     const found = await eventually(() => {
       helpers = hostDescendants(running.pid).map((p) => p.argv[0] ?? '');
-      const dirs = readdirSync('/tmp').filter((name) => name.startsWith(`srt-gw-run-${running.pid}-`));
-      hostRunDir = dirs.length === 1 ? join('/tmp', dirs[0]!) : '';
+      const dirs = readdirSync(runParent).filter((name) => name.startsWith(`srt-gw-run-${running.pid}-`));
+      hostRunDir = dirs.length === 1 ? join(runParent, dirs[0]!) : '';
       // The helpers start while the gateway is still starting; its DNS socket follows.
       return (
         hostRunDir !== '' &&
@@ -623,7 +627,7 @@ sys.exit(1)
       expect(gone, `still running 5 s after srt-gw run was killed: ${JSON.stringify(left)}`).toBe(true);
     } finally {
       for (const p of jail) if (hostProcessAlive(p.pid)) process.kill(p.pid, 'SIGKILL');
-      for (const name of readdirSync('/tmp').filter((n) => n.startsWith(`srt-gw-run-${running.pid}-`))) rmSync(join('/tmp', name), { recursive: true, force: true });
+      for (const name of readdirSync(runParent).filter((n) => n.startsWith(`srt-gw-run-${running.pid}-`))) rmSync(join(runParent, name), { recursive: true, force: true });
     }
   });
 
