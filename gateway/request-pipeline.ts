@@ -65,14 +65,14 @@ const MAX_LOGGED_PATH = 512;
 /** The error a request body stream ends with when it crosses its rule's budget. */
 class BudgetExceeded extends Error {}
 
+const UPLOAD_HIGH_WATER_MARK = 64 * 1024;
+
 /**
  * What the client sends upstream (a request body, WebSocket frames), counted and charged to the
  * rule's budget when it has one. The chunk that would cross the budget is never passed on: the
  * stream errors with BudgetExceeded after `onRefused`; in --monitor mode it is passed on and the
  * event marked as a would-deny.
  */
-const UPLOAD_HIGH_WATER_MARK = 64 * 1024;
-
 class BudgetedUpload extends Transform {
   bytes = 0;
 

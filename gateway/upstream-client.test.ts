@@ -14,8 +14,7 @@ const lookup: LookupFunction = (_hostname, options, callback) => {
 };
 
 /** Collects a response the way the gateway's client response would take it. */
-function collectingSink(): ResponseSink & { status: number; body: () => string } {
-  const chunks: Buffer[] = [];
+function collectingSink(): ResponseSink & { status: number } {
   let headersSent = false;
   let finished = false;
   const sink = {
@@ -30,8 +29,7 @@ function collectingSink(): ResponseSink & { status: number; body: () => string }
       sink.status = status;
       headersSent = true;
     },
-    write(chunk: Buffer) {
-      chunks.push(chunk);
+    write() {
       return true;
     },
     end() {
@@ -43,7 +41,6 @@ function collectingSink(): ResponseSink & { status: number; body: () => string }
     once() {
       return sink;
     },
-    body: () => Buffer.concat(chunks).toString('utf8'),
   };
   return sink;
 }
