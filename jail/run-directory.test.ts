@@ -1,18 +1,11 @@
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { scratchDirectories } from '../test/support/scratch-directories.js';
 import { defaultParent, RunDirectory, sweepLeftovers } from './run-directory.js';
 
-const parents: string[] = [];
-const scratchParent = (): string => {
-  const parent = mkdtempSync(join(tmpdir(), 'srt-gw-rundir-test-'));
-  parents.push(parent);
-  return parent;
-};
-afterEach(() => {
-  for (const parent of parents.splice(0)) rmSync(parent, { recursive: true, force: true });
-});
+const scratchParent = scratchDirectories('srt-gw-rundir-test-');
 
 describe('RunDirectory', () => {
   it('is private (0700) and names this process, with gateway/ and jail/ inside', () => {

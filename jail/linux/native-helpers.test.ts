@@ -1,20 +1,12 @@
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ErrorCodes, isSrtGwError } from '../../errors.js';
 import { findNativeHelpers, NATIVE_HELPER_FILES } from './native-helpers.js';
+import { scratchDirectories } from '../../test/support/scratch-directories.js';
 import { errorOf } from '../../test/support/srt-gw-error.js';
 
-const scratch: string[] = [];
-const scratchDir = (): string => {
-  const dir = mkdtempSync(join(tmpdir(), 'srt-gw-native-'));
-  scratch.push(dir);
-  return dir;
-};
-afterEach(() => {
-  for (const dir of scratch.splice(0)) rmSync(dir, { recursive: true, force: true });
-});
+const scratchDir = scratchDirectories('srt-gw-native-');
 
 describe('findNativeHelpers', () => {
   it('refuses (never a weaker jail) when a helper is missing, naming it and what to install', () => {
