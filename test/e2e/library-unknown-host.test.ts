@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parsePolicy, startGateway, type Decision, type Gateway, type GatewayOptions } from '../../index.js';
+import { parsePolicy, startGateway, type Decision, type Gateway, type GatewayOptions, type RunOptions } from '../../index.js';
 import { builtLibrary, type Library } from '../support/built-library.js';
 import { capabilityGate, missingCommand, missingRoot } from '../support/capabilities.js';
 import { curlThroughProxy } from '../support/gateway-process.js';
@@ -203,23 +203,17 @@ describe.skipIf(skip !== null)('library: onUnknownHost', () => {
       ({ run } = await builtLibrary());
       work = createJailWorkdir(dir, 'work');
     });
+    /** The gateway options above, for a run in the jail's work directory. */
+    const runOptions = (onUnknownHost: GatewayOptions['onUnknownHost'], stdio: RunOptions['stdio']): RunOptions => ({ ...options(onUnknownHost), cwd: work, env: jailTestEnv(), stdio });
 
     it('a jailed curl to a host no rule names waits for the answer; approved, it gets through; asked once', async () => {
       const asked: string[] = [];
-      const child = run('curl', ['-sS', '--max-time', '20', upstream.url('/v1/jailed', 'jailed.example.test'), upstream.url('/v1/again', 'jailed.example.test')], {
-        policy: parsePolicy(POLICY),
-        caDir: join(dir, 'ca'),
-        upstreamCaFiles: [pki.ca.certPath],
-        resolve: Object.fromEntries(NAMES.map((name) => [name, '127.0.0.1'])),
-        cwd: work,
-        env: jailTestEnv(),
-        stdio: ['ignore', 'pipe', 'pipe'],
-        onUnknownHost: async (host, port) => {
-          asked.push(`${host}:${port}`);
-          await new Promise((resolve) => setTimeout(resolve, 200));
-          return true;
-        },
-      });
+      const onUnknownHost = async (host: string, port: number) => {
+        asked.push(`${host}:${port}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        return true;
+      };
+      const child = run('curl', ['-sS', '--max-time', '20', upstream.url('/v1/jailed', 'jailed.example.test'), upstream.url('/v1/again', 'jailed.example.test')], runOptions(onUnknownHost, ['ignore', 'pipe', 'pipe']));
       let stdout = '';
       let stderr = '';
       child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
@@ -233,16 +227,7 @@ describe.skipIf(skip !== null)('library: onUnknownHost', () => {
     });
 
     it('declined in the jail: the connection is refused and it shows in the run\'s denials', async () => {
-      const child = run('curl', ['-sS', '--max-time', '20', upstream.url('/v1/x', DECLINED)], {
-        policy: parsePolicy(POLICY),
-        caDir: join(dir, 'ca'),
-        upstreamCaFiles: [pki.ca.certPath],
-        resolve: Object.fromEntries(NAMES.map((name) => [name, '127.0.0.1'])),
-        cwd: work,
-        env: jailTestEnv(),
-        stdio: ['ignore', 'ignore', 'ignore'],
-        onUnknownHost: () => false,
-      });
+      const child = run('curl', ['-sS', '--max-time', '20', upstream.url('/v1/x', DECLINED)], runOptions(() => false, ['ignore', 'ignore', 'ignore']));
       const result = await child.exited;
       expect(result.exitCode).not.toBe(0);
       expect(result.denials).toEqual([
