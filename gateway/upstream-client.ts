@@ -112,7 +112,8 @@ export class UpstreamClient {
   /** Forwards one request and streams the response into `sink`; resolves when the exchange ends. */
   forward(target: UpstreamTarget, request: UpstreamRequest, sink: ResponseSink): Promise<ForwardResult> {
     if (!undici) return loadUndici().then(() => this.forward(target, request, sink));
-    const pool = this.poolFor(target);
+    const origin = originOf(target);
+    const pool = this.poolFor(target, origin);
     return new Promise<ForwardResult>((resolve) => {
       let bytesOut = 0;
       let status = 0;
@@ -178,7 +179,7 @@ export class UpstreamClient {
       };
       pool.dispatch(
         {
-          origin: originOf(target),
+          origin,
           path: request.path,
           method: request.method,
           headers: request.headers,
@@ -194,7 +195,7 @@ export class UpstreamClient {
   /** Opens an upgraded (WebSocket) stream to the upstream. */
   async upgrade(target: UpstreamTarget, request: Omit<UpstreamRequest, 'body'>, protocol: string): Promise<{ headers: Record<string, string | string[]>; socket: Duplex }> {
     await loadUndici();
-    const pool = this.poolFor(target);
+    const pool = this.poolFor(target, originOf(target));
     const result = await pool.upgrade({
       path: request.path,
       method: request.method,
@@ -210,8 +211,7 @@ export class UpstreamClient {
     await Promise.all(pools.map(({ pool }) => pool.destroy().catch(() => undefined)));
   }
 
-  private poolFor(target: UpstreamTarget): Pool {
-    const origin = originOf(target);
+  private poolFor(target: UpstreamTarget, origin: string): Pool {
     const known = this.pools.get(origin);
     if (known) {
       // Recency is a counter, not a re-insertion: a Map delete + set on every request was ~1 % of
