@@ -89,6 +89,28 @@ describe('LeafContextCache', () => {
     expect(cache.stats).toMatchObject({ misses: 1, size: 1 }); // one leaf served every handshake
   });
 
+  it('gives every never-seen host its own leaf, made in a spare context or inline, and keeps each one', async () => {
+    const cache = new LeafContextCache(ca);
+    const presented = async (port: number, host: string) => {
+      const result = await handshake(port, { servername: host, ca: ca.certPem });
+      expect(result.error).toBeUndefined();
+      expect(result.authorized).toBe(true);
+      return result.peer?.subjectaltname;
+    };
+    await withSniServer(cache, async (port) => {
+      // One at a time: after the first, each miss takes the spare made while the last handshake ran.
+      for (const host of ['a.example.test', 'b.example.test', 'c.example.test']) {
+        expect(await presented(port, host)).toBe(`DNS:${host}`);
+      }
+      // Three misses in one turn of the loop: one spare, then contexts made inline.
+      for (const host of ['d.example.test', 'e.example.test', 'f.example.test']) cache.secureContextFor(host);
+      for (const host of ['d.example.test', 'e.example.test', 'f.example.test', 'a.example.test']) {
+        expect(await presented(port, host)).toBe(`DNS:${host}`);
+      }
+    });
+    expect(cache.stats).toMatchObject({ misses: 6, size: 6 });
+  });
+
   it('counts hits and misses and reports each lookup', () => {
     const lookups: boolean[] = [];
     const cache = new LeafContextCache(ca, { onLookup: (hit) => lookups.push(hit) });
