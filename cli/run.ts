@@ -7,6 +7,7 @@ import { formatDenialSummary } from '../jail/denial-summary.js';
 import { JAIL_SETUP_FAILED } from '../jail/jail.js';
 import { runInJail } from '../jail/run.js';
 import { parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds } from './flags.js';
+import { tuneHeapForProxying } from './heap-tuning.js';
 import { runPolicyFromFlags } from './policy-source.js';
 
 export interface RunFlags {
@@ -50,6 +51,7 @@ export async function run(command: string, args: string[], flags: RunFlags): Pro
   } catch (error) {
     return reportSetupFailure(error);
   }
+  tuneHeapForProxying();
 
   // Installed before the command starts: a signal that arrived with no handler would kill this
   // process and, through --die-with-parent, the command, without the command's own handling.

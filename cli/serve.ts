@@ -6,6 +6,7 @@ import { startGateway } from '../gateway/gateway.js';
 import { policyFiles } from '../policies/policy-files.js';
 import type { Policy } from '../policies/types.js';
 import { parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds } from './flags.js';
+import { tuneHeapForProxying } from './heap-tuning.js';
 import { policyFromFlags } from './policy-source.js';
 
 export interface ServeFlags {
@@ -39,6 +40,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
   const upstreamTimeoutMs = flags.upstreamTimeout === undefined ? undefined : parseSeconds('--upstream-timeout', flags.upstreamTimeout) * 1000;
   const headersTimeoutMs = flags.headerTimeout === undefined ? undefined : parseSeconds('--header-timeout', flags.headerTimeout) * 1000;
   const policy = await policyFromFlags(flags.policy, flags.allow);
+  tuneHeapForProxying();
 
   // Signal handlers go in before anything is announced: the kernel delivers a signal whenever
   // it is sent, and one that arrives before a handler exists kills the process (exit by signal,
