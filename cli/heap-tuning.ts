@@ -10,9 +10,9 @@ import v8 from 'node:v8';
  * scavenge (V8 scavenges for them only once 32 MB pile up), and V8 counts those bytes against the
  * old generation's headroom. Once a few full collections have sized that headroom from a proxy's
  * small live heap (17 MB live → a 41 MB limit), a stream of 1 MiB bodies keeps it used up: V8 then
- * starts a full mark-compact every ~50 ms (~10 ms each) and never gets out: 1 MiB downloads fell
- * from ~500 to ~290 MB/s in 6 of 14 runs with V8's own factor (2.4 here), in none of 11 with this
- * one (README, "Heap tuning"). The price is old-generation garbage kept a little longer.
+ * starts a full mark-compact every ~50 ms (~10 ms each) and never gets out. 1 MiB downloads fell
+ * from ~500 to ~290 MB/s so in 6 of 14 runs with V8's own factor (2.4 here), in none of 11 with
+ * this one (README, "Heap tuning"). The price is old-generation garbage kept a little longer.
  */
 export const HEAP_GROWING_PERCENT = 200;
 
