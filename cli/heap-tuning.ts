@@ -10,7 +10,7 @@
  * old generation's headroom. Once a few full collections have sized that headroom from a proxy's
  * small live heap (17 MB live → a 41 MB limit), a stream of 1 MiB bodies keeps it used up: V8 then
  * starts a full mark-compact every ~50 ms (~10 ms each) and never gets out. 1 MiB downloads fell
- * from ~500 to ~290 MB/s so in 6 of 14 runs with V8's own factor (2.4 here), in none of 11 with
+ * from ~500 to ~290 MB/s so in 6 of 14 runs with V8's own factor (2.4 here), in none of 17 with
  * this one (README, "Heap tuning"). The price is old-generation garbage kept a little longer.
  */
 export const HEAP_GROWING_PERCENT = 200;
