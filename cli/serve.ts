@@ -104,16 +104,16 @@ export async function serve(flags: ServeFlags): Promise<void> {
   await gateway.close();
 }
 
-/**
- * Watches the policy file and the files it extends (presets ship with srt-gw and are not
- * watched). Directories, not files: editors and config tools replace files by rename, which
- * would silently end a watch on the old inode.
- */
 /** Changes closer together than this are one reload. */
 const CHANGE_DEBOUNCE_MS = 100;
 /** How long an empty policy file is given to be written before it counts as broken. */
 const EMPTY_FILE_SECOND_LOOK_MS = 500;
 
+/**
+ * Watches the policy file and the files it extends (presets ship with srt-gw and are not
+ * watched). Directories, not files: editors and config tools replace files by rename, which
+ * would silently end a watch on the old inode.
+ */
 class PolicyWatcher {
   private readonly watchers = new Map<string, FSWatcher>();
   private names = new Map<string, Set<string>>();

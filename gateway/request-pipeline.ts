@@ -20,7 +20,7 @@ import { readHttp2Exchange } from './http2-exchange.js';
 import { createMaskingResponseSink, type MaskingResponseSink } from './masked-response.js';
 import { denialResponse, upstreamFailureResponse, writeRawResponse, type GatewayResponse } from './responses.js';
 import { createMaskingTransform, maskText, type MaskPair } from './secret-masker.js';
-import type { ResponseSink, UpstreamClient, UpstreamTarget } from './upstream-client.js';
+import { UPSTREAM_SOCKET_HIGH_WATER_MARK, type ResponseSink, type UpstreamClient, type UpstreamTarget } from './upstream-client.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 
 export interface PipelineDependencies {
@@ -65,8 +65,6 @@ const MAX_LOGGED_PATH = 512;
 /** The error a request body stream ends with when it crosses its rule's budget. */
 class BudgetExceeded extends Error {}
 
-const UPLOAD_HIGH_WATER_MARK = 64 * 1024;
-
 /**
  * What the client sends upstream (a request body, WebSocket frames), counted and charged to the
  * rule's budget when it has one. The chunk that would cross the budget is never passed on: the
@@ -84,7 +82,7 @@ class BudgetedUpload extends Transform {
   ) {
     // A 16 KiB chunk (one TLS record) into a 16 KiB buffer reports "full" on every write, and the
     // client's socket was paused and resumed for each chunk; 64 KiB lets a few through.
-    super({ highWaterMark: UPLOAD_HIGH_WATER_MARK });
+    super({ highWaterMark: UPSTREAM_SOCKET_HIGH_WATER_MARK });
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {

@@ -247,11 +247,11 @@ export class UpstreamClient {
 }
 
 /**
- * Write buffer of an upstream socket before it asks for a pause. undici's default (16 KiB, one TLS
- * record) made every chunk of an upload a pause and a resume of the client's socket: two epoll
- * changes and a wake-up per 16 KiB.
+ * Write buffer of an upstream socket before it asks for a pause (and of the stream that feeds it an
+ * upload, request-pipeline.ts). undici's default (16 KiB, one TLS record) made every chunk of an
+ * upload a pause and a resume of the client's socket: two epoll changes and a wake-up per 16 KiB.
  */
-const UPSTREAM_SOCKET_HIGH_WATER_MARK = 64 * 1024;
+export const UPSTREAM_SOCKET_HIGH_WATER_MARK = 64 * 1024;
 
 interface PoolEntry {
   readonly pool: Pool;
