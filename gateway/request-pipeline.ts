@@ -19,7 +19,8 @@ import { readHttp1Exchange } from './http1-exchange.js';
 import { readHttp2Exchange } from './http2-exchange.js';
 import { createMaskingResponseSink, type MaskingResponseSink } from './masked-response.js';
 import { denialResponse, upstreamFailureResponse, writeRawResponse, type GatewayResponse } from './responses.js';
-import { createMaskingTransform, maskText, type MaskPair } from './secret-masker.js';
+import { maskText, type MaskPair } from './secret-masker.js';
+import { createWebSocketMaskingTransform, WebSocketMaskingError } from './websocket-masker.js';
 import { UPSTREAM_SOCKET_HIGH_WATER_MARK, type ResponseSink, type UpstreamClient, type UpstreamTarget } from './upstream-client.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 
@@ -230,17 +231,23 @@ export class RequestPipeline {
         if (head.length > 0) socket.unshift(head);
         upstreamSocket.on('data', (chunk: Buffer) => (bytesOut += chunk.length));
         let ended = false;
-        const end = () => {
+        const end = (error?: Error | null) => {
           if (ended) return;
           ended = true;
+          if (error instanceof WebSocketMaskingError) {
+            event.decision = 'error';
+            event.step = 'upstream';
+            event.upstreamError = 'other';
+            event.reason = error.message;
+          }
           socket.destroy();
           upstreamSocket.destroy();
           this.finish(event, started, 101, outbound.bytes, bytesOut);
         };
         pipeline(socket, outbound, upstreamSocket, end);
-        // Upstream → client: an echoed secret is masked in place (same length, so frames stay
-        // intact; no compression was negotiated for a request with an injected secret).
-        if (masks.length > 0) pipeline(upstreamSocket, createMaskingTransform(masks, { lengthPreserving: true }), socket, end);
+        // Upstream → client: an echoed secret is masked in every message, frame by frame (no
+        // compression was negotiated for a request with an injected secret).
+        if (masks.length > 0) pipeline(upstreamSocket, createWebSocketMaskingTransform(masks), socket, end);
         else pipeline(upstreamSocket, socket, end);
       })
       .catch((error: unknown) => {

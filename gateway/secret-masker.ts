@@ -18,7 +18,7 @@ export class StreamMasker {
   private readonly holdBack: number;
   private tail: Buffer = Buffer.alloc(0);
 
-  /** `lengthPreserving`: replacements are cut or padded to the length they replace (for framed streams such as WebSocket). */
+  /** `lengthPreserving`: replacements are cut or padded to the length they replace (WebSocket frames keep their lengths). */
   constructor(pairs: readonly MaskPair[], options: { lengthPreserving?: boolean } = {}) {
     const seen = new Set<string>();
     const patterns: Pattern[] = [];
@@ -72,8 +72,8 @@ export class StreamMasker {
 }
 
 /** A Transform that masks everything passing through. */
-export function createMaskingTransform(pairs: readonly MaskPair[], options: { lengthPreserving?: boolean } = {}): Transform {
-  const masker = new StreamMasker(pairs, options);
+export function createMaskingTransform(pairs: readonly MaskPair[]): Transform {
+  const masker = new StreamMasker(pairs);
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       const masked = masker.push(chunk);

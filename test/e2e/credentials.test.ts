@@ -221,6 +221,58 @@ describe.skipIf(skip !== null)('credential rules and budgets through the gateway
       expect(upgrades[0]?.headers['x-api-key']).toBe(SECRET);
     });
 
+    it('a WebSocket upstream that echoes the injected key in fragments, a ping between them, sends it masked', async () => {
+      const authority = `${API}:${upstream.port}`;
+      const conn = await openTlsTunnel(gateway.proxyPort, authority, { ca: readFileSync(gateway.caPath, 'utf8'), alpn: ['http/1.1'] });
+      try {
+        // 7-byte fragments: the key (and the placeholder) spans several frames.
+        conn.write(
+          `GET /ws?echo-headers=7 HTTP/1.1\r\nHost: ${authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+            `Sec-WebSocket-Key: ${newWebsocketKey()}\r\nSec-WebSocket-Version: 13\r\nx-api-key: ${placeholder}\r\n\r\n`,
+        );
+        expect((await conn.readResponse()).status).toBe(101);
+        const fragments: Buffer[] = [];
+        let ping = false;
+        for (let frame = await conn.readFrame(); ; frame = await conn.readFrame()) {
+          if (frame.opcode === OPCODE.ping) {
+            ping = true;
+            continue;
+          }
+          fragments.push(frame.payload);
+          if (frame.fin) break;
+        }
+        expect(ping).toBe(true);
+        expect(fragments.length).toBeGreaterThan(SECRET.length / 7);
+        const message = Buffer.concat(fragments).toString();
+        expect(message).not.toContain(SECRET);
+        // Same length as the secret: the placeholder, cut or padded to fit the frames.
+        expect(JSON.parse(message)['x-api-key']).toHaveLength(SECRET.length);
+        expect(received(upstream, '/ws?echo-headers=7')[0]?.headers['x-api-key']).toBe(SECRET);
+      } finally {
+        conn.destroy();
+      }
+    });
+
+    it('a WebSocket frame that cannot be searched for the key (compressed) ends the connection, and the audit line says why', async () => {
+      const authority = `${API}:${upstream.port}`;
+      const conn = await openTlsTunnel(gateway.proxyPort, authority, { ca: readFileSync(gateway.caPath, 'utf8'), alpn: ['http/1.1'] });
+      try {
+        conn.write(
+          `GET /ws?compressed-frame HTTP/1.1\r\nHost: ${authority}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+            `Sec-WebSocket-Key: ${newWebsocketKey()}\r\nSec-WebSocket-Version: 13\r\nx-api-key: ${placeholder}\r\n\r\n`,
+        );
+        expect((await conn.readResponse()).status).toBe(101);
+        expect(await conn.waitForClose()).toBe(true);
+        // Not a byte of the frame reached the client.
+        expect(conn.pending.length).toBe(0);
+      } finally {
+        conn.destroy();
+      }
+      const line = await gateway.waitForAudit((entry) => entry.path === '/ws' && entry.decision === 'error');
+      expect(line).toMatchObject({ decision: 'error', step: 'upstream', status: 101 });
+      expect(line.reason).toMatch(/compressed or extended WebSocket frame/);
+    });
+
     it('after a rotated secret file and SIGHUP, the new secret is injected', async () => {
       writeFileSync(join(secretDir, 'bearer.key'), ROTATED_SECRET);
       process.kill(gateway.pid, 'SIGHUP');

@@ -176,7 +176,8 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
     socket.on('error', () => undefined);
     const key = req.headers['sec-websocket-key'];
     const isWebsocket = (req.headers.upgrade ?? '').toLowerCase() === 'websocket' && typeof key === 'string';
-    if (!isWebsocket || new URL(req.url ?? '/', 'http://upstream.invalid').pathname !== '/ws') {
+    const url = new URL(req.url ?? '/', 'http://upstream.invalid');
+    if (!isWebsocket || url.pathname !== '/ws') {
       socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
       return;
     }
@@ -186,6 +187,19 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
         'Connection: Upgrade\r\n' +
         `Sec-WebSocket-Accept: ${websocketAccept(key)}\r\n\r\n`,
     );
+    // ?echo-headers=N: first send the request headers as one text message, in fragments of N bytes
+    // with a ping after the first one (as servers that write large messages in pieces do).
+    // ?compressed-frame: a frame with RSV1 set, as permessage-deflate would send (never negotiated here).
+    if (url.searchParams.has('compressed-frame')) socket.write(Buffer.from([0xc1, 0x02, 0x68, 0x69]));
+    const fragmentSize = Number(url.searchParams.get('echo-headers') ?? 0);
+    if (fragmentSize > 0) {
+      const message = Buffer.from(JSON.stringify(req.headers));
+      for (let at = 0; at < message.length; at += fragmentSize) {
+        const fin = at + fragmentSize >= message.length;
+        socket.write(encodeFrame(at === 0 ? OPCODE.text : OPCODE.continuation, message.subarray(at, at + fragmentSize), false, fin));
+        if (at === 0) socket.write(encodeFrame(OPCODE.ping, Buffer.from('between fragments'), false));
+      }
+    }
     let pending: Buffer = Buffer.from(head);
     const drainFrames = (): void => {
       for (let decoded = decodeFrame(pending); decoded; decoded = decodeFrame(pending)) {

@@ -1,10 +1,10 @@
-// The few pieces of RFC 6455 the tests need: the accept key, and encoding/decoding single frames
-// (payloads under 64 KiB, no fragmentation, no extensions). Used by the test upstream and clients.
+// The few pieces of RFC 6455 the tests need: the accept key, and encoding/decoding frames (no
+// extensions). Used by the test upstream and clients.
 import { createHash, randomBytes } from 'node:crypto';
 
 const WEBSOCKET_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
 
-export const OPCODE = { text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const;
+export const OPCODE = { continuation: 0x0, text: 0x1, binary: 0x2, close: 0x8, ping: 0x9, pong: 0xa } as const;
 
 export function websocketAccept(key: string): string {
   return createHash('sha1').update(key + WEBSOCKET_GUID).digest('base64');
@@ -21,14 +21,14 @@ export interface WebsocketFrame {
   payload: Buffer;
 }
 
-/** Client frames must be masked (RFC 6455 §5.3); server frames must not be. */
-export function encodeFrame(opcode: number, payload: Buffer, mask: boolean): Buffer {
-  if (payload.length >= 65536) throw new Error('encodeFrame: payloads of 64 KiB and more are not needed here');
-  const lengthBytes = payload.length < 126 ? 0 : 2;
+/** Client frames must be masked (RFC 6455 §5.3); server frames must not be. `fin: false` for all but a message's last fragment. */
+export function encodeFrame(opcode: number, payload: Buffer, mask: boolean, fin = true): Buffer {
+  const lengthBytes = payload.length < 126 ? 0 : payload.length < 65536 ? 2 : 8;
   const header = Buffer.alloc(2 + lengthBytes + (mask ? 4 : 0));
-  header[0] = 0x80 | opcode;
-  header[1] = (mask ? 0x80 : 0) | (lengthBytes === 0 ? payload.length : 126);
+  header[0] = (fin ? 0x80 : 0) | opcode;
+  header[1] = (mask ? 0x80 : 0) | (lengthBytes === 0 ? payload.length : lengthBytes === 2 ? 126 : 127);
   if (lengthBytes === 2) header.writeUInt16BE(payload.length, 2);
+  if (lengthBytes === 8) header.writeBigUInt64BE(BigInt(payload.length), 2);
   if (!mask) return Buffer.concat([header, payload]);
   const key = randomBytes(4);
   key.copy(header, 2 + lengthBytes);
