@@ -15,7 +15,7 @@ describe('EgressBudgets', () => {
     expect(account.tryCharge(400)).toBeNull();
     const refusal = account.tryCharge(1);
     expect(refusal).toContain('rule uploads');
-    expect(refusal).toContain('1000 bytes of request bodies per run');
+    expect(refusal).toContain('1000 bytes per run (request lines, headers and bodies)');
     expect(refusal).toContain('(0 left)');
     expect(budgets.sentPerRun('uploads')).toBe(1000);
   });

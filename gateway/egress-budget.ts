@@ -1,6 +1,7 @@
-// Egress budgets: how many request body bytes each rule has sent, per sliding minute and per run,
-// so that even an allowed channel cannot carry a bulk exfiltration. The counts live as long as
-// the gateway (a run) and survive policy reloads, keyed by rule id; the limits are the policy's.
+// Egress budgets: how many request bytes (line, headers and body) each rule has sent, per sliding
+// minute and per run, so that even an allowed channel cannot carry a bulk exfiltration. The counts
+// live as long as the gateway (a run) and survive policy reloads, keyed by rule id; the limits are
+// the policy's.
 import { formatByteSize } from '../policies/byte-size.js';
 import type { EgressBudget } from '../policies/types.js';
 
@@ -58,7 +59,7 @@ export class EgressBudgets {
     const second = () => Math.floor(this.now() / 1000);
     return {
       tryCharge: (bytes) => {
-        // Nothing to send crosses nothing: a body-less request passes even on a spent budget.
+        // Nothing to send crosses nothing (an empty chunk of a streamed body).
         if (bytes === 0) return null;
         const now = second();
         const perRun = budget.requestBytesPerRun;
@@ -84,5 +85,5 @@ export class EgressBudgets {
 }
 
 function refusal(ruleId: string, bytes: number, limit: number, period: string, left: number): string {
-  return `rule ${ruleId} has an egress budget of ${formatByteSize(limit)} of request bodies ${period}; ${bytes} more bytes would exceed it (${left} left)`;
+  return `rule ${ruleId} has an egress budget of ${formatByteSize(limit)} ${period} (request lines, headers and bodies); ${bytes} more bytes would exceed it (${left} left)`;
 }

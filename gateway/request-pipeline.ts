@@ -342,20 +342,19 @@ export class RequestPipeline {
     if (rule?.budget !== undefined && this.deps.budgets !== undefined) {
       const account = this.deps.budgets.account(rule.id, rule.budget);
       const contentLength = head.upgrade !== null ? null : declaredContentLength(head);
-      if (head.upgrade !== null) {
-        // A WebSocket's frames are counted as they flow (handleUpgrade).
-        budget = account;
-      } else if (contentLength !== null) {
-        // A declared length is judged before anything is forwarded — the whole body or nothing.
-        const refusal = account.tryCharge(contentLength);
-        if (refusal !== null) {
-          if (!monitor) return { kind: 'reject', step: 'budget', status: 429, rule: rule.id, reason: refusal, ...(credential ? { credential } : {}) };
-          account.charge(contentLength);
-          monitoredDenial ??= { step: 'budget', reason: refusal };
-        }
-      } else {
-        budget = account;
+      // SECURITY: the request line and headers count, not only the body: a long query or header
+      // carries data out as well as a body, and body-less requests are unlimited in number —
+      // test/e2e/credentials.test.ts "budgets". Judged before anything is forwarded: the head with
+      // a declared body (the whole request or nothing), or the head alone when the body streams
+      // or it is a WebSocket (then counted as it flows: BudgetedUpload, handleUpgrade).
+      const upFront = requestHeadBytes(head) + (contentLength ?? 0);
+      const refusal = account.tryCharge(upFront);
+      if (refusal !== null) {
+        if (!monitor) return { kind: 'reject', step: 'budget', status: 429, rule: rule.id, reason: refusal, ...(credential ? { credential } : {}) };
+        account.charge(upFront);
+        monitoredDenial ??= { step: 'budget', reason: refusal };
       }
+      if (contentLength === null) budget = account;
     }
 
     return {
@@ -425,6 +424,17 @@ function ruleById(policy: CompiledPolicy, id: string): Rule | undefined {
     rulesByPolicy.set(policy, rules);
   }
   return rules.get(id);
+}
+
+/**
+ * The bytes of the request line and headers as the client sent them (HTTP/1.1 framing, whatever
+ * the protocol; Host and hop-by-hop headers, which name nothing new, are left out).
+ */
+export function requestHeadBytes(head: ExchangeHead): number {
+  // "METHOD target HTTP/1.1\r\n" and the blank line that ends the head.
+  let bytes = head.method.length + head.target.length + 13;
+  for (let i = 0; i < head.forwardHeaders.length; i += 2) bytes += head.forwardHeaders[i]!.length + head.forwardHeaders[i + 1]!.length + 4;
+  return bytes;
 }
 
 /** The body length the client declared (Content-Length), or null when it streams without one. */

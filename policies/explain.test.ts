@@ -159,7 +159,7 @@ describe('explain: credentials and budgets', () => {
     const text = renderExplanation(explanation);
     expect(text).toContain('credentials: x-api-key is replaced with the secret from env EXAMPLE_API_KEY;');
     expect(text).toContain('credentials step: injected with the headers given');
-    expect(text).toContain('budget: 1 MiB per minute and 100 MiB per run of request bodies; a request that would cross it gets 429');
+    expect(text).toContain('budget: 1 MiB per minute and 100 MiB per run of requests (line, headers and body); a request that would cross it gets 429');
   });
 
   test("an attacker's key given with -H is refused, with the 403 body", () => {

@@ -207,7 +207,7 @@ export function renderExplanation(explanation: Explanation): string {
       lines.push(`credentials step: ${check.outcome === 'none' ? 'nothing to do' : check.outcome} with the headers given`);
     }
   }
-  if (explanation.budget !== null) lines.push(`budget: ${explanation.budget} of request bodies; a request that would cross it gets 429`);
+  if (explanation.budget !== null) lines.push(`budget: ${explanation.budget} of requests (line, headers and body); a request that would cross it gets 429`);
   for (const note of explanation.notes) lines.push(`note: ${note}`);
   return `${lines.join('\n')}\n`;
 }

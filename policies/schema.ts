@@ -215,10 +215,10 @@ export const budgetFileSchema = z
     {
       requestBytesPerMinute: byteSize
         .optional()
-        .meta({ description: 'Request body bytes this rule may send in any 60-second window (sliding, 1-second steps), e.g. "1MiB".' }),
+        .meta({ description: 'Request bytes (line, headers, body) this rule may send in any 60-second window (sliding, 1-second steps), e.g. "1MiB".' }),
       requestBytesPerRun: byteSize
         .optional()
-        .meta({ description: 'Request body bytes this rule may send while the gateway runs (one `srt-gw run`, or one `srt-gw serve`), e.g. "100MiB".' }),
+        .meta({ description: 'Request bytes (line, headers, body) this rule may send while the gateway runs (one `srt-gw run`, or one `srt-gw serve`), e.g. "100MiB".' }),
     },
     {
       error: (issue) =>

@@ -59,7 +59,7 @@ export interface Rule {
   readonly protocol: 'http' | 'tcp';
   /** What the gateway does with the credential each request carries (allow http rules only). */
   readonly credentials?: readonly CredentialRule[];
-  /** Limits on request body bytes sent under this rule (allow http rules only). */
+  /** Limits on request bytes (line, headers, body) sent under this rule (allow http rules only). */
   readonly budget?: EgressBudget;
   readonly source?: SourceLocation;
 }
@@ -97,7 +97,7 @@ export interface CredentialRule {
   readonly source?: SourceLocation;
 }
 
-/** Request body bytes a rule may send: in any 60-second window, and in the gateway's lifetime (a run). */
+/** Request bytes (line, headers, body) a rule may send: in any 60-second window, and in the gateway's lifetime (a run). */
 export interface EgressBudget {
   readonly requestBytesPerMinute?: number;
   readonly requestBytesPerRun?: number;

@@ -338,14 +338,24 @@ describe.skipIf(skip !== null)('credential rules and budgets through the gateway
       expect(line.bytesIn as number).toBeLessThanOrEqual(10_000);
     });
 
+    it('a GET carrying data in its URL and headers counts too: once they would cross the budget, 429 and nothing forwarded', async () => {
+      // Under 10 kB is left (90,000 body bytes and the heads so far); a smaller head still passes.
+      const small = await curl(['-H', `x-data: ${'a'.repeat(2_000)}`, upstream.url('/upload/get-small?q=1')]);
+      expect(small.status).toBe(200);
+      const large = await curl(['-H', `x-data: ${'b'.repeat(6_000)}`, upstream.url(`/upload/get-large?q=${'c'.repeat(4_000)}`)]);
+      expect(large.status).toBe(429);
+      expect(large.json<DenialBody>()).toMatchObject({ error: 'budget-exceeded', rule: 'budget-api' });
+      expect(received(upstream, '/upload/get-large')).toEqual([]);
+    });
+
     it('/metrics counts budget rejections and credential injections by rule', async () => {
       const text = await (await fetch(gateway.metricsUrl ?? '')).text();
       const value = (name: string, rule: string) => Number(new RegExp(`^${name}\\{rule="${rule}"\\} (\\S+)$`, 'm').exec(text)?.[1] ?? 'NaN');
-      expect(value('srtgw_budget_rejections_total', 'budget-api')).toBe(3);
+      expect(value('srtgw_budget_rejections_total', 'budget-api')).toBe(4);
       expect(value('srtgw_credential_injections_total', 'inject-api')).toBeGreaterThanOrEqual(5);
       expect(value('srtgw_credential_injections_total', 'bearer-api')).toBeGreaterThanOrEqual(2);
       expect(text).toMatch(/^srtgw_denied_requests_total\{reason="credentials"\} [1-9]/m);
-      expect(text).toMatch(/^srtgw_denied_requests_total\{reason="budget"\} 3$/m);
+      expect(text).toMatch(/^srtgw_denied_requests_total\{reason="budget"\} 4$/m);
       for (const secret of [SECRET, FILE_SECRET, COMMAND_SECRET, ROTATED_SECRET]) expect(text).not.toContain(secret);
     });
   });
