@@ -82,6 +82,13 @@ export class EgressBudgets {
   sentPerRun(ruleId: string): number {
     return this.usage.get(ruleId)?.perRun ?? 0;
   }
+
+  /** Bytes rule `ruleId` has sent in the sliding minute (the window its per-minute limit judges) and in this run. */
+  sent(ruleId: string): { lastMinute: number; perRun: number } {
+    const usage = this.usage.get(ruleId);
+    if (usage === undefined) return { lastMinute: 0, perRun: 0 };
+    return { lastMinute: usage.inLastMinute(Math.floor(this.now() / 1000)), perRun: usage.perRun };
+  }
 }
 
 function refusal(ruleId: string, bytes: number, limit: number, period: string, left: number): string {

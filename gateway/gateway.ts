@@ -211,7 +211,8 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   // pino and prom-client load only when asked for: a run without --log or --metrics starts faster.
   const auditLog: AuditLog | null = options.auditLog === false ? null : (await import('./audit-log.js')).startAuditLog(events, options.auditLog ?? 2);
   const metricsModule = options.metrics ? await import('./metrics.js') : null;
-  const metrics: GatewayMetrics | null = metricsModule ? metricsModule.startGatewayMetrics(events, policy) : null;
+  const budgets = new EgressBudgets();
+  const metrics: GatewayMetrics | null = metricsModule ? metricsModule.startGatewayMetrics(events, policy, budgets) : null;
 
   const monitor = options.monitor ?? false;
   const currentPolicy = () => policy;
@@ -236,7 +237,6 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
           },
         )
       : null;
-  const budgets = new EgressBudgets();
   const pipeline = new RequestPipeline({ currentPolicy, currentCredentials: () => credentials, budgets, upstream, events, monitor });
   const terminator = new TunnelTerminator({ leafContexts, pipeline, events, limits });
   const proxyServer = createExplicitProxyServer({ currentPolicy, terminator, pipeline, events, limits, monitor, unknownHosts });

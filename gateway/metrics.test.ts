@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { compilePolicy } from '../policies/match.js';
 import { parsePolicy } from '../policies/loader.js';
 import { DNS_METRIC_NAMES, registerDnsMetrics } from './dns/metrics.js';
+import { EgressBudgets } from './egress-budget.js';
 import { GatewayEvents } from './events.js';
 import { METRIC_NAMES, RESERVED_METRIC_NAMES, startGatewayMetrics, type GatewayMetrics } from './metrics.js';
 
@@ -30,7 +31,7 @@ describe('metrics catalogue', () => {
 
   it('the registry of a gateway with DNS exposes exactly the documented srtgw_ metrics', async () => {
     const events = new GatewayEvents('t');
-    metrics = startGatewayMetrics(events, POLICY);
+    metrics = startGatewayMetrics(events, POLICY, new EgressBudgets());
     registerDnsMetrics(metrics.registry, (listener) => events.on('dns', listener));
     const exposed = (await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name).filter((name) => name.startsWith('srtgw_'));
     expect(exposed.sort()).toEqual([...DOCUMENTED].sort());
@@ -72,6 +73,27 @@ describe('metrics catalogue', () => {
     expect(await series(METRIC_NAMES.budgetRejections)).toEqual([['limited', 1]]);
     const denied = ((await metrics.registry.getSingleMetric(METRIC_NAMES.deniedRequests)?.get())?.values ?? []).map((v) => [v.labels.reason, v.value]);
     expect(denied).toEqual(expect.arrayContaining([['credentials', 1], ['budget', 1]]));
+  });
+
+  it("budget gauges show each limit and what its rule sent in the window it judges, and follow a policy reload", async () => {
+    const policyWith = (budget: string) =>
+      compilePolicy(parsePolicy(['version: 1', 'rules:', '  - id: limited', '    host: up.example.test', `    budget: ${budget}`, '  - id: plain', '    host: plain.example.test'].join('\n')));
+    let now = 1_000_000;
+    const budgets = new EgressBudgets(() => now);
+    metrics = startGatewayMetrics(new GatewayEvents('t'), policyWith('{ requestBytesPerMinute: 1000, requestBytesPerRun: 5000 }'), budgets);
+    const gauge = async (name: string) => ((await metrics?.registry.getSingleMetric(name)?.get())?.values ?? []).map((v) => [v.labels.rule, v.labels.period, v.value]);
+    expect(await gauge(METRIC_NAMES.budgetLimit)).toEqual([['limited', 'minute', 1000], ['limited', 'run', 5000]]);
+    expect(await gauge(METRIC_NAMES.budgetUsed)).toEqual([['limited', 'minute', 0], ['limited', 'run', 0]]);
+    const account = budgets.account('limited', { requestBytesPerMinute: 1000, requestBytesPerRun: 5000 });
+    expect(account.tryCharge(700)).toBeNull();
+    expect(await gauge(METRIC_NAMES.budgetUsed)).toEqual([['limited', 'minute', 700], ['limited', 'run', 700]]);
+    // A minute later the window has moved on; the run still counts it.
+    now += 61_000;
+    expect(account.tryCharge(100)).toBeNull();
+    expect(await gauge(METRIC_NAMES.budgetUsed)).toEqual([['limited', 'minute', 100], ['limited', 'run', 800]]);
+    metrics.setPolicy(policyWith('{ requestBytesPerRun: 2000 }'));
+    expect(await gauge(METRIC_NAMES.budgetLimit)).toEqual([['limited', 'run', 2000]]);
+    expect(await gauge(METRIC_NAMES.budgetUsed)).toEqual([['limited', 'run', 800]]);
   });
 
   it('policy reloads are counted by outcome, both starting at 0', async () => {

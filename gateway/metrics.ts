@@ -5,7 +5,9 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import http from 'node:http';
 import client from 'prom-client';
 import type { CompiledPolicy } from '../policies/match.js';
+import type { EgressBudget } from '../policies/types.js';
 import { hostMatchesPattern } from '../policies/host.js';
+import type { EgressBudgets } from './egress-budget.js';
 import type { GatewayEvents } from './events.js';
 
 const KNOWN_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'CONNECT', 'TRACE']);
@@ -24,6 +26,8 @@ export const METRIC_NAMES = {
   policyReloads: 'srtgw_policy_reloads_total',
   credentialInjections: 'srtgw_credential_injections_total',
   budgetRejections: 'srtgw_budget_rejections_total',
+  budgetUsed: 'srtgw_budget_used_bytes',
+  budgetLimit: 'srtgw_budget_limit_bytes',
 } as const;
 
 /** Metrics declared for features that do not exist yet: they have no series until those land. None now. */
@@ -42,7 +46,8 @@ export interface GatewayMetrics {
   close(): void;
 }
 
-export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolicy): GatewayMetrics {
+/** `budgets`: the gateway's egress counts, read at each scrape; absent = no budget gauges. */
+export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolicy, budgets?: EgressBudgets): GatewayMetrics {
   const registry = new client.Registry();
   client.collectDefaultMetrics({ register: registry });
 
@@ -125,6 +130,38 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
     labelNames: ['rule'] as const,
     registers: [registry],
   });
+  let budgetRules = rulesWithBudgets(policy);
+  // Read at each scrape: what each budget allows, and what its rule has sent in the window the
+  // limit judges, so an alert can fire before requests are refused.
+  const budgetPeriods = (collect: (rule: string, period: 'minute' | 'run', limit: number, sent: { lastMinute: number; perRun: number }) => void) => {
+    for (const rule of budgetRules) {
+      const sent = budgets!.sent(rule.id);
+      if (rule.budget.requestBytesPerMinute !== undefined) collect(rule.id, 'minute', rule.budget.requestBytesPerMinute, sent);
+      if (rule.budget.requestBytesPerRun !== undefined) collect(rule.id, 'run', rule.budget.requestBytesPerRun, sent);
+    }
+  };
+  if (budgets !== undefined) {
+    new client.Gauge({
+      name: METRIC_NAMES.budgetUsed,
+      help: "Request bytes (line, headers and body) sent under each rule with an egress budget, by period: the last 60 s for a per-minute limit, the gateway's lifetime for a per-run one.",
+      labelNames: ['rule', 'period'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        budgetPeriods((rule, period, _limit, sent) => this.set({ rule, period }, period === 'minute' ? sent.lastMinute : sent.perRun));
+      },
+    });
+    new client.Gauge({
+      name: METRIC_NAMES.budgetLimit,
+      help: "Each rule's egress budget in request bytes, by period (minute, run), as the policy in force sets it.",
+      labelNames: ['rule', 'period'] as const,
+      registers: [registry],
+      collect() {
+        this.reset();
+        budgetPeriods((rule, period, limit) => this.set({ rule, period }, limit));
+      },
+    });
+  }
   const initialiseRuleSeries = (compiled: CompiledPolicy) => {
     for (const rule of compiled.policy.rules) {
       if (rule.action !== 'allow' || rule.protocol !== 'http') continue;
@@ -201,6 +238,7 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
     registry,
     setPolicy(next) {
       hostLabel = hostLabeller(next);
+      budgetRules = rulesWithBudgets(next);
       initialiseRuleSeries(next);
     },
     close() {
@@ -220,6 +258,15 @@ function connectKeyOf(message: unknown): { connector: object; params: string } |
   const { connectParams: p, connector } = (message ?? {}) as UndiciConnectMessage;
   if (p === undefined || (typeof connector !== 'function' && (typeof connector !== 'object' || connector === null))) return null;
   return { connector, params: JSON.stringify([p.protocol, p.hostname, p.port, p.servername, p.localAddress]) };
+}
+
+/** The allow rules whose budgets the gateway enforces. */
+function rulesWithBudgets(policy: CompiledPolicy): { id: string; budget: EgressBudget }[] {
+  const rules: { id: string; budget: EgressBudget }[] = [];
+  for (const rule of policy.policy.rules) {
+    if (rule.action === 'allow' && rule.protocol === 'http' && rule.budget !== undefined) rules.push({ id: rule.id, budget: rule.budget });
+  }
+  return rules;
 }
 
 /** Maps a host to the rule host that names it (exact or wildcard pattern), else "other". */
