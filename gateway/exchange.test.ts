@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { connectionNominatedHeaders, splitAuthority } from './exchange.js';
+import { connectionNominatedHeaders, isGrpcContentType, splitAuthority } from './exchange.js';
 
 describe('splitAuthority', () => {
   it.each([
@@ -20,5 +20,20 @@ describe('splitAuthority', () => {
 describe('connectionNominatedHeaders', () => {
   it('collects lower-cased tokens from every Connection value', () => {
     expect([...connectionNominatedHeaders(['keep-alive, X-Secret', 'Upgrade'])]).toEqual(['keep-alive', 'x-secret', 'upgrade']);
+  });
+});
+
+describe('isGrpcContentType', () => {
+  it.each([
+    ['application/grpc', true],
+    ['application/grpc+proto', true],
+    ['Application/GRPC; charset=utf-8', true],
+    ['application/grpc-web', false],
+    ['application/grpc-web+proto', false],
+    ['application/grpcx', false],
+    ['application/json', false],
+    [undefined, false],
+  ])('%s → %s', (value, expected) => {
+    expect(isGrpcContentType(value)).toBe(expected);
   });
 });

@@ -21,6 +21,13 @@ export interface ExchangeHead {
   hasBody: boolean;
   /** Set for HTTP/1.1 Upgrade requests (lower case, e.g. "websocket"). */
   upgrade: string | null;
+  /** A gRPC call: HTTP/2, content-type application/grpc[+…|;…], and `te: trailers` (its status comes in trailers). */
+  grpc: boolean;
+}
+
+/** application/grpc, application/grpc+proto, application/grpc;charset=… — not application/grpc-web. */
+export function isGrpcContentType(value: string | undefined): boolean {
+  return value !== undefined && /^application\/grpc(?:[+;]|$)/i.test(value.trim());
 }
 
 export type ExchangeReadResult = { ok: true; head: ExchangeHead } | { ok: false; reason: string };

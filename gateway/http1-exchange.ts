@@ -81,6 +81,8 @@ export function readHttp1Exchange(req: http.IncomingMessage): ExchangeReadResult
       target,
       forwardHeaders,
       hasBody: req.headers['transfer-encoding'] !== undefined || (contentLength !== undefined && contentLength !== '0'),
+      // gRPC needs HTTP/2 (trailers), which the gateway relays only to an HTTP/2 client.
+      grpc: false,
       upgrade: upgradeHeader && nominated.has('upgrade') ? upgradeHeader.toLowerCase() : null,
     },
   };

@@ -2,7 +2,7 @@
 // both are present; connection-specific headers are already refused by node's h2 layer.
 import type http2 from 'node:http2';
 import { normalizeHost } from '../policies/host.js';
-import { HOP_BY_HOP_HEADERS, splitAuthority, type ExchangeReadResult } from './exchange.js';
+import { HOP_BY_HOP_HEADERS, isGrpcContentType, splitAuthority, type ExchangeReadResult } from './exchange.js';
 
 export function readHttp2Exchange(req: http2.Http2ServerRequest): ExchangeReadResult {
   const headers = req.headers;
@@ -46,6 +46,8 @@ export function readHttp2Exchange(req: http2.Http2ServerRequest): ExchangeReadRe
       // An h2 request has a body unless the client ended the stream with its headers.
       hasBody: contentLength !== undefined ? contentLength !== '0' : !req.stream.readableEnded && !req.stream.endAfterHeaders,
       upgrade: null,
+      // TE is hop-by-hop and not forwarded as sent; a gRPC call gets `te: trailers` from the gateway.
+      grpc: isGrpcContentType(headers['content-type']) && typeof headers.te === 'string' && headers.te.trim().toLowerCase() === 'trailers',
     },
   };
 }

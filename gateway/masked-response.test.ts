@@ -74,3 +74,30 @@ describe('createMaskingResponseSink', () => {
     expect(res.headersSent).toBe(false);
   });
 });
+
+describe('a gRPC response', () => {
+  test('keeps every length: a masked message still fits its length prefix; trailers are masked too', async () => {
+    const res = new RecordingResponse() as RecordingResponse & { trailers?: Record<string, string | string[]>; addTrailers(t: Record<string, string | string[]>): void };
+    res.addTrailers = (trailers) => (res.trailers = trailers);
+    const sink = createMaskingResponseSink(res, PAIRS, 'api.example.test', { grpc: true });
+    const message = Buffer.from(`{"echo":"${SECRET}"}`);
+    const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]);
+    sink.writeHead(200, { 'content-type': 'application/grpc' });
+    sink.write(framed.subarray(0, 15));
+    sink.write(framed.subarray(15));
+    sink.addTrailers!({ 'grpc-status': '13', 'grpc-message': `bad key ${SECRET}` });
+    sink.end();
+    await new Promise((resolve) => res.once('finish', resolve));
+    const out = Buffer.concat(res.chunks);
+    expect(out.length).toBe(framed.length);
+    expect(out.readUInt32BE(1)).toBe(message.length);
+    expect(out.toString()).not.toContain(SECRET);
+    expect(res.trailers).toEqual({ 'grpc-status': '13', 'grpc-message': `bad key ${PLACEHOLDER}` });
+  });
+
+  test('compressed messages (grpc-encoding) are refused, not passed on unchecked', () => {
+    const sink = createMaskingResponseSink(new RecordingResponse(), PAIRS, 'api.example.test', { grpc: true });
+    expect(() => sink.writeHead(200, { 'content-type': 'application/grpc', 'grpc-encoding': 'gzip' })).toThrow(/grpc-encoding gzip/);
+    expect(sink.refusal).toBe('api.example.test sent gRPC messages with grpc-encoding gzip, which the gateway cannot check for the injected credential');
+  });
+});

@@ -28,7 +28,12 @@ const DECODERS: Record<string, () => zlib.Gunzip | zlib.Inflate | zlib.BrotliDec
   br: () => loadZlib().createBrotliDecompress(),
 };
 
-export function createMaskingResponseSink(res: ClientResponse, pairs: readonly MaskPair[], upstreamHost: string): MaskingResponseSink {
+/**
+ * `grpc`: a gRPC response, whose body is length-prefixed messages: replacements keep the length
+ * of what they replace, a compressed message (grpc-encoding) is refused, and trailers are masked.
+ */
+export function createMaskingResponseSink(res: ClientResponse, pairs: readonly MaskPair[], upstreamHost: string, options: { grpc?: boolean } = {}): MaskingResponseSink {
+  const grpc = options.grpc === true;
   let entry: Writable | null = null;
   let refusal: string | null = null;
   const stages: Writable[] = [];
@@ -51,6 +56,11 @@ export function createMaskingResponseSink(res: ClientResponse, pairs: readonly M
         refusal = `${upstreamHost} sent a response with content-encoding ${encodings.join(', ')}, which the gateway cannot check for the injected credential`;
         throw new Error(refusal);
       }
+      const messageEncoding = String(headers['grpc-encoding'] ?? 'identity').trim().toLowerCase();
+      if (grpc && messageEncoding !== 'identity') {
+        refusal = `${upstreamHost} sent gRPC messages with grpc-encoding ${messageEncoding}, which the gateway cannot check for the injected credential`;
+        throw new Error(refusal);
+      }
       const outgoing: Record<string, string | string[]> = {};
       for (const [name, value] of Object.entries(headers)) {
         if (name === 'content-length') continue;
@@ -58,7 +68,7 @@ export function createMaskingResponseSink(res: ClientResponse, pairs: readonly M
         outgoing[name] = Array.isArray(value) ? value.map((item) => maskText(item, pairs)) : maskText(value, pairs);
       }
       res.writeHead(status, outgoing);
-      const masker = createMaskingTransform(pairs);
+      const masker = createMaskingTransform(pairs, { lengthPreserving: grpc });
       const decoder = encodings.length === 1 ? DECODERS[encodings[0]!]!() : null;
       if (decoder) {
         decoder.pipe(masker);
@@ -77,6 +87,11 @@ export function createMaskingResponseSink(res: ClientResponse, pairs: readonly M
       if (entry) entry.end();
       else res.end();
       return undefined;
+    },
+    addTrailers(trailers) {
+      const masked: Record<string, string | string[]> = {};
+      for (const [name, value] of Object.entries(trailers)) masked[name] = Array.isArray(value) ? value.map((item) => maskText(item, pairs)) : maskText(value, pairs);
+      (res as ClientResponse & { addTrailers?(trailers: Record<string, string | string[]>): void }).addTrailers?.(masked);
     },
     destroy(error) {
       for (const stage of stages) stage.destroy();

@@ -156,10 +156,10 @@ export class RequestPipeline {
     }
     // SECURITY: an upstream that echoes the injected secret (headers, error messages) must not
     // hand it to the sandbox — test/e2e/credentials.test.ts "its echo comes back with the placeholder".
-    const masking: MaskingResponseSink | null = verdict.masks.length > 0 ? createMaskingResponseSink(res, verdict.masks, verdict.target.host) : null;
+    const masking: MaskingResponseSink | null = verdict.masks.length > 0 ? createMaskingResponseSink(res, verdict.masks, verdict.target.host, { grpc: head.grpc }) : null;
     const sink = masking ?? (res as unknown as ResponseSink);
     this.deps.upstream
-      .forward(verdict.target, { method: head.method, path: verdict.path, headers: verdict.headers, body }, sink)
+      .forward(verdict.target, { method: head.method, path: verdict.path, headers: verdict.headers, body, grpc: head.grpc }, sink)
       .then((result) => {
         if (result.ok) {
           this.finish(event, started, result.status, bytesIn(), result.bytesOut);
@@ -335,7 +335,7 @@ export class RequestPipeline {
         masks = result.masks;
         if (result.outcome !== null) credential = result.outcome;
         // A secret echoed in a compressed body could not be found to be masked.
-        if (masks.length > 0) headers = withoutCompression(headers, head.upgrade !== null);
+        if (masks.length > 0) headers = withoutCompression(headers, head);
       }
     }
 
@@ -448,15 +448,18 @@ function declaredContentLength(head: ExchangeHead): number | null {
   return head.hasBody ? null : 0;
 }
 
-/** Asks for an uncompressed response (and, for WebSocket, no permessage-deflate). */
-function withoutCompression(headers: string[], upgrade: boolean): string[] {
+/** Asks for an uncompressed response (for WebSocket, no permessage-deflate; for gRPC, uncompressed messages). */
+function withoutCompression(headers: string[], head: ExchangeHead): string[] {
+  const upgrade = head.upgrade !== null;
   const kept: string[] = [];
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!;
-    if (name === 'accept-encoding' || (upgrade && name === 'sec-websocket-extensions')) continue;
+    if (name === 'accept-encoding' || (head.grpc && name === 'grpc-accept-encoding') || (upgrade && name === 'sec-websocket-extensions')) continue;
     kept.push(name, headers[i + 1]!);
   }
   if (!upgrade) kept.push('accept-encoding', 'identity');
+  // gRPC compresses each message inside the body, whatever the body's own encoding.
+  if (head.grpc) kept.push('grpc-accept-encoding', 'identity');
   return kept;
 }
 

@@ -71,9 +71,9 @@ export class StreamMasker {
   }
 }
 
-/** A Transform that masks everything passing through. */
-export function createMaskingTransform(pairs: readonly MaskPair[]): Transform {
-  const masker = new StreamMasker(pairs);
+/** A Transform that masks everything passing through (`lengthPreserving`: see StreamMasker). */
+export function createMaskingTransform(pairs: readonly MaskPair[], options: { lengthPreserving?: boolean } = {}): Transform {
+  const masker = new StreamMasker(pairs, options);
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       const masked = masker.push(chunk);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, SrtGwError } from '../errors.js';
-import { classifyUpstreamError } from './upstream-errors.js';
+import { classifyUpstreamError, NOT_HTTP2_CODE } from './upstream-errors.js';
 
 function withCode(code: string, cause?: unknown): Error {
   return Object.assign(new Error('x'), { code, cause });
@@ -16,6 +16,9 @@ describe('classifyUpstreamError', () => {
     [withCode('UND_ERR_CONNECT_TIMEOUT'), 'timeout', 'api.example.test did not answer in time'],
     [withCode('UND_ERR_SOCKET', withCode('ECONNRESET')), 'reset', 'api.example.test closed the connection'],
     [withCode('UND_ERR_SOCKET'), 'reset', 'api.example.test closed the connection'],
+    [withCode('ERR_HTTP2_STREAM_ERROR'), 'reset', 'api.example.test closed the connection'],
+    [withCode(NOT_HTTP2_CODE), 'other', 'api.example.test does not speak HTTP/2, which gRPC needs'],
+    [withCode('ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL'), 'other', 'api.example.test does not speak HTTP/2, which gRPC needs'],
     [new Error('strange'), 'other', 'request to api.example.test failed'],
   ])('%s → %s', (error, kind, reason) => {
     expect(classifyUpstreamError(error, 'api.example.test')).toEqual({ kind, reason });

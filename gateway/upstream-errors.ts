@@ -19,6 +19,9 @@ const CERTIFICATE_CODES = new Set([
   'HOSTNAME_MISMATCH',
 ]);
 
+/** The code of the error an upstream that will not speak HTTP/2 (ALPN) fails a gRPC call with. */
+export const NOT_HTTP2_CODE = 'ERR_SRTGW_UPSTREAM_NOT_HTTP2';
+
 export interface UpstreamFailure {
   kind: 'dns' | 'refused' | 'certificate' | 'timeout' | 'reset' | 'other';
   reason: string;
@@ -31,13 +34,17 @@ export function classifyUpstreamError(error: unknown, host: string): UpstreamFai
   }
   if (code === 'ECONNREFUSED') return { kind: 'refused', reason: `${host} refused the connection` };
   if (code === 'EHOSTUNREACH' || code === 'ENETUNREACH') return { kind: 'refused', reason: `${host} is unreachable` };
+  // Either the server picked no protocol it shares (alert 120) or it went on with HTTP/1.1.
+  if (code === NOT_HTTP2_CODE || code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL') {
+    return { kind: 'other', reason: `${host} does not speak HTTP/2, which gRPC needs` };
+  }
   if (code !== undefined && (CERTIFICATE_CODES.has(code) || code.startsWith('ERR_SSL') || code.startsWith('ERR_TLS'))) {
     return { kind: 'certificate', reason: `upstream certificate invalid for ${host}: ${code}` };
   }
   if (code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'ETIMEDOUT') {
     return { kind: 'timeout', reason: `${host} did not answer in time` };
   }
-  if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE') {
+  if (code === 'ECONNRESET' || code === 'UND_ERR_SOCKET' || code === 'EPIPE' || code === 'ERR_HTTP2_STREAM_ERROR' || code === 'ERR_HTTP2_SESSION_ERROR' || code === 'ERR_HTTP2_GOAWAY_SESSION') {
     return { kind: 'reset', reason: `${host} closed the connection` };
   }
   return { kind: 'other', reason: `request to ${host} failed${code ? ` (${code})` : ''}` };

@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { EventEmitter } from 'node:events';
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -44,6 +45,8 @@ export interface UpstreamOptions {
   /** Names the certificate is for; the first is the default host of `url()`. */
   names?: string[];
   plain?: boolean;
+  /** HTTPS that offers only HTTP/1.1 in ALPN (an older server), not HTTP/2 as well. */
+  http1Only?: boolean;
 }
 
 export interface Upstream {
@@ -128,9 +131,13 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
 
     const hash = createHash('sha256');
     let bodyBytes = 0;
+    // A gRPC method (/package.Service/Method) gets its messages back, as an echo service would.
+    const grpcCall = path.startsWith('/grpc.');
+    const grpcBody: Buffer[] = [];
     req.on('data', (chunk: Buffer) => {
       bodyBytes += chunk.length;
       hash.update(chunk);
+      if (grpcCall) grpcBody.push(chunk);
     });
     req.on('error', () => undefined);
     res.on('error', () => undefined);
@@ -146,6 +153,10 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
         sendPattern(res, Number(url.searchParams.get('n') ?? '0'));
         return;
       }
+      if (grpcCall) {
+        answerGrpc(req, res, Buffer.concat(grpcBody));
+        return;
+      }
       const echo: EchoResponse = {
         method: record.method,
         path,
@@ -159,6 +170,27 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) });
       res.end(body);
     });
+  };
+
+  /**
+   * Like a gRPC server: HTTP/2 only, `te: trailers` required, the status in trailers. The reply
+   * echoes the request's messages; grpc-message quotes its x-api-key, as an error message might.
+   */
+  const answerGrpc = (req: AnyRequest, res: AnyResponse, messages: Buffer): void => {
+    if (req.httpVersionMajor !== 2) {
+      res.writeHead(505, { 'content-type': 'text/plain' });
+      res.end('gRPC needs HTTP/2');
+      return;
+    }
+    if (req.headers.te !== 'trailers') {
+      res.writeHead(400, { 'content-type': 'text/plain' });
+      res.end('te: trailers missing');
+      return;
+    }
+    const h2 = res as Http2ServerResponse;
+    h2.writeHead(200, { 'content-type': 'application/grpc' });
+    h2.addTrailers({ 'grpc-status': '0', 'grpc-message': `echoed; x-api-key=${String(req.headers['x-api-key'] ?? '')}` });
+    h2.end(messages);
   };
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -228,7 +260,9 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
 
   const server = plain
     ? http.createServer(onRequest)
-    : http2.createSecureServer({ cert: options.cert, key: options.key, allowHTTP1: true }, onRequest);
+    : options.http1Only === true
+      ? https.createServer({ cert: options.cert, key: options.key }, onRequest)
+      : http2.createSecureServer({ cert: options.cert, key: options.key, allowHTTP1: true }, onRequest);
   (server as unknown as EventEmitter).on('upgrade', onUpgrade);
   server.on('connection', (socket: Socket) => {
     connections += 1;
