@@ -152,6 +152,30 @@ describe.skipIf(skip !== null)('gRPC through the gateway', () => {
     }
   });
 
+  it('a client that stops reading a streaming reply stops the upstream too: the gateway buffers a bounded amount', async () => {
+    const before = upstream.grpcBytesWritten;
+    const stream = session.request({ ':method': 'POST', ':authority': authority, ':path': '/grpc.test.Echo/Stream?mb=256', 'content-type': 'application/grpc', te: 'trailers' });
+    stream.end(grpcMessage(Buffer.from('go')));
+    stream.pause();
+    try {
+      await new Promise((resolve) => stream.once('response', resolve));
+      // Written by the upstream while nobody reads: flow-control windows and socket buffers on
+      // both sides of the gateway, not the 256 MiB reply.
+      let written = 0;
+      for (let second = 0; second < 3; second++) {
+        await new Promise((resolve) => setTimeout(resolve, 700));
+        written = upstream.grpcBytesWritten - before;
+      }
+      expect(written).toBeGreaterThan(0);
+      expect(written).toBeLessThan(16 * 1024 * 1024);
+      // The stall is held, not slowly drained: a second later it has hardly moved.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      expect(upstream.grpcBytesWritten - before - written).toBeLessThan(1024 * 1024);
+    } finally {
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    }
+  });
+
   it('the audit log has an allowed line per call, under its rule, with the bytes both ways', async () => {
     const line = (path: string) => gateway.waitForAudit((entry) => entry.kind === 'request' && entry.path === path);
     expect(await line('/grpc.test.Echo/Say')).toMatchObject({ decision: 'allow', rule: 'grpc-open', protocol: 'h2', status: 200, bytesIn: 20_023, bytesOut: 20_023 });

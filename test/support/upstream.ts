@@ -61,6 +61,8 @@ export interface Upstream {
   readonly tlsFailures: number;
   /** WebSocket frames received from clients. */
   readonly websocketFrames: number;
+  /** Bytes of gRPC messages written so far by streaming calls (/grpc.*?mb=N), with backpressure. */
+  readonly grpcBytesWritten: number;
   url(path: string, host?: string): string;
   /** Forget what was recorded so far. */
   reset(): void;
@@ -108,6 +110,7 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
   let tlsHandshakes = 0;
   let tlsFailures = 0;
   let websocketFrames = 0;
+  let grpcBytesWritten = 0;
 
   const onRequest = (req: AnyRequest, res: AnyResponse): void => {
     const path = req.url ?? '';
@@ -190,7 +193,24 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
     const h2 = res as Http2ServerResponse;
     h2.writeHead(200, { 'content-type': 'application/grpc' });
     h2.addTrailers({ 'grpc-status': '0', 'grpc-message': `echoed; x-api-key=${String(req.headers['x-api-key'] ?? '')}` });
-    h2.end(messages);
+    // ?mb=N: a server-streaming call: N MiB of 64 KiB messages after the echo, written as fast
+    // as the stream takes them.
+    const total = Number(new URL(req.url ?? '/', 'http://upstream.invalid').searchParams.get('mb') ?? 0) * 1024 * 1024;
+    h2.write(messages);
+    const message = Buffer.concat([Buffer.from([0, 0, 1, 0, 0]), Buffer.alloc(65536, 'm')]);
+    let sent = 0;
+    const writeMore = (): void => {
+      while (sent < total) {
+        sent += 65536;
+        grpcBytesWritten += message.length;
+        if (!h2.write(message)) {
+          h2.once('drain', writeMore);
+          return;
+        }
+      }
+      h2.end();
+    };
+    writeMore();
   };
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -299,6 +319,9 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
     },
     get websocketFrames() {
       return websocketFrames;
+    },
+    get grpcBytesWritten() {
+      return grpcBytesWritten;
     },
     url: (path, host = defaultHost) => `${protocol}://${host}:${port}${path}`,
     reset: () => {
