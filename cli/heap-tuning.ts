@@ -19,10 +19,11 @@ export const HEAP_GROWING_PERCENT = 200;
 /**
  * The young generation's size at which it stops growing: two 8 MB semi-spaces. V8 (node 20 on
  * 64-bit) grows them to 16 MB each, 32 MB committed, which a proxy does not need: its young
- * objects die within a request. 8 MB semi-spaces cost 0.6 % more CPU in scavenges at 32
- * kept-alive connections (163 vs 126 ms of scavenges in 6 s, --trace-gc) and lower the peak RSS
- * of the bench by 12-20 MB (README, "Heap tuning"). `--max-semi-space-size=8` would say the same,
- * but V8 reads it only at start-up, and `srt-gw` starts through a `#!/usr/bin/env node` line.
+ * objects die within a request. 8 MB semi-spaces cost 0.6-0.8 % more CPU in scavenges at 32
+ * kept-alive connections (167-172 against 123-132 ms of scavenges in 6 s, --trace-gc); the bench's
+ * peak RSS over its load cases was 146-155 MB against 156-170 MB (README, "Heap tuning").
+ * `--max-semi-space-size=8` would say the same, but V8 reads it only at start-up, and `srt-gw`
+ * starts through a `#!/usr/bin/env node` line.
  */
 export const YOUNG_GENERATION_CAP_BYTES = 16 * 1024 * 1024;
 

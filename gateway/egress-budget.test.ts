@@ -17,7 +17,7 @@ describe('EgressBudgets', () => {
     expect(refusal).toContain('rule uploads');
     expect(refusal).toContain('1000 bytes per run (request lines, headers and bodies)');
     expect(refusal).toContain('(0 left)');
-    expect(budgets.sentPerRun('uploads')).toBe(1000);
+    expect(budgets.sent('uploads').perRun).toBe(1000);
   });
 
   test('per run: a body larger than what is left is refused whole, and what is left stays usable', () => {
@@ -58,7 +58,7 @@ describe('EgressBudgets', () => {
     const budgets = new EgressBudgets();
     const account = budgets.account('api', { requestBytesPerRun: 10 });
     account.charge(25);
-    expect(budgets.sentPerRun('api')).toBe(25);
+    expect(budgets.sent('api').perRun).toBe(25);
     expect(account.tryCharge(0)).toBeNull();
     expect(account.tryCharge(1)).not.toBeNull();
   });

@@ -78,11 +78,6 @@ export class EgressBudgets {
     };
   }
 
-  /** Bytes rule `ruleId` has sent so far in this run (for tests and diagnostics). */
-  sentPerRun(ruleId: string): number {
-    return this.usage.get(ruleId)?.perRun ?? 0;
-  }
-
   /** Bytes rule `ruleId` has sent in the sliding minute (the window its per-minute limit judges) and in this run. */
   sent(ruleId: string): { lastMinute: number; perRun: number } {
     const usage = this.usage.get(ruleId);

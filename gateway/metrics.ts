@@ -131,16 +131,16 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
     registers: [registry],
   });
   let budgetRules = rulesWithBudgets(policy);
-  // Read at each scrape: what each budget allows, and what its rule has sent in the window the
-  // limit judges, so an alert can fire before requests are refused.
-  const budgetPeriods = (collect: (rule: string, period: 'minute' | 'run', limit: number, sent: { lastMinute: number; perRun: number }) => void) => {
-    for (const rule of budgetRules) {
-      const sent = budgets!.sent(rule.id);
-      if (rule.budget.requestBytesPerMinute !== undefined) collect(rule.id, 'minute', rule.budget.requestBytesPerMinute, sent);
-      if (rule.budget.requestBytesPerRun !== undefined) collect(rule.id, 'run', rule.budget.requestBytesPerRun, sent);
-    }
-  };
   if (budgets !== undefined) {
+    // Read at each scrape: what each budget allows, and what its rule has sent in the window the
+    // limit judges, so an alert can fire before requests are refused.
+    const budgetPeriods = (collect: (rule: string, period: 'minute' | 'run', limit: number, sent: { lastMinute: number; perRun: number }) => void) => {
+      for (const rule of budgetRules) {
+        const sent = budgets.sent(rule.id);
+        if (rule.budget.requestBytesPerMinute !== undefined) collect(rule.id, 'minute', rule.budget.requestBytesPerMinute, sent);
+        if (rule.budget.requestBytesPerRun !== undefined) collect(rule.id, 'run', rule.budget.requestBytesPerRun, sent);
+      }
+    };
     new client.Gauge({
       name: METRIC_NAMES.budgetUsed,
       help: "Request bytes (line, headers and body) sent under each rule with an egress budget, by period: the last 60 s for a per-minute limit, the gateway's lifetime for a per-run one.",

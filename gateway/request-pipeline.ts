@@ -427,10 +427,11 @@ function ruleById(policy: CompiledPolicy, id: string): Rule | undefined {
 }
 
 /**
- * The bytes of the request line and headers as the client sent them (HTTP/1.1 framing, whatever
- * the protocol; Host and hop-by-hop headers, which name nothing new, are left out).
+ * The bytes of the request line and headers as the client sent them, in HTTP/1.1 framing whatever
+ * the protocol. Headers the gateway does not forward (Host, hop-by-hop) are left out: they do not
+ * leave.
  */
-export function requestHeadBytes(head: ExchangeHead): number {
+function requestHeadBytes(head: ExchangeHead): number {
   // "METHOD target HTTP/1.1\r\n" and the blank line that ends the head.
   let bytes = head.method.length + head.target.length + 13;
   for (let i = 0; i < head.forwardHeaders.length; i += 2) bytes += head.forwardHeaders[i]!.length + head.forwardHeaders[i + 1]!.length + 4;
