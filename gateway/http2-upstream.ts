@@ -51,8 +51,13 @@ export class Http2Upstream {
         if (settled) return;
         settled = true;
         const cause = (session && this.#sessionErrors.get(session)) ?? error;
-        if (cause === null) resolve({ ok: true, status, bytesOut });
-        else resolve({ ok: false, failure: classifyUpstreamError(cause, target.host), headersSent: sink.headersSent, bytesOut });
+        if (cause === null) {
+          resolve({ ok: true, status, bytesOut });
+          return;
+        }
+        // The rest of the body goes nowhere: ending it lets the pipeline drain the client's upload.
+        if (request.body !== null && !request.body.destroyed) request.body.destroy();
+        resolve({ ok: false, failure: classifyUpstreamError(cause, target.host), headersSent: sink.headersSent, bytesOut });
       };
       try {
         session = this.#sessionFor(target);

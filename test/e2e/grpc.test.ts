@@ -33,6 +33,11 @@ rules:
     credentials:
       header: x-api-key
       inject: { env: ${ENV_NAME} }
+  - id: grpc-limited
+    host: ${API}
+    methods: [POST]
+    paths: ["/grpc.test.Limited/*"]
+    budget: { requestBytesPerRun: 10000 }
 `;
 
 /** One gRPC message: a 0 (uncompressed) flag, a 4-byte big-endian length, the bytes. */
@@ -126,6 +131,15 @@ describe.skipIf(skip !== null)('gRPC through the gateway', () => {
     expect(seen?.headers['x-api-key']).toBe(SECRET);
     // Asked for uncompressed messages: compressed ones could not be searched for the key.
     expect(seen?.headers['grpc-accept-encoding']).toBe('identity');
+  });
+
+  it('a call whose streamed messages would cross its rule\'s budget gets 429, and the upstream never gets them whole', async () => {
+    const reply = await grpcCall(session, authority, '/grpc.test.Limited/Upload', grpcMessage(randomBytes(30_000)));
+    expect(reply.headers[':status']).toBe(429);
+    for (const seen of upstream.received.filter((r) => r.path === '/grpc.test.Limited/Upload')) {
+      expect(seen.bodyBytes === null || seen.bodyBytes < 30_005).toBe(true);
+    }
+    expect(await gateway.waitForAudit((entry) => entry.path === '/grpc.test.Limited/Upload')).toMatchObject({ decision: 'deny', step: 'budget', status: 429 });
   });
 
   it('a call the policy does not allow is refused before the upstream', async () => {
