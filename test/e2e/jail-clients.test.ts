@@ -297,6 +297,22 @@ const NODE_FETCH = 'fetch(process.argv[1]).then(async (r) => { if (!r.ok) throw 
 const PYTHON_URLLIB = 'import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=20).read().decode())';
 const PYTHON_REQUESTS = 'import sys, requests; r = requests.get(sys.argv[1], timeout=20); r.raise_for_status(); sys.stdout.write(r.text)';
 
+/** A gRPC call with node:http2, which knows nothing of proxies: only the jail's redirect can carry it. */
+const NODE_GRPC_CALL = [
+  "const http2 = require('node:http2');",
+  'const url = new URL(process.argv[1]);',
+  'const session = http2.connect(url.origin);',
+  "session.on('error', (e) => { console.error(e); process.exit(1); });",
+  "const message = Buffer.from('hello over grpc');",
+  "const stream = session.request({ ':method': 'POST', ':path': url.pathname, 'content-type': 'application/grpc', te: 'trailers' });",
+  'let status = 0; let trailers = {}; const chunks = [];',
+  "stream.on('response', (h) => (status = h[':status']));",
+  "stream.on('trailers', (t) => (trailers = t));",
+  "stream.on('data', (c) => chunks.push(c));",
+  "stream.on('end', () => { process.stdout.write(JSON.stringify({ status, grpcStatus: trailers['grpc-status'], reply: Buffer.concat(chunks).subarray(5).toString() })); session.close(); });",
+  'stream.end(Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]));',
+].join('\n');
+
 const CLIENTS: HttpsClient[] = [
   { name: 'node fetch', missing: () => null, command: (url) => ['node', '-e', NODE_FETCH, url] },
   { name: 'python3 urllib', missing: () => null, command: (url) => [PYTHON3, '-c', PYTHON_URLLIB, url] },
@@ -340,6 +356,15 @@ describe.skipIf(skip !== null)('HTTPS clients trust the gateway with no flags: t
     expect(upstream.received.filter((request) => request.path === path)).toHaveLength(1);
     const allowed = result.audit.find((line) => line.kind === 'request' && line.path === path);
     expect(allowed, JSON.stringify(result.audit)).toMatchObject({ decision: 'allow', host: ECHO, method: 'GET', status: 200 });
+  });
+
+  it('a gRPC call from node:http2 reaches the upstream over HTTP/2, and its status comes back in the trailers', async () => {
+    const path = '/grpc.test.Echo/FromJail';
+    const result = await jailRun(cwd, ['node', '-e', NODE_GRPC_CALL, upstream.url(path, ECHO)], { allow: [ECHO] });
+    expect(result.code, describeRun(result)).toBe(0);
+    expect(JSON.parse(result.stdout)).toEqual({ status: 200, grpcStatus: '0', reply: 'hello over grpc' });
+    const seen = upstream.received.filter((request) => request.path === path);
+    expect(seen.map((request) => [request.httpVersion, request.headers.te, request.servername])).toEqual([['2.0', 'trailers', ECHO]]);
   });
 
   it.each(presentClients.map((client) => [client.name, client] as const))('%s cannot reach a name the policy does not allow', async (_name, client) => {
