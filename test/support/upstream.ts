@@ -239,10 +239,10 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
         'Connection: Upgrade\r\n' +
         `Sec-WebSocket-Accept: ${websocketAccept(key)}\r\n\r\n`,
     );
-    // ?echo-headers=N: first send the request headers as one text message, in fragments of N bytes
-    // with a ping after the first one (as servers that write large messages in pieces do).
     // ?compressed-frame: a frame with RSV1 set, as permessage-deflate would send (never negotiated here).
     if (url.searchParams.has('compressed-frame')) socket.write(Buffer.from([0xc1, 0x02, 0x68, 0x69]));
+    // ?echo-headers=N: first send the request headers as one text message, in fragments of N bytes
+    // with a ping after the first one (as servers that write large messages in pieces do).
     const fragmentSize = Number(url.searchParams.get('echo-headers') ?? 0);
     if (fragmentSize > 0) {
       const message = Buffer.from(JSON.stringify(req.headers));
