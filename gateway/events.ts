@@ -50,6 +50,11 @@ export interface RequestEvent {
    * with `monitored`, passed it through unchanged). Never the value.
    */
   credential?: CredentialOutcomeField;
+  /**
+   * A gRPC call's status as the upstream sent it (trailers, or the headers of a trailers-only
+   * reply): 0 is OK, 7 PERMISSION_DENIED, 16 UNAUTHENTICATED... Absent when none came.
+   */
+  grpcStatus?: number;
 }
 
 export type RequestStep = 'framing' | 'authority' | 'policy' | 'credentials' | 'budget' | 'upstream';

@@ -44,6 +44,7 @@ export class Http2Upstream {
       let bytesOut = 0;
       let status = 0;
       let trailers: http2.IncomingHttpHeaders | null = null;
+      let grpcStatus: number | undefined;
       let settled = false;
       let stream: http2.ClientHttp2Stream;
       let session: http2.ClientHttp2Session | null = null;
@@ -52,7 +53,7 @@ export class Http2Upstream {
         settled = true;
         const cause = (session && this.#sessionErrors.get(session)) ?? error;
         if (cause === null) {
-          resolve({ ok: true, status, bytesOut });
+          resolve({ ok: true, status, bytesOut, ...(grpcStatus === undefined ? {} : { grpcStatus }) });
           return;
         }
         // The rest of the body goes nowhere: ending it lets the pipeline drain the client's upload.
@@ -83,6 +84,8 @@ export class Http2Upstream {
       }
       stream.on('response', (headers) => {
         status = Number(headers[':status']);
+        // A trailers-only reply (an error, mostly) puts the status in its headers.
+        grpcStatus = grpcStatusOf(headers);
         stream.setTimeout(this.options.bodyTimeoutMs, () => fail(failure('ETIMEDOUT', 'the response body stalled')));
         try {
           sink.writeHead(status, withoutPseudoHeaders(headers));
@@ -99,7 +102,10 @@ export class Http2Upstream {
         }
       });
       // Trailers may arrive while DATA still waits to be read: they are sent after it, at 'end'.
-      stream.on('trailers', (received) => (trailers = received));
+      stream.on('trailers', (received) => {
+        trailers = received;
+        grpcStatus = grpcStatusOf(received) ?? grpcStatus;
+      });
       stream.on('end', () => {
         if (settled) return;
         if (trailers !== null && sink.addTrailers !== undefined) sink.addTrailers(withoutPseudoHeaders(trailers));
@@ -187,6 +193,12 @@ function requestHeaders(target: UpstreamTarget, request: UpstreamRequest): http2
   // gRPC servers refuse a call without it: it says the client takes trailers, where the status is.
   headers.te = 'trailers';
   return headers;
+}
+
+/** grpc-status as a number, or undefined when absent or not a non-negative integer. */
+function grpcStatusOf(headers: http2.IncomingHttpHeaders): number | undefined {
+  const value = headers['grpc-status'];
+  return typeof value === 'string' && /^\d{1,3}$/.test(value) ? Number(value) : undefined;
 }
 
 /** Response headers or trailers as the client's side takes them: no pseudo or connection headers. */

@@ -162,6 +162,7 @@ export class RequestPipeline {
       .forward(verdict.target, { method: head.method, path: verdict.path, headers: verdict.headers, body, grpc: head.grpc }, sink)
       .then((result) => {
         if (result.ok) {
+          if (result.grpcStatus !== undefined) event.grpcStatus = result.grpcStatus;
           this.finish(event, started, result.status, bytesIn(), result.bytesOut);
           return;
         }

@@ -75,7 +75,7 @@ export interface ResponseSink {
 }
 
 export type ForwardResult =
-  | { ok: true; status: number; bytesOut: number }
+  | { ok: true; status: number; bytesOut: number; grpcStatus?: number }
   | { ok: false; failure: UpstreamFailure; headersSent: boolean; bytesOut: number };
 
 /** Response headers that describe one hop (and are illegal in HTTP/2 responses). */

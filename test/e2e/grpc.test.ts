@@ -3,6 +3,7 @@
 // trailers comes back; an injected key echoed in a message or a trailer is masked, and the
 // messages keep their length prefixes intact.
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http2, { type ClientHttp2Session, type IncomingHttpHeaders } from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { credentialPlaceholders } from '../../policies/credentials.js';
@@ -190,10 +191,23 @@ describe.skipIf(skip !== null)('gRPC through the gateway', () => {
     }
   });
 
-  it('the audit log has an allowed line per call, under its rule, with the bytes both ways', async () => {
+  it('a status the upstream refuses the call with comes back, and the audit line has it', async () => {
+    const reply = await grpcCall(session, authority, '/grpc.test.Echo/Refused', grpcMessage(Buffer.from('x')), { 'x-reply-grpc-status': '7' });
+    expect(reply.headers[':status']).toBe(200);
+    expect(reply.trailers['grpc-status']).toBe('7');
+    expect(await gateway.waitForAudit((entry) => entry.path === '/grpc.test.Echo/Refused')).toMatchObject({ decision: 'allow', status: 200, grpcStatus: 7 });
+  });
+
+  it('the audit log has an allowed line per call, under its rule, with the bytes both ways and the gRPC status; every line fits the schema', async () => {
     const line = (path: string) => gateway.waitForAudit((entry) => entry.kind === 'request' && entry.path === path);
-    expect(await line('/grpc.test.Echo/Say')).toMatchObject({ decision: 'allow', rule: 'grpc-open', protocol: 'h2', status: 200, bytesIn: 20_023, bytesOut: 20_023 });
-    expect(await line('/grpc.test.Keyed/Say')).toMatchObject({ decision: 'allow', rule: 'grpc-keyed', credential: 'injected', status: 200 });
-    expect(await line('/grpc.test.Admin/Drop')).toMatchObject({ decision: 'deny', status: 403 });
+    expect(await line('/grpc.test.Echo/Say')).toMatchObject({ decision: 'allow', rule: 'grpc-open', protocol: 'h2', status: 200, bytesIn: 20_023, bytesOut: 20_023, grpcStatus: 0 });
+    expect(await line('/grpc.test.Keyed/Say')).toMatchObject({ decision: 'allow', rule: 'grpc-keyed', credential: 'injected', status: 200, grpcStatus: 0 });
+    const denied = await line('/grpc.test.Admin/Drop');
+    expect(denied).toMatchObject({ decision: 'deny', status: 403 });
+    expect(denied.grpcStatus).toBeUndefined();
+    const { Ajv2020 } = await import('ajv/dist/2020.js');
+    const schema = JSON.parse(readFileSync(new URL('../../docs/audit-log.schema.json', import.meta.url), 'utf8')) as object;
+    const validate = new Ajv2020({ allErrors: true, strict: false }).compile(schema);
+    expect((await gateway.auditLines()).filter((entry) => !validate(entry))).toEqual([]);
   });
 });

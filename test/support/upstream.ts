@@ -192,7 +192,9 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
     }
     const h2 = res as Http2ServerResponse;
     h2.writeHead(200, { 'content-type': 'application/grpc' });
-    h2.addTrailers({ 'grpc-status': '0', 'grpc-message': `echoed; x-api-key=${String(req.headers['x-api-key'] ?? '')}` });
+    // x-reply-grpc-status: the status to answer with (a server refusing the call, say).
+    const replyStatus = String(req.headers['x-reply-grpc-status'] ?? '0');
+    h2.addTrailers({ 'grpc-status': replyStatus, 'grpc-message': `echoed; x-api-key=${String(req.headers['x-api-key'] ?? '')}` });
     // ?mb=N: a server-streaming call: N MiB of 64 KiB messages after the echo, written as fast
     // as the stream takes them.
     const total = Number(new URL(req.url ?? '/', 'http://upstream.invalid').searchParams.get('mb') ?? 0) * 1024 * 1024;
