@@ -47,7 +47,8 @@ export function readHttp2Exchange(req: http2.Http2ServerRequest): ExchangeReadRe
       hasBody: contentLength !== undefined ? contentLength !== '0' : !req.stream.readableEnded && !req.stream.endAfterHeaders,
       upgrade: null,
       // TE is hop-by-hop and not forwarded as sent; a gRPC call gets `te: trailers` from the gateway.
-      grpc: isGrpcContentType(headers['content-type']) && typeof headers.te === 'string' && headers.te.trim().toLowerCase() === 'trailers',
+      // te first: absent from almost every request, so the content type is rarely looked at.
+      grpc: typeof headers.te === 'string' && headers.te.trim().toLowerCase() === 'trailers' && isGrpcContentType(headers['content-type']),
     },
   };
 }

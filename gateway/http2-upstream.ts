@@ -8,6 +8,7 @@ import http2 from 'node:http2';
 import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { formatAuthority } from './connection-context.js';
+import { HOP_BY_HOP_HEADERS } from './exchange.js';
 import type { ForwardResult, LookupFunction, ResponseSink, UpstreamRequest, UpstreamTarget } from './upstream-client.js';
 import { classifyUpstreamError, NOT_HTTP2_CODE } from './upstream-errors.js';
 
@@ -23,9 +24,6 @@ export interface Http2UpstreamOptions {
   /** Bound on open sessions (one per origin); the least recently opened goes first. */
   maxSessions: number;
 }
-
-/** Headers that belong to one HTTP/1.1 hop, illegal in HTTP/2 (RFC 9113 §8.2.2); te is set here. */
-const CONNECTION_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host', 'http2-settings']);
 
 function failure(code: string, message: string): Error {
   return Object.assign(new Error(message), { code });
@@ -186,7 +184,8 @@ function requestHeaders(target: UpstreamTarget, request: UpstreamRequest): http2
     const name = request.headers[i]!.toLowerCase();
     const value = request.headers[i + 1]!;
     if (name === 'host') headers[':authority'] = value;
-    if (CONNECTION_HEADERS.has(name)) continue;
+    // Hop-by-hop headers (illegal in HTTP/2, RFC 9113 §8.2.2) and host; te is set below.
+    if (HOP_BY_HOP_HEADERS.has(name)) continue;
     const previous = headers[name];
     headers[name] = previous === undefined ? value : [...(Array.isArray(previous) ? previous : [String(previous)]), value];
   }
@@ -201,12 +200,12 @@ function grpcStatusOf(headers: http2.IncomingHttpHeaders): number | undefined {
   return typeof value === 'string' && /^\d{1,3}$/.test(value) ? Number(value) : undefined;
 }
 
-/** Response headers or trailers as the client's side takes them: no pseudo or connection headers. */
+/** Response headers or trailers as the client's side takes them: no pseudo or hop-by-hop headers. */
 function withoutPseudoHeaders(headers: http2.IncomingHttpHeaders): Record<string, string | string[]> {
   const kept: Record<string, string | string[]> = {};
   for (const name of Object.keys(headers)) {
     const value = headers[name];
-    if (value !== undefined && name.charCodeAt(0) !== 58 /* ':' */ && !CONNECTION_HEADERS.has(name)) kept[name] = value;
+    if (value !== undefined && name.charCodeAt(0) !== 58 /* ':' */ && !HOP_BY_HOP_HEADERS.has(name)) kept[name] = value;
   }
   return kept;
 }

@@ -15,7 +15,14 @@ export interface MaskingResponseSink extends ResponseSink {
 type ClientResponse = Writable & {
   readonly headersSent: boolean;
   writeHead(status: number, headers: Record<string, string | string[]>): unknown;
+  /** An HTTP/2 response's trailers (http.ServerResponse has one too; only HTTP/2 calls reach it). */
+  addTrailers?(trailers: Record<string, string | string[]>): void;
 };
+
+/** A header or trailer value with every secret masked. */
+function maskValue(value: string | string[], pairs: readonly MaskPair[]): string | string[] {
+  return Array.isArray(value) ? value.map((item) => maskText(item, pairs)) : maskText(value, pairs);
+}
 
 // zlib is required on the first compressed response that needs masking, not at start-up (~1.5 ms
 // of every `srt-gw run`, which mostly never masks anything).
@@ -65,7 +72,7 @@ export function createMaskingResponseSink(res: ClientResponse, pairs: readonly M
       for (const [name, value] of Object.entries(headers)) {
         if (name === 'content-length') continue;
         if (name === 'content-encoding' && encodings.length === 1) continue;
-        outgoing[name] = Array.isArray(value) ? value.map((item) => maskText(item, pairs)) : maskText(value, pairs);
+        outgoing[name] = maskValue(value, pairs);
       }
       res.writeHead(status, outgoing);
       const masker = createMaskingTransform(pairs, { lengthPreserving: grpc });
@@ -90,8 +97,8 @@ export function createMaskingResponseSink(res: ClientResponse, pairs: readonly M
     },
     addTrailers(trailers) {
       const masked: Record<string, string | string[]> = {};
-      for (const [name, value] of Object.entries(trailers)) masked[name] = Array.isArray(value) ? value.map((item) => maskText(item, pairs)) : maskText(value, pairs);
-      (res as ClientResponse & { addTrailers?(trailers: Record<string, string | string[]>): void }).addTrailers?.(masked);
+      for (const [name, value] of Object.entries(trailers)) masked[name] = maskValue(value, pairs);
+      res.addTrailers?.(masked);
     },
     destroy(error) {
       for (const stage of stages) stage.destroy();
