@@ -180,7 +180,11 @@ export class UpstreamClient {
           }
         },
         onResponseEnd() {
-          uncork();
+          // end() while still corked: node's end() adds an empty chunk when writes are pending,
+          // and uncorked first that chunk leaves as a TLS write and a write(2) of its own (one
+          // syscall and one write request per response). Corked, it joins the batch that end()
+          // flushes.
+          corked = false;
           sink.end();
           settle({ ok: true, status, bytesOut });
         },
