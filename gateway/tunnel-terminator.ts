@@ -3,12 +3,14 @@
 // that host (ALPN h2 or http/1.1), or plain HTTP when the first byte is not a TLS record.
 import http from 'node:http';
 import type http2 from 'node:http2';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import type { LeafContextCache } from '../ca/index.js';
 import { normalizeHost } from '../policies/host.js';
 import type { ConnectionContext } from './connection-context.js';
 import type { GatewayEvents } from './events.js';
+import { KeepAliveSweeper } from './keep-alive-sweeper.js';
 import type { GatewayLimits } from './limits.js';
 import type { RequestPipeline } from './request-pipeline.js';
 import { denialResponse, writeRawResponse } from './responses.js';
@@ -33,8 +35,11 @@ export class TunnelTerminator {
   private readonly sniFailures = new WeakMap<object, string>();
   private tlsServerValue: http2.Http2SecureServer | null = null;
   private readonly plainServer: http.Server;
+  /** The keep-alive limit for HTTP/1.1 connections in tunnels (node's own is off: see the sweeper). */
+  private readonly keepAlive: KeepAliveSweeper;
 
   constructor(private readonly options: TunnelTerminatorOptions) {
+    this.keepAlive = new KeepAliveSweeper(options.limits.keepAliveTimeoutMs);
     this.plainServer = this.createPlainServer();
   }
 
@@ -123,7 +128,7 @@ export class TunnelTerminator {
     Object.assign(server, {
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: limits.headersTimeoutMs,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      keepAliveTimeout: 0, // enforced by this.keepAlive
       requestTimeout: 0, // long uploads are fine; stalls are caught by the idle timeout
     });
     startHeaderTimeoutChecks(server);
@@ -144,6 +149,7 @@ export class TunnelTerminator {
         res.destroy();
         return;
       }
+      if (req.httpVersionMajor === 1) this.keepAlive.noteRequest(req.socket, res);
       this.options.pipeline.handleRequest(req, res, context, context.id);
     });
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
@@ -158,7 +164,7 @@ export class TunnelTerminator {
     const server = http.createServer({
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: limits.headersTimeoutMs,
-      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      keepAliveTimeout: 0, // enforced by this.keepAlive
       requestTimeout: 0,
     });
     server.setTimeout(limits.idleTimeoutMs, (socket) => socket.destroy());
@@ -169,6 +175,7 @@ export class TunnelTerminator {
         res.destroy();
         return;
       }
+      this.keepAlive.noteRequest(req.socket, res);
       this.options.pipeline.handleRequest(req, res, context, context.id);
     });
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
@@ -180,9 +187,11 @@ export class TunnelTerminator {
   close(): void {
     this.tlsServerValue?.close();
     this.plainServer.close();
+    this.keepAlive.close();
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    this.keepAlive.forget(socket as Socket);
     const context = this.contextOf(socket);
     if (!context) {
       socket.destroy();

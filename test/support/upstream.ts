@@ -170,8 +170,17 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
         servername,
       };
       const body = JSON.stringify(echo);
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) });
-      res.end(body);
+      const sendEcho = () => {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) });
+        res.end(body);
+      };
+      if (url.pathname === '/delay') {
+        // the echo, ms milliseconds late: a response that takes longer than a keep-alive limit
+        const timer = setTimeout(sendEcho, Number(url.searchParams.get('ms') ?? '0'));
+        res.once('close', () => clearTimeout(timer));
+        return;
+      }
+      sendEcho();
     });
   };
 
