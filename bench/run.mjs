@@ -53,18 +53,20 @@ const SYSTEM_IDS = ['direct', 'srt-gw', 'squid', 'mitmproxy'];
 
 function usage() {
   return `usage: node bench/run.mjs [--duration S] [--warmup S] [--quick] [--only ${SYSTEM_IDS.join(',')}]
-                        [--cases ${CASES.map((c) => c.id).join(',')}] [--names N] [--no-extras]
+                        [--cases ${CASES.map((c) => c.id).join(',')}] [--names N] [--no-extras] [--rounds N]
   --duration S   measured seconds per case (default 8)
   --warmup S     warm-up seconds per case, not measured (default 2)
   --quick        --duration 2 (a smoke run, ~2 minutes with every peer)
   --only LIST    systems to run, comma-separated (default: all; peers that are not installed are skipped)
   --cases LIST   cases to run (default: all)
   --names N      never-seen host names for the new-name case (default 50)
-  --no-extras    skip the new-name and slow-reader/slow-upstream cases`;
+  --no-extras    skip the new-name and slow-reader/slow-upstream cases
+  --rounds N     alternating keep-alive c=32 rounds of srt-gw and squid, both running, for the
+                 "ahead of squid" target (default 5; 0: compare the sequential rows instead)`;
 }
 
 function parseOptions(argv) {
-  const options = { duration: 8, warmup: 2, only: SYSTEM_IDS, cases: CASES.map((c) => c.id), names: 50, extras: true };
+  const options = { duration: 8, warmup: 2, only: SYSTEM_IDS, cases: CASES.map((c) => c.id), names: 50, extras: true, rounds: 5 };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
     const value = () => {
@@ -79,6 +81,7 @@ function parseOptions(argv) {
     else if (flag === '--cases') options.cases = value().split(',').map((s) => s.trim()).filter(Boolean);
     else if (flag === '--names') options.names = Number(value());
     else if (flag === '--no-extras') options.extras = false;
+    else if (flag === '--rounds') options.rounds = Number(value());
     else if (flag === '--help' || flag === '-h') {
       process.stdout.write(usage() + '\n');
       process.exit(0);
@@ -88,6 +91,7 @@ function parseOptions(argv) {
   for (const id of options.cases) if (!CASES.some((c) => c.id === id)) throw new Error(`--cases: unknown case ${id}`);
   if (!(options.duration > 0) || !(options.warmup >= 0)) throw new Error('--duration must be > 0 and --warmup >= 0');
   if (!Number.isInteger(options.names) || options.names < 1 || options.names > 500) throw new Error('--names must be an integer in 1..500');
+  if (!Number.isInteger(options.rounds) || options.rounds < 0 || options.rounds > 20) throw new Error('--rounds must be an integer in 0..20');
   return options;
 }
 
@@ -326,27 +330,34 @@ function loadgenTarget(system, upstream) {
   return system.instance.target(upstream.port);
 }
 
+/** Load generator arguments for one case against `system`. */
+function caseArgs(system, upstream, benchCase, timing, clientPids) {
+  return [
+    ...loadgenTarget(system, upstream),
+    '--host', `${UPSTREAM_NAME}:${upstream.port}`,
+    '--mode', benchCase.mode,
+    '--path', benchCase.path,
+    '--concurrency', String(benchCase.concurrency),
+    '--warmup', String(timing.warmup),
+    '--duration', String(timing.duration),
+    '--server-pid', String(system.pid),
+    '--client-pids', clientPids.join(','),
+  ];
+}
+
+const cpuUsPerRequest = (result) => (result.serverCpuSeconds !== null && result.responses > 0 ? (result.serverCpuSeconds / result.responses) * 1e6 : null);
+
 /** Runs every selected case against `system`, appending one row per case to `rows`. */
 async function runCases(system, upstream, options, clientPids, rows) {
   for (const benchCase of CASES.filter((c) => options.cases.includes(c.id))) {
-    const args = [
-      ...loadgenTarget(system, upstream),
-      '--host', `${UPSTREAM_NAME}:${upstream.port}`,
-      '--mode', benchCase.mode,
-      '--path', benchCase.path,
-      '--concurrency', String(benchCase.concurrency),
-      '--warmup', String(options.warmup),
-      '--duration', String(options.duration),
-      '--server-pid', String(system.pid),
-      '--client-pids', clientPids.join(','),
-    ];
+    const args = caseArgs(system, upstream, benchCase, options, clientPids);
     process.stderr.write(`  ${system.id} ${benchCase.label} c=${benchCase.concurrency} ...`);
     const row = { system: system.id, systemLabel: system.label, case: benchCase.id, caseLabel: benchCase.label, concurrency: benchCase.concurrency, bulk: Boolean(benchCase.bulk) };
     try {
       const result = await runLoadgen(args, (options.warmup + options.duration + 30) * 1000);
       Object.assign(row, result);
       delete row.event;
-      row.serverCpuUsPerReq = result.serverCpuSeconds !== null && result.responses > 0 ? (result.serverCpuSeconds / result.responses) * 1e6 : null;
+      row.serverCpuUsPerReq = cpuUsPerRequest(result);
       row.serverCpuPercent = result.serverCpuSeconds !== null ? (result.serverCpuSeconds / result.seconds) * 100 : null;
       row.clientCpuPercent = (result.clientCoreCpuSeconds / result.seconds) * 100;
       row.otherLoadPercent = otherLoadPercent(result);
@@ -412,6 +423,49 @@ async function runExtras(system, upstream, options) {
   return extras;
 }
 
+/**
+ * srt-gw against squid at keep-alive c=32, in alternating rounds (srt-gw first in odd rounds,
+ * squid first in even ones) with both proxies running. The main table measures them minutes
+ * apart, and on a shared VM the machine's speed drifts by 30-60 % within an hour (same code, same
+ * case): enough to flip "ahead of squid" either way. Alternating short runs make both see the same
+ * drift. Returns the rounds, or null when one of the two cannot run.
+ */
+async function runAlternatingRounds(workDir, upstreamFiles, options) {
+  const benchCase = CASES.find((c) => c.id === 'ka-c32');
+  const timing = { warmup: 1, duration: Math.max(2, options.duration / 2) };
+  const upstreamProcess = await startUpstream(workDir, CLIENT_CPU);
+  const upstream = { port: upstreamProcess.port, caPath: upstreamFiles.ca, pid: upstreamProcess.pid };
+  const systems = [];
+  try {
+    for (const id of ['srt-gw', 'squid']) {
+      const instance = await SYSTEMS[id].start({ workDir, upstream, options });
+      systems.push({ id, instance, pid: instance.pid, child: instance.child });
+    }
+    const rounds = [];
+    for (let round = 0; round < options.rounds; round++) {
+      const cpuUs = {};
+      for (const system of round % 2 === 0 ? systems : [...systems].reverse()) {
+        process.stderr.write(`  round ${round + 1}: ${system.id} ${benchCase.label} c=${benchCase.concurrency} ...`);
+        const result = await runLoadgen(caseArgs(system, upstream, benchCase, timing, [upstreamProcess.pid]), (timing.warmup + timing.duration + 30) * 1000);
+        if (result.errors > 0) throw new Error(`${system.id}: ${result.errors} errors in round ${round + 1}`);
+        cpuUs[system.id] = cpuUsPerRequest(result);
+        process.stderr.write(` ${fmt(cpuUs[system.id])} us/req\n`);
+      }
+      rounds.push({ srtGwCpuUs: cpuUs['srt-gw'], squidCpuUs: cpuUs.squid, ratio: cpuUs['srt-gw'] / cpuUs.squid });
+    }
+    return rounds;
+  } finally {
+    for (const system of systems) await system.instance.stop();
+    await upstreamProcess.stop();
+  }
+}
+
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
+
 async function restart(system, upstream, options) {
   await system.instance.stop();
   system.instance = await SYSTEMS[system.id].start({ workDir: system.workDir, upstream, options });
@@ -475,7 +529,7 @@ function extrasTable(extrasBySystem) {
   return table(['system', 'new name ms', 'known name ms', 'extra ms', 'new CPU us', 'known CPU us', 'errors', 'slow reader RSS MB', 'slow upstream RSS MB'], rows, 1);
 }
 
-function evaluateTargets(rows, extrasBySystem) {
+function evaluateTargets(rows, extrasBySystem, alternating) {
   const row = (system, id) => rows.find((r) => r.system === system && r.case === id && !r.failure);
   const gw = (id) => row('srt-gw', id);
   const targets = [];
@@ -485,7 +539,12 @@ function evaluateTargets(rows, extrasBySystem) {
   const c32 = gw('ka-c32');
   add('keep-alive 1 KiB c=32: gateway CPU per request', withUnit(c32?.serverCpuUsPerReq, 0, 'us'), '<= 65 us', check(c32?.serverCpuUsPerReq, (v) => v <= 65));
   const squid = row('squid', 'ka-c32');
-  if (squid) {
+  if (alternating?.rounds) {
+    const { rounds, medianRatio } = alternating;
+    add(`keep-alive 1 KiB c=32: ahead of squid ssl-bump (${rounds.length} alternating rounds)`,
+      `median ratio ${fmt(medianRatio, 2)}; ${rounds.map((r) => `${fmt(r.srtGwCpuUs)}/${fmt(r.squidCpuUs)}`).join(', ')} us`,
+      'less CPU/req than squid', medianRatio < 1);
+  } else if (squid) {
     add('keep-alive 1 KiB c=32: ahead of squid ssl-bump (same run, CPU/req)',
       `${fmt(c32?.serverCpuUsPerReq)} vs ${fmt(squid.serverCpuUsPerReq)} us; ${fmt(c32?.reqPerSec)} vs ${fmt(squid.reqPerSec)} req/s`,
       'less CPU/req than squid', check(c32?.serverCpuUsPerReq, (v) => v < squid.serverCpuUsPerReq));
@@ -579,6 +638,7 @@ async function main() {
   const systems = {};
   const notes = [];
   let crashed = false;
+  let alternating = null;
 
   try {
     for (const id of SYSTEM_IDS.filter((s) => options.only.includes(s))) {
@@ -622,12 +682,24 @@ async function main() {
         await upstreamProcess?.stop();
       }
     }
+    const bothRan = systems['srt-gw']?.status === 'ran' && systems.squid?.status === 'ran';
+    if (options.rounds > 0 && bothRan && options.cases.includes('ka-c32')) {
+      process.stderr.write('srt-gw and squid, alternating rounds ...\n');
+      try {
+        const rounds = await runAlternatingRounds(workDir, upstreamFiles, options);
+        alternating = { rounds, medianRatio: median(rounds.map((r) => r.ratio)) };
+      } catch (error) {
+        alternating = { failure: error.message };
+        notes.push(`alternating rounds: FAILED: ${error.message}`);
+        process.stderr.write(`alternating rounds: FAILED: ${error.message}\n`);
+      }
+    }
   } finally {
     cleanup();
   }
 
   addRatios(rows);
-  const targets = rows.some((r) => r.system === 'srt-gw') ? evaluateTargets(rows, extrasBySystem) : [];
+  const targets = rows.some((r) => r.system === 'srt-gw') ? evaluateTargets(rows, extrasBySystem, alternating) : [];
 
   const out = [];
   out.push('');
@@ -643,6 +715,13 @@ async function main() {
     out.push('');
     out.push(`New names (sequential new connections, ${options.names} never-seen names vs a known one) and memory under a stalled peer:`);
     out.push(extrasTable(extrasBySystem));
+  }
+  if (alternating?.rounds) {
+    out.push('');
+    out.push('srt-gw and squid ssl-bump at keep-alive 1 KiB c=32 in alternating rounds, both running (each run 1 s warm-up + ' +
+      `${fmt(Math.max(2, options.duration / 2), 1)} s), so drift in the machine's speed hits both:`);
+    out.push(table(['round', 'srt-gw us/req', 'squid us/req', 'ratio'],
+      alternating.rounds.map((r, i) => [String(i + 1), fmt(r.srtGwCpuUs), fmt(r.squidCpuUs), fmt(r.ratio, 2)]), 1));
   }
   if (targets.length) {
     out.push('');
@@ -669,6 +748,7 @@ async function main() {
     systems,
     rows,
     extras: extrasBySystem,
+    alternating,
     targets,
     notes,
   }, null, 2) + '\n');
