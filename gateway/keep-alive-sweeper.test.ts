@@ -100,6 +100,18 @@ describe('KeepAliveSweeper', () => {
     sweeper.close();
   });
 
+  test('a limit of 0 or Infinity turns it off, as node\'s keepAliveTimeout: 0 does', () => {
+    for (const limit of [0, Number.POSITIVE_INFINITY]) {
+      const { sweeper, advance } = setup(limit);
+      const socket = new FakeSocket();
+      sweeper.noteRequest(socket, finished);
+      expect(sweeper.size).toBe(0);
+      advance(60_000);
+      expect(socket.destroyed).toBe(false);
+      sweeper.close();
+    }
+  });
+
   test('the sweep interval is a tenth of the limit, between 100 ms and 1 s', () => {
     expect(new KeepAliveSweeper(30_000).sweepIntervalMs).toBe(1000);
     expect(new KeepAliveSweeper(5_000).sweepIntervalMs).toBe(500);

@@ -41,7 +41,8 @@ export class KeepAliveSweeper {
   /**
    * `idleLimitMs`: how long a connection may wait for its next request. Connections are closed
    * between idleLimitMs and idleLimitMs plus one sweep interval (a tenth of the limit, at least
-   * 100 ms, at most 1 s) after their last activity.
+   * 100 ms, at most 1 s) after their last activity. 0 (or Infinity) turns the limit off, as
+   * node's keepAliveTimeout: 0 does; the socket idle timeout still applies.
    */
   constructor(idleLimitMs: number, now: () => number = () => performance.now()) {
     this.#idleLimitMs = idleLimitMs;
@@ -59,6 +60,7 @@ export class KeepAliveSweeper {
 
   /** Called for every HTTP/1.1 request, with the response that answers it. */
   noteRequest(socket: SweptSocket, response: { readonly writableFinished: boolean }): void {
+    if (!(this.#idleLimitMs > 0 && Number.isFinite(this.#idleLimitMs))) return;
     const state = this.#connections.get(socket);
     if (state !== undefined) {
       state.lastResponse = response;
