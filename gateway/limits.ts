@@ -4,7 +4,7 @@ export interface GatewayLimits {
   maxHeaderBytes: number;
   /** Time for a client to send a complete request head. */
   headersTimeoutMs: number;
-  /** Idle keep-alive connections are closed after this. */
+  /** Idle keep-alive connections are closed after this; 0: never (idleTimeoutMs still applies). */
   keepAliveTimeoutMs: number;
   /** A socket with no traffic at all for this long is closed. */
   idleTimeoutMs: number;
