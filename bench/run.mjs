@@ -428,7 +428,7 @@ async function runExtras(system, upstream, options) {
  * squid first in even ones) with both proxies running. The main table measures them minutes
  * apart, and on a shared VM the machine's speed drifts by 30-60 % within an hour (same code, same
  * case): enough to flip "ahead of squid" either way. Alternating short runs make both see the same
- * drift. Returns the rounds, or null when one of the two cannot run.
+ * drift. Returns the rounds; throws when either proxy cannot start or a round has errors.
  */
 async function runAlternatingRounds(workDir, upstreamFiles, options) {
   const benchCase = CASES.find((c) => c.id === 'ka-c32');
@@ -449,6 +449,7 @@ async function runAlternatingRounds(workDir, upstreamFiles, options) {
         const result = await runLoadgen(caseArgs(system, upstream, benchCase, timing, [upstreamProcess.pid]), (timing.warmup + timing.duration + 30) * 1000);
         if (result.errors > 0) throw new Error(`${system.id}: ${result.errors} errors in round ${round + 1}`);
         cpuUs[system.id] = cpuUsPerRequest(result);
+        if (cpuUs[system.id] === null) throw new Error(`${system.id}: no CPU figures in round ${round + 1} (/proc unreadable?)`);
         process.stderr.write(` ${fmt(cpuUs[system.id])} us/req\n`);
       }
       rounds.push({ srtGwCpuUs: cpuUs['srt-gw'], squidCpuUs: cpuUs.squid, ratio: cpuUs['srt-gw'] / cpuUs.squid });
