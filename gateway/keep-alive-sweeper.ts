@@ -4,7 +4,7 @@
 // Why not node's own keepAliveTimeout: node re-arms the socket's timer twice per request (the
 // keep-alive limit when a response ends, the idle limit when the next request starts), and each
 // re-arm allocates a bound function and a Timeout and relinks the timer lists. Measured with two
-// gateways sharing one core under the same keep-alive load (bench/README.md): 2.1-2.9 % of the
+// gateways sharing one core under the same keep-alive load (bench/README.md): 1.4-2.9 % of the
 // gateway's CPU per request. One sweep over the open connections a second costs nothing per
 // request: a request only records its response.
 //
