@@ -3,14 +3,14 @@
 // that host (ALPN h2 or http/1.1), or plain HTTP when the first byte is not a TLS record.
 import http from 'node:http';
 import type http2 from 'node:http2';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
 import type { LeafContextCache } from '../ca/index.js';
 import { normalizeHost } from '../policies/host.js';
 import type { ConnectionContext } from './connection-context.js';
 import type { GatewayEvents } from './events.js';
-import { KeepAliveSweeper } from './keep-alive-sweeper.js';
+import { ConnectionSweeper } from './connection-sweeper.js';
 import type { GatewayLimits } from './limits.js';
 import type { RequestPipeline } from './request-pipeline.js';
 import { denialResponse, writeRawResponse } from './responses.js';
@@ -35,11 +35,11 @@ export class TunnelTerminator {
   private readonly sniFailures = new WeakMap<object, string>();
   private tlsServerValue: http2.Http2SecureServer | null = null;
   private readonly plainServer: http.Server;
-  /** The keep-alive limit for HTTP/1.1 connections in tunnels (node's own is off: see the sweeper). */
-  private readonly keepAlive: KeepAliveSweeper;
+  /** The idle and keep-alive limits of the connections served here (node's timers are off: see the sweeper). */
+  private readonly sweeper: ConnectionSweeper;
 
   constructor(private readonly options: TunnelTerminatorOptions) {
-    this.keepAlive = new KeepAliveSweeper(options.limits.keepAliveTimeoutMs);
+    this.sweeper = new ConnectionSweeper({ idleMs: options.limits.idleTimeoutMs, keepAliveMs: options.limits.keepAliveTimeoutMs });
     this.plainServer = this.createPlainServer();
   }
 
@@ -70,6 +70,10 @@ export class TunnelTerminator {
 
   private route(socket: Duplex, context: ConnectionContext, firstByte: number): void {
     this.tunnels.set(socket, context);
+    // The proxy listener's idle timer on a CONNECT socket is dead weight from here: node's HTTP
+    // server stopped listening for its timeout when it handed the socket over, yet every read and
+    // write through the tunnel would still re-arm it. The sweeper times the connection instead.
+    if (socket instanceof Socket) socket.setTimeout(0);
     if (firstByte === TLS_HANDSHAKE_RECORD) {
       context.scheme = 'https';
       let leafContext: tls.SecureContext;
@@ -128,12 +132,12 @@ export class TunnelTerminator {
     Object.assign(server, {
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: limits.headersTimeoutMs,
-      keepAliveTimeout: 0, // enforced by this.keepAlive
+      keepAliveTimeout: 0, // enforced by this.sweeper, as the idle timeout is
       requestTimeout: 0, // long uploads are fine; stalls are caught by the idle timeout
     });
     startHeaderTimeoutChecks(server);
-    server.setTimeout(limits.idleTimeoutMs);
     server.on('secureConnection', (socket: tls.TLSSocket) => {
+      this.sweeper.track(socket);
       const context = this.contextOf(socket);
       events.emit('tls', { kind: 'tls', conn: context?.id ?? '-', host: context?.host ?? '-', outcome: 'ok', alpn: socket.alpnProtocol || 'none' });
     });
@@ -149,13 +153,12 @@ export class TunnelTerminator {
         res.destroy();
         return;
       }
-      if (req.httpVersionMajor === 1) this.keepAlive.noteRequest(req.socket, res);
+      if (req.httpVersionMajor === 1) this.sweeper.noteRequest(req.socket, res);
       this.options.pipeline.handleRequest(req, res, context, context.id);
     });
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => answerParseError(error, socket, this.contextOf(socket), this.options.events));
     server.on('sessionError', () => undefined);
-    server.on('timeout', (socketOrSession: { destroy(): void }) => socketOrSession.destroy());
     return server;
   }
 
@@ -164,18 +167,18 @@ export class TunnelTerminator {
     const server = http.createServer({
       maxHeaderSize: limits.maxHeaderBytes,
       headersTimeout: limits.headersTimeoutMs,
-      keepAliveTimeout: 0, // enforced by this.keepAlive
+      keepAliveTimeout: 0, // enforced by this.sweeper, as the idle timeout is
       requestTimeout: 0,
     });
-    server.setTimeout(limits.idleTimeoutMs, (socket) => socket.destroy());
     startHeaderTimeoutChecks(server);
+    server.on('connection', (socket: Socket) => this.sweeper.track(socket));
     server.on('request', (req, res) => {
       const context = this.contextOf(req.socket);
       if (!context) {
         res.destroy();
         return;
       }
-      this.keepAlive.noteRequest(req.socket, res);
+      this.sweeper.noteRequest(req.socket, res);
       this.options.pipeline.handleRequest(req, res, context, context.id);
     });
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
@@ -187,11 +190,11 @@ export class TunnelTerminator {
   close(): void {
     this.tlsServerValue?.close();
     this.plainServer.close();
-    this.keepAlive.close();
+    this.sweeper.close();
   }
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
-    this.keepAlive.forget(socket as Socket);
+    this.sweeper.forget(socket as Socket);
     const context = this.contextOf(socket);
     if (!context) {
       socket.destroy();
