@@ -6,7 +6,7 @@ export interface GatewayLimits {
   headersTimeoutMs: number;
   /** Idle keep-alive connections are closed after this; 0: never (idleTimeoutMs still applies). */
   keepAliveTimeoutMs: number;
-  /** A socket with no traffic at all for this long is closed. */
+  /** A socket with no traffic at all for this long is closed; 0: never. */
   idleTimeoutMs: number;
   /** Time for a TLS handshake to complete. */
   handshakeTimeoutMs: number;
