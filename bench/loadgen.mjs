@@ -27,6 +27,7 @@ import net from 'node:net';
 import { createHistogram } from 'node:perf_hooks';
 import tls from 'node:tls';
 import { memoryMb, perCpuDelta, perCpuSeconds, treeCpuSeconds } from './proc-stats.mjs';
+import { median } from './statistics.mjs';
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -540,13 +541,6 @@ function sequence(args, names) {
     };
     next();
   });
-}
-
-function median(values) {
-  if (values.length === 0) return null;
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 async function runNames(args) {

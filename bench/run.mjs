@@ -10,6 +10,7 @@ import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { memoryMb } from './proc-stats.mjs';
+import { median } from './statistics.mjs';
 import {
   CLIENT_CPU,
   commandExists,
@@ -459,12 +460,6 @@ async function runAlternatingRounds(workDir, upstreamFiles, options) {
     for (const system of systems) await system.instance.stop();
     await upstreamProcess.stop();
   }
-}
-
-function median(values) {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
 async function restart(system, upstream, options) {
