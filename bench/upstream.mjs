@@ -6,7 +6,8 @@
 //   node bench/upstream.mjs --dir DIR [--port 0]
 //   → prints {"event":"listening","port":N,"ca":"DIR/upstream-ca.pem"} on stdout when ready.
 //
-// Routes: GET /small → 1 KiB body; GET /big?mb=N → N MiB streamed with backpressure;
+// Routes: GET /small → 1 KiB body (GET /small?close: the same, then the connection is closed,
+// so the next request through a proxy needs a new upstream connection); GET /big?mb=N → N MiB streamed with backpressure;
 // POST /upload → reads and counts the body, answers its length; POST /stall?s=S → reads
 // nothing for S seconds, then drains and answers the length (for the slow-upstream case).
 import { execFileSync } from 'node:child_process';
@@ -102,6 +103,11 @@ function handle(req, res) {
   }
   const [path, query = ''] = url.split('?', 2);
   const params = new URLSearchParams(query);
+  if (req.method === 'GET' && path === '/small' && params.has('close')) {
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '1024', connection: 'close' });
+    res.end(SMALL_BODY);
+    return;
+  }
   if (req.method === 'GET' && path === '/big') {
     const mb = Number(params.get('mb') ?? '1');
     if (!Number.isFinite(mb) || mb <= 0 || mb > 4096) return answer(res, 400, 'mb must be in (0, 4096]\n');
