@@ -5,12 +5,12 @@
 // and HTTP/1.1. As there, the gateway picks the address (its resolver) and the TLS name (the
 // policy-checked host), and streams both ways with backpressure.
 import http2 from 'node:http2';
-import { isIP } from 'node:net';
 import tls from 'node:tls';
 import { formatAuthority } from './connection-context.js';
 import { HOP_BY_HOP_HEADERS } from './exchange.js';
 import type { ForwardResult, LookupFunction, ResponseSink, UpstreamRequest, UpstreamTarget } from './upstream-client.js';
 import { classifyUpstreamError, NOT_HTTP2_CODE } from './upstream-errors.js';
+import { upstreamServername } from './upstream-servername.js';
 
 export interface Http2UpstreamOptions {
   /** The upstream trust store (built once, shared with the HTTP/1.1 client). */
@@ -130,13 +130,13 @@ export class Http2Upstream {
       this.#sessions.delete(oldestKey);
       oldest.close();
     }
-    const isName = isIP(target.host) === 0;
+    const servername = upstreamServername(target);
     const session = http2.connect(`https://${key}`, {
       createConnection: () => {
         const socket = tls.connect({
           host: target.host,
           port: target.port,
-          ...(isName ? { servername: target.host } : {}),
+          ...(servername !== undefined ? { servername } : {}),
           secureContext: this.options.trustContext(),
           rejectUnauthorized: true,
           ALPNProtocols: ['h2'],

@@ -2,12 +2,12 @@
 // The gateway picks the address (its own resolver) and the TLS name (the policy-checked host):
 // nothing the client said about addresses is used.
 import type { Duplex, Readable } from 'node:stream';
-import { isIP } from 'node:net';
 import tls from 'node:tls';
 import type { Dispatcher, Pool } from 'undici';
 import type { UpstreamResolver } from './dns/upstream-resolver.js';
 import { Http2Upstream } from './http2-upstream.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
+import { upstreamServername } from './upstream-servername.js';
 
 export type LookupFunction = UpstreamResolver['lookup'];
 
@@ -125,7 +125,7 @@ export class UpstreamClient {
     if (request.grpc === true && target.scheme === 'https') return this.http2.forward(target, request, sink);
     if (!undici) return loadUndici().then(() => this.forward(target, request, sink));
     const origin = originOf(target);
-    const pool = this.poolFor(target, origin);
+    const { pool, servername } = this.poolFor(target, origin);
     return new Promise<ForwardResult>((resolve) => {
       let bytesOut = 0;
       let status = 0;
@@ -201,7 +201,7 @@ export class UpstreamClient {
           headers: request.headers,
           body: request.body,
           // undici derives SNI from Host unless told; the policy-checked host is the only name.
-          servername: target.scheme === 'https' && isIP(target.host) === 0 ? target.host : undefined,
+          servername,
         } as Dispatcher.DispatchOptions,
         handler,
       );
@@ -211,7 +211,7 @@ export class UpstreamClient {
   /** Opens an upgraded (WebSocket) stream to the upstream. */
   async upgrade(target: UpstreamTarget, request: Omit<UpstreamRequest, 'body'>, protocol: string): Promise<{ headers: Record<string, string | string[]>; socket: Duplex }> {
     await loadUndici();
-    const pool = this.poolFor(target, originOf(target));
+    const { pool } = this.poolFor(target, originOf(target));
     const result = await pool.upgrade({
       path: request.path,
       method: request.method,
@@ -240,13 +240,13 @@ export class UpstreamClient {
     return this.http2Value;
   }
 
-  private poolFor(target: UpstreamTarget, origin: string): Pool {
+  private poolFor(target: UpstreamTarget, origin: string): PoolEntry {
     const known = this.pools.get(origin);
     if (known) {
       // Recency is a counter, not a re-insertion: a Map delete + set on every request was ~1 % of
       // the gateway's CPU at 10k requests/s. The scan below runs only when a new origin is added.
       known.lastUsed = ++this.uses;
-      return known.pool;
+      return known;
     }
     if (this.pools.size >= this.options.maxOrigins) {
       let oldest: [string, PoolEntry] | null = null;
@@ -254,7 +254,7 @@ export class UpstreamClient {
       this.pools.delete(oldest![0]);
       void oldest![1].pool.close().catch(() => undefined);
     }
-    const isName = isIP(target.host) === 0;
+    const servername = upstreamServername(target);
     const pool = new undici!.Pool(origin, {
       connections: this.options.connectionsPerOrigin,
       connectTimeout: this.options.connectTimeoutMs,
@@ -264,14 +264,15 @@ export class UpstreamClient {
       connect: {
         secureContext: this.trustContext,
         rejectUnauthorized: true,
-        ...(isName ? { servername: target.host } : {}),
+        ...(servername !== undefined ? { servername } : {}),
         lookup: this.options.lookup,
         noDelay: true,
         highWaterMark: UPSTREAM_SOCKET_HIGH_WATER_MARK,
       } as object,
     });
-    this.pools.set(origin, { pool, lastUsed: ++this.uses });
-    return pool;
+    const entry: PoolEntry = { pool, servername, lastUsed: ++this.uses };
+    this.pools.set(origin, entry);
+    return entry;
   }
 }
 
@@ -284,6 +285,8 @@ export const UPSTREAM_SOCKET_HIGH_WATER_MARK = 64 * 1024;
 
 interface PoolEntry {
   readonly pool: Pool;
+  /** The origin's TLS server name (upstreamServername), given to undici with every request. */
+  readonly servername: string | undefined;
   lastUsed: number;
 }
 
