@@ -24,6 +24,7 @@ import {
   waitForJsonLine,
 } from './processes.mjs';
 import { processMemory, processTree } from './proc-stats.mjs';
+import { median } from './statistics.mjs';
 import { ensureUpstreamCertificates, UPSTREAM_NAME } from './upstream.mjs';
 
 const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -66,10 +67,6 @@ function parseOptions(argv) {
   return options;
 }
 
-const median = (values) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted.length === 0 ? null : sorted[Math.floor((sorted.length - 1) / 2)];
-};
 const percentile = (values, p) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
