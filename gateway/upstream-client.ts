@@ -6,6 +6,7 @@ import tls from 'node:tls';
 import type { Dispatcher, Pool } from 'undici';
 import type { UpstreamResolver } from './dns/upstream-resolver.js';
 import { Http2Upstream } from './http2-upstream.js';
+import { ResponseDeadlines } from './response-deadlines.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
 import { upstreamServername } from './upstream-servername.js';
 
@@ -92,6 +93,8 @@ export class UpstreamClient {
   private trustContextValue: tls.SecureContext | null = null;
   /** gRPC calls (HTTP/2 with trailers): made on first use. */
   private http2Value: Http2Upstream | null = null;
+  /** The head and body limits of HTTP/1.1 responses (undici's own timers are off: see there). */
+  private readonly deadlines: ResponseDeadlines;
 
   constructor(options: UpstreamClientOptions) {
     this.options = {
@@ -103,6 +106,9 @@ export class UpstreamClient {
       connectionsPerOrigin: 64,
       ...options,
     };
+    this.deadlines = new ResponseDeadlines({ headMs: this.options.headersTimeoutMs, bodyMs: this.options.bodyTimeoutMs }, (limit) =>
+      limit === 'head' ? new undici!.errors.HeadersTimeoutError() : new undici!.errors.BodyTimeoutError(),
+    );
   }
 
   /** Built on first use: parsing the system bundle takes ~25 ms that a run without traffic never needs. */
@@ -126,10 +132,14 @@ export class UpstreamClient {
     if (!undici) return loadUndici().then(() => this.forward(target, request, sink));
     const origin = originOf(target);
     const { pool, servername } = this.poolFor(target, origin);
+    const deadlines = this.deadlines;
     return new Promise<ForwardResult>((resolve) => {
-      let bytesOut = 0;
       let status = 0;
       let controller: Dispatcher.DispatchController | null = null;
+      // Sent once undici starts the request on a connection, or once its body has been read.
+      const progress = deadlines.watch(false, (error) => controller?.abort(error));
+      const body = request.body;
+      body?.once('end', () => (progress.sent = true));
       let settled = false;
       let corked = false;
       const uncork = () => {
@@ -140,6 +150,7 @@ export class UpstreamClient {
       const settle = (result: ForwardResult) => {
         if (settled) return;
         settled = true;
+        deadlines.done(progress);
         resolve(result);
       };
       // If the client goes away, stop reading from upstream at once.
@@ -149,10 +160,12 @@ export class UpstreamClient {
       const handler: Dispatcher.DispatchHandler = {
         onRequestStart(c) {
           controller = c;
+          if (body === null) progress.sent = true;
         },
         onResponseStart(c, statusCode, headers) {
           if (statusCode < 200) return; // 1xx informational: node answers 100-continue itself
           status = statusCode;
+          progress.headReceived = true;
           const outgoing: Record<string, string | string[]> = {};
           for (const name in headers) {
             if (!RESPONSE_HOP_HEADERS.has(name)) outgoing[name] = headers[name]!;
@@ -164,7 +177,7 @@ export class UpstreamClient {
           }
         },
         onResponseData(c, chunk) {
-          bytesOut += chunk.length;
+          progress.bytes += chunk.length;
           // The records that one read from the upstream decrypts to arrive as separate chunks;
           // corked until the loop's next turn they leave in one TLS write (one syscall) instead
           // of one each.
@@ -176,7 +189,11 @@ export class UpstreamClient {
           // SECURITY/DoS: stream, never buffer — a client that stops reading pauses the upstream.
           if (!sink.write(chunk)) {
             c.pause();
-            sink.once('drain', () => c.resume());
+            progress.paused = true;
+            sink.once('drain', () => {
+              progress.paused = false;
+              c.resume();
+            });
           }
         },
         onResponseEnd() {
@@ -186,11 +203,11 @@ export class UpstreamClient {
           // flushes.
           corked = false;
           sink.end();
-          settle({ ok: true, status, bytesOut });
+          settle({ ok: true, status, bytesOut: progress.bytes });
         },
         onResponseError(_c, error) {
           const failure = classifyUpstreamError(error, target.host);
-          settle({ ok: false, failure, headersSent: sink.headersSent, bytesOut });
+          settle({ ok: false, failure, headersSent: sink.headersSent, bytesOut: progress.bytes });
         },
       };
       pool.dispatch(
@@ -217,13 +234,17 @@ export class UpstreamClient {
       method: request.method,
       headers: request.headers,
       protocol,
-    });
+      // The pools' own head timeout is off (this.deadlines times forwarded responses); an upgrade
+      // is rare, so it uses undici's, which reads this per request.
+      headersTimeout: this.options.headersTimeoutMs,
+    } as Dispatcher.UpgradeOptions);
     return { headers: result.headers as Record<string, string | string[]>, socket: result.socket };
   }
 
   async close(): Promise<void> {
     const pools = [...this.pools.values()];
     this.pools.clear();
+    this.deadlines.close();
     await Promise.all([...pools.map(({ pool }) => pool.destroy().catch(() => undefined)), this.http2Value?.close()]);
   }
 
@@ -258,8 +279,10 @@ export class UpstreamClient {
     const pool = new undici!.Pool(origin, {
       connections: this.options.connectionsPerOrigin,
       connectTimeout: this.options.connectTimeoutMs,
-      headersTimeout: this.options.headersTimeoutMs,
-      bodyTimeout: this.options.bodyTimeoutMs,
+      // Off: undici swaps a timer per request for these, and the ones it clears linger until its
+      // next tick; this.deadlines applies the same limits with one sweep (response-deadlines.ts).
+      headersTimeout: 0,
+      bodyTimeout: 0,
       keepAliveTimeout: this.options.keepAliveTimeoutMs,
       connect: {
         secureContext: this.trustContext,

@@ -1,10 +1,12 @@
 // When the upstream cannot be reached safely the client gets a 502 that says why: a certificate
 // the gateway does not trust (untrusted CA, expired, wrong name), a refused connection. Trust
 // comes from the system store plus --upstream-ca, and nothing else.
+import { readFileSync } from 'node:fs';
 import net, { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
 import { curlThroughProxy, startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
+import { connectTunnel, tlsOverTunnel } from '../support/raw-tunnel.js';
 import { createTestPki, type TestPki } from '../support/test-pki.js';
 import { startUpstream, type EchoResponse, type Upstream } from '../support/upstream.js';
 
@@ -103,6 +105,47 @@ describe.skipIf(skip !== null)('upstream failures become 502 with the reason', (
     expect(Date.now() - started).toBeLessThan(10_000);
     const line = await impatientGateway.waitForAudit((l) => l.kind === 'request' && l.path === '/slow');
     expect(line).toMatchObject({ decision: 'error', step: 'upstream', upstreamError: 'timeout', status: 502 });
+  });
+
+  it('a body that stops arriving is cut after the between-chunks limit, and logged as a timeout (--upstream-timeout 1)', async () => {
+    const started = Date.now();
+    const res = await curlThroughProxy(impatientGateway, [trusted.url('/stall-body')]);
+    expect(res.status).toBe(200); // the head had been relayed; the body ends short
+    expect(res.body.length).toBe(100);
+    expect(res.exitCode).not.toBe(0);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const line = await impatientGateway.waitForAudit((l) => l.kind === 'request' && l.path === '/stall-body');
+    expect(line).toMatchObject({ decision: 'error', step: 'upstream', upstreamError: 'timeout', bytesOut: 100 });
+  });
+
+  it('a body slower in total than the limit, but never silent for that long, arrives whole (--upstream-timeout 1)', async () => {
+    const res = await curlThroughProxy(impatientGateway, [trusted.url('/drip?n=6&ms=400')]);
+    expect(res.exitCode).toBe(0);
+    expect(res.status).toBe(200);
+    expect(res.body.length).toBe(60);
+  });
+
+  it('a client that stops reading for longer than the limit is not cut off: backpressure stops the clock (--upstream-timeout 1)', async () => {
+    const authority = `${API}:${trusted.port}`;
+    const total = 16 * 1024 * 1024;
+    const tunnel = await connectTunnel(impatientGateway.proxyPort, authority);
+    const socket = await tlsOverTunnel(tunnel.socket, { servername: API, ca: readFileSync(impatientGateway.caPath) });
+    try {
+      socket.write(`GET /bytes?n=${total} HTTP/1.1\r\nHost: ${authority}\r\nConnection: close\r\n\r\n`);
+      socket.pause(); // read nothing: the gateway's write buffer fills and it pauses the upstream
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      let received = 0;
+      socket.on('data', (chunk: Buffer) => (received += chunk.length));
+      socket.resume();
+      await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+      const headEnd = 200; // the head is well under this; the body is all that is left
+      expect(received).toBeGreaterThan(total);
+      expect(received).toBeLessThan(total + headEnd);
+    } finally {
+      socket.destroy();
+    }
+    const line = await impatientGateway.waitForAudit((l) => l.kind === 'request' && l.path === '/bytes');
+    expect(line).toMatchObject({ decision: 'allow', status: 200, bytesOut: total });
   });
 
   it('a name resolving to a closed port → 502 saying the connection was refused (HTTPS)', async () => {

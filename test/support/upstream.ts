@@ -156,6 +156,29 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
         sendPattern(res, Number(url.searchParams.get('n') ?? '0'));
         return;
       }
+      if (url.pathname === '/stall-body') {
+        // a head and the first 100 of 1000 body bytes, then nothing: a body timeout must fire
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '1000' });
+        (res as ServerResponse).write(patternBytes(0, 100));
+        stalled.add(res);
+        return;
+      }
+      if (url.pathname === '/drip') {
+        // n chunks of 10 bytes, ms milliseconds apart: slow in total, never silent for long
+        const chunks = Number(url.searchParams.get('n') ?? '5');
+        const gapMs = Number(url.searchParams.get('ms') ?? '100');
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(chunks * 10) });
+        let sent = 0;
+        const timer = setInterval(() => {
+          (res as ServerResponse).write(patternBytes(sent * 10, 10));
+          if (++sent === chunks) {
+            clearInterval(timer);
+            res.end();
+          }
+        }, gapMs);
+        res.once('close', () => clearInterval(timer));
+        return;
+      }
       if (grpcCall) {
         answerGrpc(req, res, Buffer.concat(grpcBody));
         return;
