@@ -43,6 +43,17 @@ describe('ResponseDeadlines: the response head', () => {
     deadlines.close();
   });
 
+  test('a head that comes while the request body is still being sent starts the body limit', () => {
+    const { deadlines, advance, watch, aborted } = setup();
+    const progress = watch(false);
+    progress.headReceived = true; // an early answer, the upload still going on
+    advance(900);
+    expect(aborted).toEqual([]);
+    advance(400);
+    expect(aborted).toEqual(['body timeout']);
+    deadlines.close();
+  });
+
   test('a head that arrives in time switches to the body limit', () => {
     const { deadlines, advance, watch, aborted } = setup();
     const progress = watch(true);

@@ -14,8 +14,9 @@
 // The rules, as undici's were:
 // - head: the request has been handed over in full (its body, if any, ended) and no response
 //   head has come for the head limit;
-// - body: the head has come and no body byte has for the body limit, while the client reads; a
-//   response paused because the client stopped reading (backpressure) is not timed.
+// - body: the head has come (an upload may still be going on) and no body byte has for the body
+//   limit, while the client reads; a response paused because the client stopped reading
+//   (backpressure) is not timed.
 // A sweep notices each change of a response's state and times from there, so a limit fires
 // between the limit and the limit plus two sweep intervals after the last change, never early.
 
@@ -129,7 +130,8 @@ export class ResponseDeadlines {
         progress.changedAt = now;
         continue;
       }
-      if (!progress.sent || progress.paused) continue;
+      // The body is timed once the head is in, even while an upload still goes on beside it.
+      if (progress.paused || !(progress.headReceived || progress.sent)) continue;
       const limit = progress.headReceived ? 'body' : 'head';
       if (now - progress.changedAt < (limit === 'head' ? this.#headMs : this.#bodyMs)) continue;
       this.done(progress);

@@ -210,18 +210,23 @@ export class UpstreamClient {
           settle({ ok: false, failure, headersSent: sink.headersSent, bytesOut: progress.bytes });
         },
       };
-      pool.dispatch(
-        {
-          origin,
-          path: request.path,
-          method: request.method,
-          headers: request.headers,
-          body: request.body,
-          // undici derives SNI from Host unless told; the policy-checked host is the only name.
-          servername,
-        } as Dispatcher.DispatchOptions,
-        handler,
-      );
+      try {
+        pool.dispatch(
+          {
+            origin,
+            path: request.path,
+            method: request.method,
+            headers: request.headers,
+            body,
+            // undici derives SNI from Host unless told; the policy-checked host is the only name.
+            servername,
+          } as Dispatcher.DispatchOptions,
+          handler,
+        );
+      } catch (error) {
+        deadlines.done(progress); // undici reports its errors to the handler; this is for anything else
+        throw error;
+      }
     });
   }
 
