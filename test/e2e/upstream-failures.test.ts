@@ -6,7 +6,7 @@ import net, { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
 import { curlThroughProxy, startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
-import { connectTunnel, tlsOverTunnel } from '../support/raw-tunnel.js';
+import { connectTunnel, openTlsTunnel, tlsOverTunnel } from '../support/raw-tunnel.js';
 import { createTestPki, type TestPki } from '../support/test-pki.js';
 import { startUpstream, type EchoResponse, type Upstream } from '../support/upstream.js';
 
@@ -146,6 +146,26 @@ describe.skipIf(skip !== null)('upstream failures become 502 with the reason', (
     }
     const line = await impatientGateway.waitForAudit((l) => l.kind === 'request' && l.path === '/bytes');
     expect(line).toMatchObject({ decision: 'allow', status: 200, bytesOut: total });
+  });
+
+  it('a WebSocket upgrade the upstream never answers → 502 saying it did not answer in time (--upstream-timeout 1)', async () => {
+    const authority = `${API}:${trusted.port}`;
+    const started = Date.now();
+    const conn = await openTlsTunnel(impatientGateway.proxyPort, authority, { ca: readFileSync(impatientGateway.caPath) });
+    try {
+      conn.write(
+        `GET /ws-silent HTTP/1.1\r\nHost: ${authority}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+          'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+      );
+      const response = await conn.readResponse(10_000);
+      expect(response.status).toBe(502);
+      expect(response.text).toMatch(/did not answer in time/);
+    } finally {
+      conn.destroy();
+    }
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const line = await impatientGateway.waitForAudit((l) => l.kind === 'request' && l.path === '/ws-silent');
+    expect(line).toMatchObject({ decision: 'error', step: 'upstream', upstreamError: 'timeout', status: 502 });
   });
 
   it('a name resolving to a closed port → 502 saying the connection was refused (HTTPS)', async () => {

@@ -263,6 +263,7 @@ export async function startUpstream(options: UpstreamOptions): Promise<Upstream>
     const key = req.headers['sec-websocket-key'];
     const isWebsocket = (req.headers.upgrade ?? '').toLowerCase() === 'websocket' && typeof key === 'string';
     const url = new URL(req.url ?? '/', 'http://upstream.invalid');
+    if (isWebsocket && url.pathname === '/ws-silent') return; // never answered: the gateway's head timeout must fire
     if (!isWebsocket || url.pathname !== '/ws') {
       socket.end('HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
       return;
