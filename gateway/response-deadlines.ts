@@ -64,7 +64,7 @@ export class ResponseDeadlines {
    * loses an entry per request replaces its hash table every few dozen requests, and a replaced
    * table that had reached the old generation still points at its entries, so V8's scavenges
    * kept every request they reached alive (and promoted it) until the next full collection:
-   * with a Set, 15-20 % more CPU per request at c=32 and a full collection every 0.5 s.
+   * with a Set, 18-23 % more CPU per request at c=32 and a full collection every 0.5 s.
    */
   #first: ResponseProgress | null = null;
   #size = 0;
