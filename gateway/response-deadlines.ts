@@ -11,7 +11,8 @@
 // one core under the same load, four rounds). A sweep costs a request one object and a few
 // field writes.
 //
-// The rules, as undici's were:
+// The rules (undici's, except that undici timed the head from the start of the request and let it
+// off while a body was still being written):
 // - head: the request has been handed over in full (its body, if any, ended) and no response
 //   head has come for the head limit;
 // - body: the head has come (an upload may still be going on) and no body byte has for the body
@@ -27,7 +28,7 @@ export interface ResponseLimits {
   bodyMs: number;
 }
 
-/** One response in flight. The upstream client writes its fields; the sweep only reads them. */
+/** One response in flight: the upstream client sets the first four fields, the sweeper the rest. */
 export class ResponseProgress {
   /** The request, body included, has been handed over. */
   sent: boolean;
