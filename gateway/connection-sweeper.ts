@@ -19,6 +19,8 @@
 // An upgraded (WebSocket) connection is dropped from the sweep: node's HTTP server stops timing a
 // socket once it hands it over for an upgrade, and so does this.
 
+import { limitOrNever, sweepIntervalFor } from './sweep-timing.js';
+
 /** What the sweeper needs of a connection: public members of net.Socket and tls.TLSSocket. */
 export interface SweptSocket {
   readonly bytesRead: number;
@@ -47,8 +49,6 @@ interface ConnectionState {
   readonly onClose: () => void;
 }
 
-const isLimit = (ms: number) => ms > 0 && Number.isFinite(ms);
-
 export class ConnectionSweeper {
   readonly #connections = new Map<SweptSocket, ConnectionState>();
   readonly #idleMs: number;
@@ -61,14 +61,13 @@ export class ConnectionSweeper {
    * last activity; the interval is a tenth of the shorter limit, at least 100 ms, at most 1 s.
    */
   constructor(limits: SweepLimits, now: () => number = () => performance.now()) {
-    this.#idleMs = isLimit(limits.idleMs) ? limits.idleMs : Number.POSITIVE_INFINITY;
-    this.#keepAliveMs = isLimit(limits.keepAliveMs) ? limits.keepAliveMs : Number.POSITIVE_INFINITY;
+    this.#idleMs = limitOrNever(limits.idleMs);
+    this.#keepAliveMs = limitOrNever(limits.keepAliveMs);
     this.#now = now;
   }
 
   get sweepIntervalMs(): number {
-    const shorter = Math.min(this.#idleMs, this.#keepAliveMs);
-    return Math.min(1000, Math.max(100, Math.floor(shorter / 10)));
+    return sweepIntervalFor(this.#idleMs, this.#keepAliveMs);
   }
 
   /** Open connections being watched (from track() to their close or upgrade). */

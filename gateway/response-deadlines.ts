@@ -21,6 +21,8 @@
 // A sweep notices each change of a response's state and times from there, so a limit fires
 // between the limit and the limit plus two sweep intervals after the last change, never early.
 
+import { limitOrNever, sweepIntervalFor } from './sweep-timing.js';
+
 export interface ResponseLimits {
   /** No response head this long after the request was sent: abort. 0 or Infinity: never. */
   headMs: number;
@@ -57,8 +59,6 @@ export class ResponseProgress {
   }
 }
 
-const isLimit = (ms: number) => ms > 0 && Number.isFinite(ms);
-
 export class ResponseDeadlines {
   /**
    * The responses in flight, as a list threaded through them. Not a Set: a Set that gains and
@@ -77,15 +77,15 @@ export class ResponseDeadlines {
 
   /** `expired` makes the error a response that runs out of time is aborted with. */
   constructor(limits: ResponseLimits, expired: (limit: 'head' | 'body') => Error, now: () => number = () => performance.now()) {
-    this.#headMs = isLimit(limits.headMs) ? limits.headMs : Number.POSITIVE_INFINITY;
-    this.#bodyMs = isLimit(limits.bodyMs) ? limits.bodyMs : Number.POSITIVE_INFINITY;
+    this.#headMs = limitOrNever(limits.headMs);
+    this.#bodyMs = limitOrNever(limits.bodyMs);
     this.#expired = expired;
     this.#now = now;
   }
 
   /** A tenth of the shorter limit, at least 100 ms, at most 1 s. */
   get sweepIntervalMs(): number {
-    return Math.min(1000, Math.max(100, Math.floor(Math.min(this.#headMs, this.#bodyMs) / 10)));
+    return sweepIntervalFor(this.#headMs, this.#bodyMs);
   }
 
   /** Responses being timed. */
