@@ -80,6 +80,9 @@ describe('semiSpaceGrowthFactorFor', () => {
 describe('tuneHeapForProxying in a node process', () => {
   // The built module, in a child: the flags are process-wide, and this test's worker is not a proxy.
   const module = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli', 'heap-tuning.js');
+  /** Runs an ES module `script` in a new node process with `nodeFlags`; returns what it printed. */
+  const runInNode = (script: string, nodeFlags: string[] = []): string =>
+    execFileSync(process.execPath, [...nodeFlags, '--input-type=module', '-e', script], { encoding: 'utf8' });
   /** Largest young generation (MB) while objects that survive a scavenge or two keep being made. */
   const youngGenerationPeak = (tune: boolean): number => {
     const script = `
@@ -97,7 +100,7 @@ describe('tuneHeapForProxying in a node process', () => {
         await new Promise((resolve) => setImmediate(resolve));
       }
       process.stdout.write(String(peak));`;
-    return Number(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })) / MB;
+    return Number(runInNode(script)) / MB;
   };
 
   /** Largest old-generation use (MB) under a churn that keeps promoting objects that then die. */
@@ -118,7 +121,7 @@ describe('tuneHeapForProxying in a node process', () => {
         await new Promise((resolve) => setImmediate(resolve));
       }
       process.stdout.write(String(peak));`;
-    return Number(execFileSync(process.execPath, [...nodeFlags, '--input-type=module', '-e', script], { encoding: 'utf8' })) / MB;
+    return Number(runInNode(script, nodeFlags)) / MB;
   };
 
   it('keeps less garbage in the old generation under a churn than the fixed 3x headroom it replaced', () => {
@@ -142,7 +145,7 @@ describe('tuneHeapForProxying in a node process', () => {
         await new Promise((resolve) => setImmediate(resolve));
       }
       process.stdout.write(JSON.stringify({ before, after: growth.percent }));`;
-    const seen = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' }));
+    const seen = JSON.parse(runInNode(script));
     expect(seen).toEqual({ before: OLD_GENERATION_GROWTH_PERCENT.steady, after: OLD_GENERATION_GROWTH_PERCENT.bulk });
   });
 
