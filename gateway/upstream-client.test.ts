@@ -1,5 +1,7 @@
 // UpstreamClient against a real local upstream: kept-alive connections are reused per origin, and
-// when maxOrigins is reached the least recently used origin's pool is the one closed.
+// when maxOrigins is reached the least recently used origin's pool is the one closed; the response
+// head reaches the sink as the client should see it; a sink that is full pauses the upstream.
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startUpstream, type Upstream } from '../test/support/upstream.js';
 import { UpstreamClient, type LookupFunction, type ResponseSink } from './upstream-client.js';
@@ -14,23 +16,39 @@ const lookup: LookupFunction = (_hostname, options, callback) => {
 };
 
 /** Collects a response the way the gateway's client response would take it. */
-function collectingSink(): ResponseSink & { status: number } {
+interface CollectingSink extends ResponseSink {
+  status: number;
+  headers: Record<string, string | string[]>;
+  bytes: number;
+  /** What write() answers: false = "my buffer is full", as a client that stops reading makes it. */
+  accepting: boolean;
+  /** Emits 'drain' to whoever waits for it. */
+  drain(): void;
+}
+
+function collectingSink(): CollectingSink {
   let headersSent = false;
   let finished = false;
-  const sink = {
+  const drainListeners: (() => void)[] = [];
+  const sink: CollectingSink = {
     status: 0,
+    headers: {},
+    bytes: 0,
+    accepting: true,
     get headersSent() {
       return headersSent;
     },
     get writableFinished() {
       return finished;
     },
-    writeHead(status: number) {
+    writeHead(status, headers) {
       sink.status = status;
+      sink.headers = headers;
       headersSent = true;
     },
-    write() {
-      return true;
+    write(chunk) {
+      sink.bytes += chunk.length;
+      return sink.accepting;
     },
     end() {
       finished = true;
@@ -38,8 +56,12 @@ function collectingSink(): ResponseSink & { status: number } {
     destroy() {
       finished = true;
     },
-    once() {
+    once(event, listener) {
+      if (event === 'drain') drainListeners.push(listener);
       return sink;
+    },
+    drain() {
+      for (const listener of drainListeners.splice(0)) listener();
     },
   };
   return sink;
@@ -78,5 +100,41 @@ describe('UpstreamClient pools', () => {
     expect(upstream.received.map((request) => request.authority)).toEqual(
       ['a.test', 'b.test', 'a.test', 'c.test', 'a.test', 'b.test'].map((host) => `${host}:${upstream.port}`),
     );
+  });
+});
+
+describe('UpstreamClient responses', () => {
+  it('hands the sink the head as received, less the hop-by-hop headers', async () => {
+    const head =
+      'HTTP/1.1 201 Created\r\nContent-Length: 2\r\nSet-Cookie: a=1\r\nX-Mixed-Case: V\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nSet-Cookie: b=2\r\n\r\nok';
+    const server = net.createServer((socket) => socket.once('data', () => socket.write(head)));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as net.AddressInfo).port;
+    const own = new UpstreamClient({ trustedCa: [], lookup });
+    try {
+      const sink = collectingSink();
+      const result = await own.forward({ scheme: 'http', host: 'raw.test', port }, { method: 'GET', path: '/', headers: ['host', `raw.test:${port}`], body: null }, sink);
+      expect(result).toMatchObject({ ok: true, status: 201, bytesOut: 2 });
+      expect(sink.headers).toEqual({ 'content-length': '2', 'set-cookie': ['a=1', 'b=2'], 'x-mixed-case': 'V' });
+    } finally {
+      await own.close();
+      server.close();
+    }
+  });
+
+  it('stops reading from the upstream while the sink is full, and reads on after its drain', async () => {
+    const total = 32 * 1024 * 1024;
+    const sink = collectingSink();
+    sink.accepting = false;
+    const forwarded = client.forward({ scheme: 'http', host: 'a.test', port: upstream.port }, { method: 'GET', path: `/bytes?n=${total}`, headers: ['host', `a.test:${upstream.port}`], body: null }, sink);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    // A few socket reads at most; without the pause all 32 MiB would be in by now.
+    expect(sink.bytes).toBeGreaterThan(0);
+    expect(sink.bytes).toBeLessThan(1024 * 1024);
+    sink.accepting = true;
+    sink.drain();
+    const result = await forwarded;
+    expect(result).toMatchObject({ ok: true, status: 200, bytesOut: total });
+    expect(sink.bytes).toBe(total);
   });
 });
