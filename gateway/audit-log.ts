@@ -30,10 +30,32 @@ export interface AuditLog {
 /** `destination`: a file path (appended), or a file descriptor (2 = stderr). */
 export function startAuditLog(events: GatewayEvents, destination: string | number): AuditLog {
   const stream = new AuditLogFile(destination);
-  const logger = auditLogger(stream);
+  // Request lines are built once per turn of the event loop, together, rather than each as its
+  // request ends, in the middle of that request's socket work. The same lines, 6 % less gateway
+  // CPU per request at 32 kept-alive connections (two gateways on one core loaded at once, five
+  // 8 s rounds: median ratio 0.939, every round 0.938-0.946); building them by hand instead of
+  // with JSON.stringify gained nothing more once batched (1.009). bench/README.md, "Where the CPU
+  // of a keep-alive request goes".
+  let pending: RequestEvent[] = [];
+  const writePending = (): void => {
+    if (pending.length === 0) return;
+    const batch = pending;
+    pending = [];
+    for (const event of batch) stream.write(requestLine(event));
+  };
+  // Every other line goes through pino; the request lines waiting are written first, so the file
+  // keeps the order in which things happened.
+  const logger = auditLogger({
+    write: (line: string) => {
+      writePending();
+      stream.write(line);
+    },
+  });
   let lastRateLimitedLine = 0;
   const unsubscribe = [
-    events.on('request', (event) => stream.write(requestLine(event))),
+    events.on('request', (event) => {
+      if (pending.push(event) === 1) setImmediate(writePending);
+    }),
     events.on('connect', (event) => logger.info(event)),
     events.on('tls', (event) => {
       if (event.outcome === 'failed') logger.warn(event);
@@ -53,6 +75,7 @@ export function startAuditLog(events: GatewayEvents, destination: string | numbe
   return {
     close: async () => {
       for (const stop of unsubscribe) stop();
+      writePending();
       await stream.close();
     },
   };
