@@ -286,7 +286,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     servers.push(proxyServer);
     let metricsAddress: ListenAddress | null = null;
     if (metrics && metricsModule && options.metrics) {
-      const metricsServer = metricsModule.createMetricsServer(metrics.registry);
+      const metricsServer = metricsModule.createMetricsServer(metrics);
       metricsAddress = await listen(metricsServer, options.metrics, 'metrics');
       servers.push(metricsServer);
     }

@@ -10,7 +10,7 @@ import { parsePolicy } from '../policies/loader.js';
 import { DNS_METRIC_NAMES, registerDnsMetrics } from './dns/metrics.js';
 import { EgressBudgets } from './egress-budget.js';
 import { GatewayEvents } from './events.js';
-import { METRIC_NAMES, RESERVED_METRIC_NAMES, startGatewayMetrics, type GatewayMetrics } from './metrics.js';
+import { createMetricsServer, METRIC_NAMES, RESERVED_METRIC_NAMES, startGatewayMetrics, type GatewayMetrics } from './metrics.js';
 
 const CATALOGUE = readFileSync(new URL('../docs/metrics.md', import.meta.url), 'utf8');
 /** The metric names of the catalogue's table rows (`| \`srtgw_…\` | type | …`). */
@@ -69,6 +69,7 @@ describe('metrics catalogue', () => {
     events.emit('request', { ...base, decision: 'deny', rule: 'keyed', reason: 'refused', step: 'credentials', status: 403, credential: 'refused' });
     events.emit('request', { ...base, decision: 'deny', rule: 'limited', reason: 'spent', step: 'budget', status: 429 });
     events.emit('request', { ...base, decision: 'deny', rule: 'limited', reason: 'spent', step: 'budget', monitored: true });
+    await new Promise((resolve) => setImmediate(resolve)); // requests are counted at the end of the loop turn
     expect(await series(METRIC_NAMES.credentialInjections)).toEqual([['keyed', 1]]);
     expect(await series(METRIC_NAMES.budgetRejections)).toEqual([['limited', 1]]);
     const denied = ((await metrics.registry.getSingleMetric(METRIC_NAMES.deniedRequests)?.get())?.values ?? []).map((v) => [v.labels.reason, v.value]);
@@ -94,6 +95,26 @@ describe('metrics catalogue', () => {
     metrics.setPolicy(policyWith('{ requestBytesPerRun: 2000 }'));
     expect(await gauge(METRIC_NAMES.budgetLimit)).toEqual([['limited', 'run', 2000]]);
     expect(await gauge(METRIC_NAMES.budgetUsed)).toEqual([['limited', 'run', 800]]);
+  });
+
+  it('a scrape counts the requests that ended in the same loop turn, before the turn is over', async () => {
+    const events = new GatewayEvents('t');
+    metrics = startGatewayMetrics(events, POLICY);
+    const server = createMetricsServer(metrics);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const client = new Client(`http://127.0.0.1:${port}`);
+    try {
+      const event = { kind: 'request', conn: 'c1', protocol: 'http/1.1', method: 'GET', host: 'api.example.test', port: 443, path: '/', decision: 'allow', rule: 'api', reason: 'ok', step: 'policy', status: 200, bytesIn: 0, bytesOut: 10, durationMs: 1 } as const;
+      // Emitted in the turn in which the gateway reads the scrape: the scrape must count it.
+      server.prependListener('request', () => events.emit('request', event));
+      const res = await client.request({ path: '/metrics', method: 'GET' });
+      const text = await res.body.text();
+      expect(text).toMatch(/^srtgw_requests_total\{[^}]*rule="api"[^}]*\} 1$/m);
+    } finally {
+      await client.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('policy reloads are counted by outcome, both starting at 0', async () => {
