@@ -20,6 +20,11 @@ export class EndOfTurnQueue<T> {
     private readonly onError: (item: T, error: unknown) => void,
   ) {}
 
+  /** Items waiting. */
+  get length(): number {
+    return this.#items.length;
+  }
+
   push(item: T): void {
     if (this.#items.push(item) === 1) setImmediate(this.#flush);
   }

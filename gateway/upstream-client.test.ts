@@ -1,6 +1,7 @@
 // UpstreamClient against a real local upstream: kept-alive connections are reused per origin, and
 // when maxOrigins is reached the least recently used origin's pool is the one closed; the response
-// head reaches the sink as the client should see it; a sink that is full pauses the upstream.
+// head reaches the sink as the client should see it; a response ends at once when alone, at the
+// end of the loop turn beside others; a sink that is full pauses the upstream.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startUpstream, type Upstream } from '../test/support/upstream.js';
@@ -120,6 +121,24 @@ describe('UpstreamClient responses', () => {
       await own.close();
       server.close();
     }
+  });
+
+  it('a response that completes alone is ended at once; one that completes beside others waits for the end of the loop turn', async () => {
+    const target = { scheme: 'http', host: 'a.test', port: upstream.port } as const;
+    const request = (path: string) => ({ method: 'GET', path, headers: ['host', `a.test:${upstream.port}`], body: null });
+    const alone = collectingSink();
+    expect(await client.forward(target, request('/small'), alone)).toMatchObject({ ok: true });
+    expect(alone.writableFinished).toBe(true); // ended before forward() resolved
+
+    const slowSink = collectingSink();
+    const slow = client.forward(target, request('/delay?ms=300'), slowSink); // still in flight below
+    const beside = collectingSink();
+    expect(await client.forward(target, request('/small'), beside)).toMatchObject({ ok: true });
+    expect(beside.writableFinished).toBe(false); // queued with the turn's other ends
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(beside.writableFinished).toBe(true);
+    expect(await slow).toMatchObject({ ok: true });
+    expect(slowSink.writableFinished).toBe(true);
   });
 
   it('stops reading from the upstream while the sink is full, and reads on after its drain', async () => {

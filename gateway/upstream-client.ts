@@ -92,6 +92,14 @@ const RESPONSE_ENDS = new EndOfTurnQueue<ResponseSink>(
   (sink, error) => sink.destroy(error as Error),
 );
 
+/**
+ * Exchanges forwarded through undici and not yet settled, in this process. A response that ends
+ * while it is the only one has no other write to be batched with, and waiting for the end of the
+ * turn would only make its client wait for the bookkeeping done meanwhile: at one connection that
+ * was +0.02 ms of p50 latency (8 alternating pairs). Such a response ends at once.
+ */
+let exchangesInFlight = 0;
+
 /** Response headers that describe one hop (and are illegal in HTTP/2 responses). */
 const RESPONSE_HOP_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
 
@@ -163,6 +171,7 @@ export class UpstreamClient {
       const settle = (result: ForwardResult) => {
         if (settled) return;
         settled = true;
+        exchangesInFlight--;
         deadlines.done(progress);
         resolve(result);
       };
@@ -216,7 +225,8 @@ export class UpstreamClient {
           // flushes. That end() comes at the end of this loop turn, with those of every other
           // response completed in it (RESPONSE_ENDS).
           corked = false;
-          RESPONSE_ENDS.push(sink);
+          if (exchangesInFlight > 1 || RESPONSE_ENDS.length > 0) RESPONSE_ENDS.push(sink);
+          else sink.end();
           settle({ ok: true, status, bytesOut: progress.bytes });
         },
         onResponseError(_c, error) {
@@ -224,6 +234,7 @@ export class UpstreamClient {
           settle({ ok: false, failure, headersSent: sink.headersSent, bytesOut: progress.bytes });
         },
       };
+      exchangesInFlight++;
       try {
         pool.dispatch(
           {
@@ -238,7 +249,12 @@ export class UpstreamClient {
           handler,
         );
       } catch (error) {
-        deadlines.done(progress); // undici reports its errors to the handler; this is for anything else
+        // undici reports its errors to the handler; this is for anything else
+        if (!settled) {
+          settled = true;
+          exchangesInFlight--;
+          deadlines.done(progress);
+        }
         throw error;
       }
     });
