@@ -223,7 +223,7 @@ export class UpstreamClient {
           // and uncorked first that chunk leaves as a TLS write and a write(2) of its own (one
           // syscall and one write request per response). Corked, it joins the batch that end()
           // flushes. That end() comes at the end of this loop turn, with those of every other
-          // response completed in it (RESPONSE_ENDS).
+          // response completed in it (RESPONSE_ENDS), unless this exchange is the only one.
           corked = false;
           if (exchangesInFlight > 1 || RESPONSE_ENDS.length > 0) RESPONSE_ENDS.push(sink);
           else sink.end();
