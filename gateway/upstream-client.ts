@@ -168,12 +168,16 @@ export class UpstreamClient {
         corked = false;
         sink.uncork!();
       };
-      const settle = (result: ForwardResult) => {
-        if (settled) return;
+      /** Ends this exchange's bookkeeping, once; false when it had already ended. */
+      const release = (): boolean => {
+        if (settled) return false;
         settled = true;
         exchangesInFlight--;
         deadlines.done(progress);
-        resolve(result);
+        return true;
+      };
+      const settle = (result: ForwardResult) => {
+        if (release()) resolve(result);
       };
       // If the client goes away, stop reading from upstream at once.
       sink.once('close', () => {
@@ -249,12 +253,7 @@ export class UpstreamClient {
           handler,
         );
       } catch (error) {
-        // undici reports its errors to the handler; this is for anything else
-        if (!settled) {
-          settled = true;
-          exchangesInFlight--;
-          deadlines.done(progress);
-        }
+        release(); // undici reports its errors to the handler; this is for anything else
         throw error;
       }
     });
