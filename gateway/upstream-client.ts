@@ -168,16 +168,12 @@ export class UpstreamClient {
         corked = false;
         sink.uncork!();
       };
-      /** Ends this exchange's bookkeeping, once; false when it had already ended. */
-      const release = (): boolean => {
-        if (settled) return false;
+      const settle = (result: ForwardResult) => {
+        if (settled) return;
         settled = true;
         exchangesInFlight--;
         deadlines.done(progress);
-        return true;
-      };
-      const settle = (result: ForwardResult) => {
-        if (release()) resolve(result);
+        resolve(result);
       };
       // If the client goes away, stop reading from upstream at once.
       sink.once('close', () => {
@@ -253,7 +249,12 @@ export class UpstreamClient {
           handler,
         );
       } catch (error) {
-        release(); // undici reports its errors to the handler; this is for anything else
+        // undici reports its errors to the handler; this is for anything else
+        if (!settled) {
+          settled = true;
+          exchangesInFlight--;
+          deadlines.done(progress);
+        }
         throw error;
       }
     });
