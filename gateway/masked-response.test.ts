@@ -3,6 +3,7 @@
 import { Writable } from 'node:stream';
 import zlib from 'node:zlib';
 import { describe, expect, test } from 'vitest';
+import { maskPairs, type MaskPair } from '../policies/credential-rewrite.js';
 import { createMaskingResponseSink } from './masked-response.js';
 
 const SECRET = 'real-secret-0123456789abcdef';
@@ -30,9 +31,9 @@ class RecordingResponse extends Writable {
   }
 }
 
-async function deliver(headers: Record<string, string>, body: Buffer, chunkSize = 7): Promise<RecordingResponse> {
+async function deliver(headers: Record<string, string>, body: Buffer, chunkSize = 7, pairs: readonly MaskPair[] = PAIRS): Promise<RecordingResponse> {
   const res = new RecordingResponse();
-  const sink = createMaskingResponseSink(res, PAIRS, 'api.example.test');
+  const sink = createMaskingResponseSink(res, pairs, 'api.example.test');
   sink.writeHead(200, headers);
   for (let i = 0; i < body.length; i += chunkSize) sink.write(body.subarray(i, i + chunkSize));
   sink.end();
@@ -54,6 +55,20 @@ describe('createMaskingResponseSink', () => {
     const res = await deliver({ 'x-debug-key': SECRET, location: `https://x.test/?key=${SECRET}` }, Buffer.alloc(0));
     expect(res.headers['x-debug-key']).toBe(PLACEHOLDER);
     expect(res.headers.location).toBe(`https://x.test/?key=${PLACEHOLDER}`);
+  });
+
+  test('masks the encoded forms of the secret in a gzip body and in headers (hex, base64 inside a blob, every byte %XX)', async () => {
+    const pairs = maskPairs(SECRET, PLACEHOLDER);
+    const hex = Buffer.from(SECRET).toString('hex');
+    const blob = Buffer.from(`user=bot;key=${SECRET};end`).toString('base64');
+    const percent = [...Buffer.from(SECRET)].map((byte) => `%${byte.toString(16).toUpperCase().padStart(2, '0')}`).join('');
+    const body = zlib.gzipSync(Buffer.from(`{"hex":"${hex}","blob":"${blob}","url":"/?k=${percent}"}`));
+    const res = await deliver({ 'content-encoding': 'gzip', 'x-echo': blob, location: `/?k=${percent}` }, body, 5, pairs);
+    for (const form of [hex, blob, percent, SECRET]) {
+      expect(res.body).not.toContain(form);
+      expect(JSON.stringify(res.headers)).not.toContain(form);
+    }
+    expect(res.body).toContain(`"hex":"${Buffer.from(PLACEHOLDER).toString('hex')}"`);
   });
 
   test.each([

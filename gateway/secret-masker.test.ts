@@ -3,6 +3,7 @@
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { describe, expect, test } from 'vitest';
+import { maskPairs } from '../policies/credential-rewrite.js';
 import { createMaskingTransform, maskText, StreamMasker, type MaskPair } from './secret-masker.js';
 
 const SECRET = 'real-secret-0123456789abcdef';
@@ -66,6 +67,45 @@ describe('StreamMasker', () => {
     for (let cut = 0; cut <= input.length; cut += 2) {
       expect(maskInChunks(input, [cut], pairs)).toBe(`raw=${PLACEHOLDER} url=${PLACEHOLDER} json="${PLACEHOLDER}"`);
     }
+  });
+
+  test('a longer form that starts first is masked whole, not cut by a shorter form inside it', () => {
+    const pairs = [
+      { from: 'def', to: 'SHORT' },
+      { from: 'abcdefgh', to: 'LONG' },
+    ];
+    for (let cut = 0; cut <= 8; cut++) expect(maskInChunks('xxabcdefghyy', [2 + cut], pairs), `cut at ${2 + cut}`).toBe('xxLONGyy');
+  });
+
+  describe('every encoded form an upstream may reflect, cut at every offset', () => {
+    const secret = 'sk-live/Ab+9_0123456789xyz';
+    const pairs = maskPairs(secret, PLACEHOLDER);
+    const percentAll = (upper: boolean) => [...Buffer.from(secret)].map((byte) => `%${byte.toString(16).padStart(2, '0')}`).join('')[upper ? 'toUpperCase' : 'toLowerCase']();
+    const unicodeAll = [...secret].map((char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
+    const base64At = (prefix: string, urlSafe: boolean) => {
+      const blob = Buffer.from(`${prefix}${secret}!!`).toString('base64');
+      return urlSafe ? blob.replace(/\+/g, '-').replace(/\//g, '_') : blob;
+    };
+    test.each([
+      ['percent-encoded, upper-case hex', percentAll(true)],
+      ['percent-encoded, lower-case hex', percentAll(false)],
+      ['\\uXXXX-escaped', unicodeAll],
+      ['hex', Buffer.from(secret).toString('hex')],
+      ['HEX', Buffer.from(secret).toString('hex').toUpperCase()],
+      ['base64 at offset 0', base64At('', false)],
+      ['base64 at offset 1', base64At('{', false)],
+      ['base64 at offset 2', base64At('{"', false)],
+      ['URL-safe base64 at offset 1', base64At('{', true)],
+      ['URL-safe base64 at offset 2', base64At('{"', true)],
+    ])('%s', (_name, encoded) => {
+      const input = `{"echo":"${encoded}"}`;
+      for (let cut = 0; cut <= input.length; cut++) {
+        const masked = maskInChunks(input, [cut], pairs);
+        expect(masked, `cut at ${cut}`).not.toContain(encoded);
+        expect(pairs.some((pair) => masked.includes(pair.to)), `cut at ${cut}`).toBe(true);
+      }
+      expect(maskText(input, pairs)).toBe(maskInChunks(input, [], pairs));
+    });
   });
 
   test('holds back at most (longest pattern - 1) bytes, whatever the stream length', () => {

@@ -1,7 +1,9 @@
 // Masks injected secrets in what an upstream sends back (an API that echoes request headers, an
-// error that quotes the key): every occurrence becomes the placeholder before it reaches the
-// sandbox. Streaming with bounded memory: only the last (longest pattern - 1) bytes are held
-// back, so a secret split across chunk boundaries is still caught.
+// error that quotes the key): every occurrence of the secret and of its encodings (the pairs come
+// from maskPairs() in policies/credential-rewrite.ts) becomes the placeholder before it reaches
+// the sandbox. Streaming with bounded memory: only the last (longest pattern - 1) bytes are held
+// back, so a secret split across chunk boundaries is still caught; the longest pattern is an
+// encoded form (a \uXXXX-escaped secret is 6 times the secret), so the window grows with it.
 import { Transform } from 'node:stream';
 import type { MaskPair } from '../policies/credential-rewrite.js';
 
@@ -36,7 +38,23 @@ export class StreamMasker {
   /** Masks `chunk` (with what was held back) and returns what is safe to send now. */
   push(chunk: Buffer): Buffer {
     if (this.patterns.length === 0) return chunk;
-    const buffer = this.tail.length === 0 ? chunk : Buffer.concat([this.tail, chunk]);
+    return this.mask(this.tail.length === 0 ? chunk : Buffer.concat([this.tail, chunk]), false);
+  }
+
+  /** The held-back bytes at the end of the stream, masked. */
+  flush(): Buffer {
+    const rest = this.tail;
+    this.tail = Buffer.alloc(0);
+    return rest.length === 0 ? rest : this.mask(rest, true);
+  }
+
+  /** Replaces every decided match in `buffer`; unless `final`, keeps the undecided end as the tail. */
+  private mask(buffer: Buffer, final: boolean): Buffer {
+    // SECURITY: a match that starts in the last (longest - 1) bytes waits for the next chunk: a
+    // longer form that starts before it (one encoding inside another) may not have arrived whole,
+    // and masking the shorter one first would send the longer one's start unmasked —
+    // gateway/secret-masker.test.ts "a longer form that starts first".
+    const decidedBefore = final ? buffer.length : buffer.length - this.holdBack;
     const out: Buffer[] = [];
     let position = 0;
     // Next occurrence of each pattern at or after `position`; -1 when there is none.
@@ -50,24 +68,17 @@ export class StreamMasker {
         // Leftmost wins; at the same place, the longest.
         if (best < 0 || at < next[best]! || (at === next[best]! && this.patterns[i]!.from.length > this.patterns[best]!.from.length)) best = i;
       }
-      if (best < 0) break;
+      if (best < 0 || next[best]! >= decidedBefore) break;
       const at = next[best]!;
       const pattern = this.patterns[best]!;
       out.push(buffer.subarray(position, at), pattern.to);
       position = at + pattern.from.length;
     }
-    const keepFrom = Math.max(position, buffer.length - this.holdBack);
+    const keepFrom = Math.max(position, decidedBefore);
     out.push(buffer.subarray(position, keepFrom));
     // A copy, so a large chunk is not kept alive by its last few bytes.
-    this.tail = Buffer.from(buffer.subarray(keepFrom));
+    if (!final) this.tail = Buffer.from(buffer.subarray(keepFrom));
     return out.length === 1 ? out[0]! : Buffer.concat(out);
-  }
-
-  /** The held-back bytes at the end of the stream (they hold no whole match). */
-  flush(): Buffer {
-    const rest = this.tail;
-    this.tail = Buffer.alloc(0);
-    return rest;
   }
 }
 

@@ -1,6 +1,6 @@
 // Table-driven tests for path.ts; each case's name says what it proves.
 import { describe, expect, test } from 'vitest';
-import { compilePathGlob, normalizePath, normalizePathGlob, pathMatchesGlob } from './path.js';
+import { compilePathGlob, findAmbiguousEncoding, normalizePath, normalizePathGlob, pathMatchesGlob } from './path.js';
 
 describe('normalizePath', () => {
   test.each([
@@ -119,5 +119,66 @@ describe('pathMatchesGlob', () => {
     const started = performance.now();
     expect(glob.matches(path)).toBe(false);
     expect(performance.now() - started).toBeLessThan(1000);
+  });
+});
+
+describe('findAmbiguousEncoding', () => {
+  // Each path here is one that a percent-decoding upstream (python http.server, a static file
+  // server, a Windows server) reads as a different path than the policy judged.
+  test.each([
+    ['encoded slash after "..": /ok/..%2Fno', '/ok/..%2Fno/secret', 'next to an encoded "/"'],
+    ['lower-case encoded slash after ".."', '/ok/..%2fno/secret', 'next to an encoded "/"'],
+    ['encoded dots and slash: /ok/%2e%2e%2fno', '/ok/%2e%2e%2fno/secret', 'next to an encoded "/"'],
+    ['encoded slash before ".."', '/ok/x%2F..%2F..%2Fno', 'next to an encoded "/"'],
+    ['encoded slash before ".." at the end of a segment', '/ok/x%2F../no', 'next to an encoded "/"'],
+    ['"." next to an encoded slash', '/ok/.%2Fsecret', 'next to an encoded "/"'],
+    ['encoded backslash after ".."', '/ok/..%5Cno/secret', 'next to an encoded "/", "\\"'],
+    ['lower-case encoded backslash after ".."', '/ok/..%5cno/secret', 'next to an encoded'],
+    ['encoded ";" after ".." (Tomcat path parameters)', '/ok/..%3B/no/secret', 'next to an encoded'],
+    ['three dots next to an encoded slash (Windows trims trailing dots)', '/ok/...%2Fno', 'next to an encoded'],
+    ['fully encoded ".." segment', '/ok/%2e%2e/no/secret', 'percent-encoded ".." segment'],
+    ['upper-case encoded ".." segment', '/ok/%2E%2E/no/secret', 'percent-encoded ".." segment'],
+    ['half-encoded ".." segment', '/ok/.%2e/no/secret', 'percent-encoded ".." segment'],
+    ['the other half encoded', '/ok/%2e./no/secret', 'percent-encoded ".." segment'],
+    ['encoded "." segment', '/ok/%2e/secret', 'percent-encoded "." segment'],
+    ['".." padded with an encoded space', '/ok/..%20/no/secret', 'padded with encoded spaces'],
+    ['double-encoded dots: %252e', '/ok/%252e%252e/no/secret', 'double percent-encoded "%2e"'],
+    ['double-encoded dots, upper case', '/ok/%252E%252E/no/secret', 'double percent-encoded "%2E"'],
+    ['double-encoded slash after ".."', '/ok/..%252fno/secret', 'double percent-encoded "%2f"'],
+    ['double-encoded slash without dots', '/ok/a%252Fb', 'double percent-encoded'],
+    ['double-encoded backslash', '/ok/..%255cno', 'double percent-encoded "%5c"'],
+    ['double encoding spelt out escape by escape (%25%32%65)', '/ok/%25%32%65%25%32%65/no', 'double percent-encoded "%2e"'],
+    ['double-encoded NUL', '/ok/a%2500.txt', 'double percent-encoded "%00"'],
+    ['double-encoded overlong dot', '/ok/%25c0%25ae%25c0%25ae/no', 'double percent-encoded "%c0"'],
+    ['overlong UTF-8 dot: %c0%ae', '/ok/%c0%ae%c0%ae/no/secret', 'overlong UTF-8'],
+    ['overlong UTF-8 slash: %c0%af', '/ok/..%c0%afno/secret', 'overlong UTF-8'],
+    ['overlong UTF-8, upper case', '/ok/%C0%AE%C0%AE/no', 'overlong UTF-8'],
+    ['overlong UTF-8 with a C1 lead', '/ok/%c1%9c', 'overlong UTF-8'],
+    ['three-byte overlong dot: %e0%80%ae', '/ok/%e0%80%ae%e0%80%ae/no', 'overlong UTF-8'],
+    ['four-byte overlong dot: %f0%80%80%ae', '/ok/%f0%80%80%ae/no', 'overlong UTF-8'],
+    ['encoded tab after ".." (some servers trim it)', '/ok/..%09/no/secret', 'encoded control character (%09)'],
+    ['encoded NUL (C stacks cut the path there)', '/ok/x%00/../../no', 'encoded control character (%00)'],
+    ['encoded newline', '/ok/a%0Ab', 'encoded control character (%0A)'],
+    ['encoded DEL', '/ok/a%7fb', 'encoded control character (%7F)'],
+    ['an invalid escape', '/ok/%zz', 'invalid percent escape'],
+  ])('refuses %s: %s', (_name, path, expected) => {
+    expect(findAmbiguousEncoding(path)).toContain(expected);
+  });
+
+  test.each([
+    ['a plain path', '/ok/file'],
+    ['plain ".." (resolved by normalizePath, judged as resolved)', '/ok/../no/secret'],
+    ['an encoded slash with no dot segment beside it (GitLab project paths)', '/api/v4/projects/group%2Fsub%2Fproject/repository/files/src%2Fmain.c'],
+    ['an encoded slash next to a dot-led name', '/api/v4/projects/1/repository/files/group%2F.gitlab-ci.yml'],
+    ['an encoded backslash inside a name', '/ok/a%5Cb'],
+    ['an encoded dot inside a name', '/ok/file%2Ejson'],
+    ['an encoded dot leading a name', '/ok/%2ewell-known'],
+    ['encoded unreserved characters', '/%7Euser/%41bc'],
+    ['an encoded space and an encoded percent sign', '/ok/my%20file%2520.txt'],
+    ['an encoded question mark and hash', '/ok/a%3Fb%23c'],
+    ['UTF-8 text', '/ok/%C3%A9t%C3%A9/%E0%B8%81/%F0%9F%98%80'],
+    ['three dots as a name', '/ok/.../x'],
+  ])('allows %s: %s', (_name, path) => {
+    expect(findAmbiguousEncoding(path)).toBeNull();
   });
 });

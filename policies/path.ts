@@ -36,6 +36,72 @@ export function normalizePath(target: string): NormalizedPath {
 }
 
 /**
+ * Why a request path may be read as another path by an upstream that decodes it, or null when every
+ * common reader sees the path the policy judges. normalizePath() resolves "%2e%2e" and keeps "%2F"
+ * opaque, but an upstream that percent-decodes before resolving dot segments (python's
+ * http.server, static file servers, Windows servers that take "\" for "/") would turn
+ * "/ok/..%2Fno/secret" into "/no/secret": so such paths are refused rather than forwarded.
+ * Encoded slashes without a dot segment beside them stay allowed (GitLab project paths,
+ * "/api/v4/projects/group%2Fproject"), and so do encoded unreserved characters in names
+ * ("/file%2Ejson"). Raw backslashes are refused too. Errors are phrases that follow the word
+ * "path"; the input is a path as sent (absolute-form: before any URL parser touched it), without
+ * its query string.
+ */
+export function findAmbiguousEncoding(path: string): string | null {
+  // Windows servers and WHATWG URL parsers read "\" as "/".
+  if (path.includes('\\')) return 'contains a backslash; percent-encode it as %5C';
+  if (!path.includes('%')) return null;
+  // SECURITY: every hazard below lets a decoding upstream serve a path the policy never judged —
+  // policies/path.test.ts "findAmbiguousEncoding", test/e2e/path-traversal.test.ts.
+  const once = decodeOnce(path);
+  if (typeof once !== 'string') return once.error;
+  const twice = /%(?:2e|2f|5c|[01][0-9a-f]|7f|c0|c1|e0%[89]|f0%8)/i.exec(once);
+  if (twice) return `has a double percent-encoded "${twice[0]}" ("%25" then an escape); a server that decodes twice would read another path`;
+  const rawSegments = path.split('/');
+  for (const rawSegment of rawSegments) {
+    const segment = decodeUnreserved(rawSegment).text ?? rawSegment;
+    if ((segment === '.' || segment === '..') && rawSegment.includes('%')) {
+      return `has a percent-encoded "${segment}" segment ("${rawSegment}"); write the path it leads to`;
+    }
+    if (/^\.+(?:%20)+$/.test(segment)) return `has a dot segment padded with encoded spaces ("${rawSegment}"); some servers trim them and read ".."`;
+    const pieces = segment.split(/%2F|%5C|%3B/);
+    if (pieces.length > 1 && pieces.some((piece) => /^\.+(?:%20)*$/.test(piece))) {
+      return `has a "." or ".." next to an encoded "/", "\\" or ";" ("${rawSegment}"); a server that decodes it would climb out of the path`;
+    }
+  }
+  return null;
+}
+
+/**
+ * The path decoded once, byte for byte (as latin1 text), or why it cannot be forwarded: an encoded
+ * control character, or an overlong UTF-8 sequence (servers with lax UTF-8 decoders read
+ * "%c0%ae" as "." and "%c0%af" as "/").
+ */
+function decodeOnce(path: string): string | { error: string } {
+  let out = '';
+  let previousEscaped = -1;
+  for (let i = 0; i < path.length; i++) {
+    const char = path[i]!;
+    if (char !== '%') {
+      out += char;
+      previousEscaped = -1;
+      continue;
+    }
+    const hex = path.slice(i + 1, i + 3);
+    if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return { error: `has an invalid percent escape "${path.slice(i, i + 3)}"; write "%" as %25` };
+    const byte = parseInt(hex, 16);
+    if (byte < 0x20 || byte === 0x7f) return { error: `contains an encoded control character (%${hex.toUpperCase()})` };
+    const overlong =
+      byte === 0xc0 || byte === 0xc1 || (previousEscaped === 0xe0 && byte >= 0x80 && byte <= 0x9f) || (previousEscaped === 0xf0 && byte >= 0x80 && byte <= 0x8f);
+    if (overlong) return { error: `contains an overlong UTF-8 sequence ("${path.slice(Math.max(0, previousEscaped >= 0 ? i - 3 : i), i + 3)}"); lax decoders read these as "." or "/"` };
+    out += String.fromCharCode(byte);
+    previousEscaped = byte;
+    i += 2;
+  }
+  return out;
+}
+
+/**
  * Normalises a glob the way normalizePath() normalises paths, except that "." and ".." segments
  * and query strings are errors (a rule written with them is a mistake), and "**" must be a
  * whole segment. Errors are phrases that follow the field name.

@@ -4,6 +4,8 @@
 // place to upload stolen data with the attacker's own API key.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fetch } from 'undici';
@@ -61,6 +63,14 @@ rules:
     host: ${API}
     paths: ["/s/**"]
     credentials: { header: authorization, strip: true }
+  - id: strip-key-api
+    host: ${API}
+    paths: ["/sx/**"]
+    credentials: { header: x-api-key, strip: true }
+  - id: strip-query-api
+    host: ${API}
+    paths: ["/sq/**"]
+    credentials: { query: key, strip: true }
   - id: budget-api
     host: ${API}
     paths: ["/upload/**"]
@@ -306,6 +316,99 @@ describe.skipIf(skip !== null)('credential rules and budgets through the gateway
       expect(res.status).toBe(200);
       expect(received(upstream, '/s/x')[0]?.headers.authorization).toBeUndefined();
       expect(await gateway.waitForAudit(requestLine('/s/x'))).toMatchObject({ decision: 'allow', credential: 'stripped' });
+    });
+  });
+
+  describe('header spellings', () => {
+    it('"x_api_key" (read as HTTP_X_API_KEY by CGI, WSGI and PHP) with the attacker\'s key is refused beside an injected x-api-key; nothing reaches the API', async () => {
+      for (const spelling of ['x_api_key', 'X.Api.Key']) {
+        const path = `/v1/spelling-${spelling.replace(/\W/g, '')}`;
+        const res = await curl(['-H', `x-api-key: ${placeholder}`, '-H', `${spelling}: ${ATTACKER_KEY}`, upstream.url(path)]);
+        expect(res.status).toBe(403);
+        expect(res.json<DenialBody>()).toMatchObject({ rule: 'inject-api' });
+        expect(received(upstream, path)).toEqual([]);
+      }
+      expect(JSON.stringify(upstream.received)).not.toContain(ATTACKER_KEY);
+    });
+
+    it('a placeholder sent as "x_api_key" is replaced: the API sees one x-api-key with the secret and no x_api_key', async () => {
+      const res = await curl(['--http2', '-H', `x_api_key: ${placeholder}`, upstream.url('/v1/spelling-placeholder')]);
+      expect(res.status).toBe(200);
+      const seen = received(upstream, '/v1/spelling-placeholder')[0]?.headers;
+      expect(seen?.['x-api-key']).toBe(SECRET);
+      expect(seen?.x_api_key).toBeUndefined();
+      expect(res.json<EchoResponse>().headers).not.toHaveProperty('x_api_key');
+    });
+
+    it('a strip rule removes every spelling: the echoing API shows no x_api_key: ATTACKER', async () => {
+      const res = await curl(['-H', `x_api_key: ${ATTACKER_KEY}`, '-H', `X-API-KEY: ${ATTACKER_KEY}`, '-H', `x.api.key: ${ATTACKER_KEY}`, '-H', 'x-api-key-id: 7', upstream.url('/sx/echo')]);
+      expect(res.status).toBe(200);
+      const echoed = res.json<EchoResponse>().headers;
+      expect(echoed).not.toHaveProperty('x_api_key');
+      expect(echoed).not.toHaveProperty('x-api-key');
+      expect(echoed).not.toHaveProperty('x.api.key');
+      expect(echoed['x-api-key-id']).toBe('7');
+      expect(res.text).not.toContain(ATTACKER_KEY);
+    });
+  });
+
+  describe('query spellings', () => {
+    it('a stripped parameter goes in every spelling PHP, Rack, ASP.NET and C stacks fold to it', async () => {
+      const spellings = ['key[]', 'key[x]', 'key%00', 'key%20', 'key.', 'k%65y', 'KEY'];
+      const query = [...spellings.map((spelling) => `${spelling}=${ATTACKER_KEY}`), 'page=2'].join('&');
+      const res = await curl(['-g', upstream.url(`/sq/a?${query}`)]);
+      expect(res.status).toBe(200);
+      expect(received(upstream, '/sq/a')[0]?.path).toBe('/sq/a?page=2');
+    });
+
+    it('an injected parameter sent as "key[]" with the attacker\'s key is refused', async () => {
+      const res = await curl(['-g', upstream.url(`/q/spelling?key[]=${ATTACKER_KEY}`)]);
+      expect(res.status).toBe(403);
+      expect(received(upstream, '/q/spelling')).toEqual([]);
+    });
+  });
+
+  describe('reflected encodings', () => {
+    it('an API that reflects the injected key as base64 (inside a larger blob), every byte %XX, hex and \\uXXXX sends it masked', async () => {
+      // An upstream of its own: it answers with the x-api-key it received, encoded.
+      const reflector = https.createServer({ cert: fixture!.pki.server.cert, key: fixture!.pki.server.key }, (req, res) => {
+        const key = String(req.headers['x-api-key'] ?? '');
+        const bytes = [...Buffer.from(key)];
+        const body = JSON.stringify({
+          base64: Buffer.from(`{"user":"bot","key":"${key}"}`).toString('base64'),
+          base64url: Buffer.from(`k=${key}`).toString('base64url'),
+          percent: bytes.map((byte) => `%${byte.toString(16).padStart(2, '0')}`).join(''),
+          hex: Buffer.from(key).toString('hex').toUpperCase(),
+        });
+        // Every character as a JSON \\uXXXX escape, written into the JSON text as such.
+        const unicode = [...key].map((char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`).join('');
+        const text = `${body.slice(0, -1)},"unicode":"${unicode}"}`;
+        res.writeHead(200, { 'content-type': 'application/json', 'x-key-hex': Buffer.from(key).toString('hex') });
+        res.end(text);
+      });
+      await new Promise<void>((resolve) => reflector.listen(0, '127.0.0.1', resolve));
+      try {
+        const port = (reflector.address() as AddressInfo).port;
+        const res = await curl(['-H', `x-api-key: ${placeholder}`, `https://${API}:${port}/v1/reflect`]);
+        expect(res.status).toBe(200);
+        const echoed = res.json<Record<string, string>>();
+        const decoded = [
+          Buffer.from(echoed.base64 ?? '', 'base64').toString('latin1'),
+          Buffer.from(echoed.base64url ?? '', 'base64url').toString('latin1'),
+          decodeURIComponent(echoed.percent ?? ''),
+          Buffer.from(echoed.hex ?? '', 'hex').toString(),
+          echoed.unicode ?? '',
+          Buffer.from(String(res.headers['x-key-hex']), 'hex').toString(),
+        ];
+        for (const [index, text] of decoded.entries()) expect(text, `form ${index}`).not.toContain(SECRET);
+        // Whole encodings come back as the same encoding of the placeholder.
+        expect(decodeURIComponent(echoed.percent ?? '')).toBe(placeholder);
+        expect(Buffer.from(echoed.hex ?? '', 'hex').toString()).toBe(placeholder);
+        expect(echoed.unicode).toBe(placeholder);
+        expect(res.text).not.toContain(Buffer.from(SECRET).toString('hex'));
+      } finally {
+        await new Promise((resolve) => reflector.close(resolve));
+      }
     });
   });
 
