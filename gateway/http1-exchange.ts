@@ -2,6 +2,7 @@
 // request mean one thing to us and another upstream.
 import type http from 'node:http';
 import { normalizeHost } from '../policies/host.js';
+import { findAmbiguousEncoding } from '../policies/path.js';
 import {
   connectionNominatedHeaders,
   HOP_BY_HOP_HEADERS,
@@ -37,6 +38,11 @@ export function readHttp1Exchange(req: http.IncomingMessage): ExchangeReadResult
   let scheme: 'http' | 'https' | null = null;
   if (!target.startsWith('/')) {
     // Absolute-form (a proxy request, or legal but rare inside a tunnel).
+    // SECURITY: the URL parser below resolves "%2e%2e" and reads "\" as "/", so the path as sent
+    // is checked before it: an upstream that decodes it could read another path —
+    // test/e2e/path-traversal.test.ts
+    const ambiguous = findAmbiguousEncoding(absoluteFormPath(target));
+    if (ambiguous !== null) return { ok: false, reason: `request path ${ambiguous}` };
     let url: URL;
     try {
       url = new URL(target);
@@ -86,4 +92,17 @@ export function readHttp1Exchange(req: http.IncomingMessage): ExchangeReadResult
       upgrade: upgradeHeader && nominated.has('upgrade') ? upgradeHeader.toLowerCase() : null,
     },
   };
+}
+
+/** The path of an absolute-form target as sent ("http://h/a%2e?q" → "/a%2e"), without its query. */
+function absoluteFormPath(target: string): string {
+  const authorityStart = target.indexOf('//');
+  if (authorityStart < 0) return '';
+  const rest = target.slice(authorityStart + 2);
+  // URL parsers end the authority at "\" too.
+  const pathStart = rest.search(/[/\\?#]/);
+  if (pathStart < 0) return '';
+  const path = rest.slice(pathStart);
+  const pathEnd = path.search(/[?#]/);
+  return pathEnd < 0 ? path : path.slice(0, pathEnd);
 }
