@@ -1,5 +1,5 @@
 // A git host for the jailed-client tests: git's own smart-HTTP server (`git http-backend`) run as
-// CGI behind the fake HTTPS server, over bare repositories the test creates. Bodies stream both
+// CGI behind the fake HTTPS (or plain HTTP) server, over bare repositories the test creates. Bodies stream both
 // ways, so clone, fetch and push behave exactly as against a real host.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -19,8 +19,10 @@ export function hostGit(args: readonly string[], cwd?: string): string {
 export interface BareRepository {
   /** Absolute path of the bare repository (`<projectRoot>/<name>.git`). */
   path: string;
-  /** The commit `main` points at. */
+  /** The commit `main` points at (when the repository was created). */
   head: string;
+  /** The host-side work tree the commits are made in and pushed from. */
+  workTree: string;
 }
 
 /**
@@ -37,7 +39,16 @@ export function createBareRepository(projectRoot: string, name: string, files: R
   const path = join(projectRoot, `${name}.git`);
   hostGit(['clone', '-q', '--bare', work, path]);
   hostGit(['config', 'http.receivepack', 'true'], path);
-  return { path, head: hostGit(['rev-parse', 'main'], path) };
+  return { path, head: hostGit(['rev-parse', 'main'], path), workTree: work };
+}
+
+/** A new commit on the server's `main` (made on the host, no network), as another developer's push; returns it. */
+export function pushNewCommit(repo: BareRepository, files: Record<string, string>, message: string): string {
+  for (const [file, content] of Object.entries(files)) writeFileSync(join(repo.workTree, file), content);
+  hostGit(['add', '.'], repo.workTree);
+  hostGit(['commit', '-q', '-m', message], repo.workTree);
+  hostGit(['push', '-q', repo.path, 'main'], repo.workTree);
+  return hostGit(['rev-parse', 'main'], repo.path);
 }
 
 /** Runs `git http-backend` for each request, as a web server runs a CGI program. */

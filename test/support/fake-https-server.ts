@@ -1,8 +1,9 @@
 // A fake of a server outside the machine (a registry, a git host) for the jailed-client tests:
-// HTTPS/1.1 on 127.0.0.1 with a test-PKI certificate, logging every request as soon as its head
-// arrives so a test can assert what never got through. Routes are static files or a handler.
-import { createServer, type Server } from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+// HTTPS/1.1 on 127.0.0.1 with a test-PKI certificate (or plain HTTP/1.1, `plain: true`), logging
+// every request as soon as its head arrives so a test can assert what never got through. Routes
+// are static files or a handler.
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
@@ -26,26 +27,29 @@ export interface StaticFile {
 export interface FakeHttpsServer {
   port: number;
   requests: LoggedRequest[];
-  /** https://HOST:PORT/PATH */
+  /** https://HOST:PORT/PATH (http:// when plain) */
   url(host: string, path: string): string;
   /** Serve `file` for GET/HEAD of exactly `path` (query ignored). */
   serveFile(path: string, file: StaticFile): void;
   close(): Promise<void>;
 }
 
-export interface FakeHttpsServerOptions {
-  cert: string;
-  key: string;
+export type FakeHttpsServerOptions = {
   /** Called for requests no static file matches; default 404. */
   handler?: RequestHandler;
+} & ({ cert: string; key: string; plain?: false } | { plain: true });
+
+/** The same fake over plain HTTP: what an `http://` index, repository or mirror looks like. */
+export async function startFakeHttpServer(options: { handler?: RequestHandler } = {}): Promise<FakeHttpsServer> {
+  return startFakeHttpsServer({ ...options, plain: true });
 }
 
 export async function startFakeHttpsServer(options: FakeHttpsServerOptions): Promise<FakeHttpsServer> {
   const requests: LoggedRequest[] = [];
   const files = new Map<string, StaticFile>();
   const sockets = new Set<Socket>();
-  const server: Server = createServer({ cert: options.cert, key: options.key }, (req, res) => {
-    const servername = (req.socket as TLSSocket).servername;
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    const servername = (req.socket as Partial<TLSSocket>).servername;
     requests.push({
       method: req.method ?? '',
       path: req.url ?? '',
@@ -70,7 +74,8 @@ export async function startFakeHttpsServer(options: FakeHttpsServerOptions): Pro
     req.resume();
     res.writeHead(404, { 'content-type': 'text/plain' });
     res.end('not found\n');
-  });
+  };
+  const server = options.plain === true ? createHttpServer(onRequest) : createServer({ cert: options.cert, key: options.key }, onRequest);
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -84,7 +89,7 @@ export async function startFakeHttpsServer(options: FakeHttpsServerOptions): Pro
   return {
     port,
     requests,
-    url: (host, path) => `https://${host}:${port}${path}`,
+    url: (host, path) => `${options.plain === true ? 'http' : 'https'}://${host}:${port}${path}`,
     serveFile: (path, file) => files.set(path, file),
     close: async () => {
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
