@@ -145,6 +145,33 @@ const CHECKS: Check[] = [
     },
   },
   {
+    // Which mechanism keeps the command off host unix sockets (native/unix-socket-supervisor.c):
+    // Landlock has no right for unix socket paths up to ABI 7, so a seccomp supervisor does it.
+    name: 'host unix sockets',
+    platforms: ['linux'],
+    async run(options) {
+      let init: string;
+      try {
+        init = findNativeHelpers(options.nativeBuildDir).init;
+      } catch {
+        return { status: 'fail', detail: 'the jail init is not built', fix: NATIVE_BUILD_HINT };
+      }
+      const probe = await run(init, ['--probe-unix-sockets'], { timeout: 10_000 }).then(
+        ({ stdout }) => ({ ok: true, stdout }),
+        (error: { stdout?: string; message: string }) => ({ ok: false, stdout: error.stdout ?? error.message }),
+      );
+      const landlock = /^landlock-abi (\S+)$/m.exec(probe.stdout)?.[1] ?? 'unknown';
+      const verdict = /^unix-sockets (.*)$/m.exec(probe.stdout)?.[1] ?? probe.stdout.trim().split('\n')[0] ?? 'no answer';
+      if (!probe.ok || verdict !== 'seccomp-user-notification') {
+        return { status: 'fail', detail: verdict, fix: 'srt-gw run needs Linux 5.6 or later (seccomp user notification, pidfd_getfd, openat2) and libseccomp 2.5' };
+      }
+      return {
+        status: 'ok',
+        detail: `refused unless created in the jail or in jail.allowUnixSockets, by a seccomp user-notification supervisor (Landlock ABI ${landlock} has no unix socket path right)`,
+      };
+    },
+  },
+  {
     // The static checks above cannot see everything (an AppArmor profile, a seccomp policy of a
     // container, a kernel without nf_tables NAT): start a real jail once and report how it ends.
     name: 'jail smoke test',

@@ -37,6 +37,11 @@ export interface JailSpawnOptions {
    * outside the jail can connect.
    */
   readonly allowLocalBinding?: boolean;
+  /**
+   * Host unix sockets the command may connect to (the policy's jail.allowUnixSockets, absolute or
+   * "~/..."). Linux: every other pathname unix socket the jail did not bind itself is refused.
+   */
+  readonly allowUnixSockets?: readonly string[];
   /** stdin, stdout, stderr as for child_process.spawn. Default: inherit all three. */
   readonly stdio?: StdioOptions;
 }

@@ -27,4 +27,4 @@ if ! printf '#include <seccomp.h>\nint main(void){return seccomp_api_get() < 0;}
   echo "native/build.sh: libseccomp is missing; the jail's init needs it. Install it: apt-get install libseccomp-dev (Debian/Ubuntu), dnf install libseccomp-devel (Fedora)." >&2
   exit 1
 fi
-build srt-gw-jail-init jail-init.c -lseccomp
+build srt-gw-jail-init jail-init.c "$here/unix-socket-supervisor.c" -pthread -lseccomp

@@ -50,6 +50,8 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "unix-socket-supervisor.h"
+
 #define EXIT_SETUP 125
 #define EXIT_CANNOT_EXECUTE 126
 #define EXIT_NOT_FOUND 127
@@ -69,6 +71,9 @@ struct options {
   long uid, gid;              /* the caller's ids outside, which the command gets back */
   int control_fd;
   char **command;
+  char **allow_unix_sockets;  /* --allow-unix-socket paths, NULL-terminated */
+  int allow_unix_socket_count;
+  int listener_handoff;       /* the reaper's end of the socketpair the unix socket listener crosses */
 };
 
 /* The helpers once started: a setup failure after that stops them too, or bwrap's pid 1, which
@@ -393,6 +398,51 @@ static void exec_command(char **command) {
   _exit(error == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXECUTE);
 }
 
+/*
+ * SECURITY: the unix socket filter (native/unix-socket-supervisor.c) goes on the reaper, so the
+ * command and everything it starts inherit it. Its listener must reach the init, whose threads
+ * answer it, but not by sendmsg (the filter would hand that very call to the listener nobody
+ * reads yet): the reaper says the descriptor's number on fd 3, the init copies it with
+ * pidfd_getfd and answers one byte, and only then the reaper closes its copy and starts the
+ * command. Any failure: the command never runs. test/e2e/jail-unix-sockets.test.ts.
+ */
+static void hand_over_unix_socket_listener(int handoff) {
+  char error[256];
+  int listener = unix_socket_filter_install(error);
+  if (listener < 0) die_msg(error);
+  if (write(handoff, &listener, sizeof listener) != sizeof listener) die("hand over the unix socket listener");
+  unsigned char taken = 0;
+  ssize_t n;
+  do n = read(handoff, &taken, 1);
+  while (n < 0 && errno == EINTR);
+  if (n != 1 || taken != 1) die_msg("the unix socket supervisor did not start; the command does not run");
+  close(listener);
+  close(handoff);
+}
+
+/* The init's side: takes the reaper's listener and starts the supervisor threads. When the reaper
+ * failed before (end of file), it is left to exit with its own message. */
+static void start_unix_socket_supervisor(struct options *o, int handoff, pid_t reaper) {
+  int number;
+  ssize_t n;
+  do n = read(handoff, &number, sizeof number);
+  while (n < 0 && errno == EINTR);
+  if (n != sizeof number) {
+    close(handoff);
+    return;
+  }
+  int pidfd = (int)syscall(SYS_pidfd_open, reaper, 0);
+  if (pidfd < 0) die("pidfd_open (Linux 5.3 or later) for the unix socket supervisor");
+  int listener = (int)syscall(SYS_pidfd_getfd, pidfd, number, 0);
+  if (listener < 0) die("pidfd_getfd (Linux 5.6 or later) for the unix socket supervisor");
+  close(pidfd);
+  fcntl(listener, F_SETFD, FD_CLOEXEC);
+  if (unix_socket_supervisor_start(listener, o->allow_unix_sockets) < 0) die("start the unix socket supervisor");
+  unsigned char taken = 1;
+  if (write(handoff, &taken, 1) != 1) die("tell the reaper the unix socket supervisor runs");
+  close(handoff);
+}
+
 static volatile sig_atomic_t forwarded_to;
 
 static void forward_signal(int sig) {
@@ -418,8 +468,10 @@ static int status_to_exit_code(int status) {
 static void run_reaper(const struct options *o, const sigset_t *unblocked) {
   /* If the init outside dies, so does this namespace (getppid() is 0 here: no race check). */
   prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-  /* The reaper is visible to the command as pid 1: it keeps no descriptor of the init's. */
-  syscall(SYS_close_range, 3, ~0U, 0);
+  /* The reaper is visible to the command as pid 1: it keeps no descriptor of the init's (but the
+   * handoff of the unix socket listener, moved to fd 3 and closed before the command starts). */
+  if (dup2(o->listener_handoff, 3) < 0) die("keep the listener handoff");
+  syscall(SYS_close_range, 4, ~0U, 0);
   if (unshare(CLONE_NEWNS) < 0) die("new mount namespace for the command");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make mounts private");
   /* SECURITY: the gateway's sockets are unreachable from the command; only the helpers, in the
@@ -431,6 +483,8 @@ static void run_reaper(const struct options *o, const sigset_t *unblocked) {
       mount(NULL, "/proc/sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     die("make /proc/sys read-only");
   enter_user_namespace(o->uid, o->gid);
+  /* Before PR_SET_DUMPABLE 0: the init takes the listener from this process with pidfd_getfd. */
+  hand_over_unix_socket_listener(3);
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
   sigset_t all;
@@ -465,12 +519,13 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: %s --nft PATH --nft-rules FILE --redirector PATH --redirect-port N --gateway-channel FD\n"
           "       --dns-forwarder PATH --dns-port N --dns-socket PATH --hide DIR --uid N --gid N --control-fd N\n"
-          "       -- COMMAND [ARG...]\n"
+          "       [--allow-unix-socket PATH]... -- COMMAND [ARG...]\n"
+          "   or: %s --probe-unix-sockets   (what keeps the command off host unix sockets here)\n"
           "\n"
           "Runs inside srt-gw run's bubblewrap jail (not by hand): sets up the network namespace so that\n"
           "every TCP connection and DNS query goes to the gateway, then runs COMMAND without capabilities\n"
           "in nested PID, mount and user namespaces where the gateway's sockets are not visible.\n",
-          prog);
+          prog, prog);
 }
 
 static long parse_number(const char *flag, const char *value, long min, long max) {
@@ -499,6 +554,7 @@ static void parse_options(int argc, char **argv, struct options *o) {
       usage(stdout);
       exit(0);
     }
+    if (!strcmp(arg, "--probe-unix-sockets")) exit(unix_socket_supervisor_probe());
     if (i + 1 >= argc) {
       fprintf(stderr, "%s: %s needs a value (or unknown option)\n", prog, arg);
       exit(64);
@@ -516,7 +572,14 @@ static void parse_options(int argc, char **argv, struct options *o) {
     else if (!strcmp(arg, "--uid")) o->uid = parse_number(arg, value, 0, 4294967294L);
     else if (!strcmp(arg, "--gid")) o->gid = parse_number(arg, value, 0, 4294967294L);
     else if (!strcmp(arg, "--control-fd")) o->control_fd = (int)parse_number(arg, value, 3, 1023);
-    else {
+    else if (!strcmp(arg, "--allow-unix-socket")) {
+      if (!o->allow_unix_sockets && !(o->allow_unix_sockets = calloc((size_t)argc, sizeof(char *)))) exit(70);
+      if (value[0] != '/') {
+        fprintf(stderr, "%s: --allow-unix-socket must be an absolute path (got '%s')\n", prog, value);
+        exit(64);
+      }
+      o->allow_unix_sockets[o->allow_unix_socket_count++] = (char *)value;
+    } else {
       fprintf(stderr, "%s: unknown option %s\n", prog, arg);
       usage(stderr);
       exit(64);
@@ -562,13 +625,19 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof forwarded_signals / sizeof forwarded_signals[0]; i++) sigaddset(&blocked, forwarded_signals[i]);
   sigprocmask(SIG_BLOCK, &blocked, &during_wait);
 
-  if (unshare(CLONE_NEWPID) < 0) die("new PID namespace for the command");
-  pid_t reaper = fork();
-  if (reaper < 0) die("fork");
+  int listener_handoff[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, listener_handoff) < 0) die("socketpair for the unix socket listener");
+  o.listener_handoff = listener_handoff[1];
+  /* clone, not unshare + fork: after unshare(CLONE_NEWPID) this process could no longer start
+   * threads, and the unix socket supervisor is threads of it. */
+  pid_t reaper = (pid_t)syscall(SYS_clone, CLONE_NEWPID | SIGCHLD, NULL, NULL, NULL, 0);
+  if (reaper < 0) die("new PID namespace for the command");
   if (reaper == 0) {
     /* Still blocked: run_reaper unblocks them once it can forward them. */
     run_reaper(&o, &during_wait);
   }
+  close(listener_handoff[1]);
+  start_unix_socket_supervisor(&o, listener_handoff[0], reaper);
 
   /* Signals sent to this process (by bwrap's init or a user) go to the command too. */
   forwarded_to = reaper;

@@ -11,7 +11,7 @@ import { parsePolicyDocument, type PolicyDocument } from './policy-document.js';
 import { checkPresetArguments, presetFile, presetNames, type ParameterValue } from './presets.js';
 import { PRESET_REFERENCE_PREFIX, type ExtendsEntryFile } from './schema.js';
 import { extendedChain, formatLocation } from './source-location.js';
-import type { ExtendedSource, FilesystemPathEntry, FilesystemPolicy, FilesystemPolicyKey, JailPolicy, Policy, Rule, SourceLocation } from './types.js';
+import type { ExtendedSource, FilesystemPathEntry, FilesystemPolicy, FilesystemPolicyKey, JailPolicy, Policy, PrivateDestinationEntry, Rule, SourceLocation } from './types.js';
 
 /** How many files a chain of `extends:` may hold, the root included. */
 export const MAX_EXTENDS_DEPTH = 16;
@@ -24,6 +24,12 @@ export interface RootPolicyText {
   readonly name: string;
   readonly directory: string;
   readonly identity: string;
+  /**
+   * Called with each extended policy file's absolute path and the text about to be parsed, before
+   * it is used: a caller that must vet the files (trust of discovered policies) checks exactly
+   * the bytes that take effect, and may throw to refuse.
+   */
+  readonly onExtendedFile?: (path: string, text: string) => void;
 }
 
 /** A link of the chain being resolved: for cycle and depth messages. */
@@ -42,6 +48,7 @@ interface Contribution {
 interface ResolveState {
   readonly firstExtendedAt: Map<string, SourceLocation>;
   readonly extended: ExtendedSource[];
+  readonly onExtendedFile: RootPolicyText['onExtendedFile'];
 }
 
 /** Parses the root policy and everything it extends, and merges them. */
@@ -53,15 +60,17 @@ export function resolvePolicy(root: RootPolicyText): Policy {
       rules: Object.freeze([...document.rules]),
       ...(document.filesystem === undefined ? {} : { filesystem: document.filesystem }),
       ...(document.jail === undefined ? {} : { jail: document.jail }),
+      ...(document.allowPrivateDestinations === undefined ? {} : { allowPrivateDestinations: document.allowPrivateDestinations }),
     });
   }
-  const state: ResolveState = { firstExtendedAt: new Map(), extended: [] };
+  const state: ResolveState = { firstExtendedAt: new Map(), extended: [], onExtendedFile: root.onExtendedFile };
   const contributions = collect(document, [{ identity: root.identity, name: root.name }], undefined, state);
   return Object.freeze({
     version: 1,
     rules: Object.freeze(mergeRules(contributions)),
     ...mergeFilesystem(contributions),
     ...mergeJail(contributions),
+    ...mergePrivateDestinations(contributions),
     origin: Object.freeze({ file: root.name, extended: Object.freeze(state.extended) }),
   });
 }
@@ -75,7 +84,7 @@ function collect(document: PolicyDocument, chain: readonly ChainLink[], extended
     const fail = (message: string): never => {
       throw new SrtGwError(ErrorCodes.POLICY_INVALID, `${where(written)}: extends[${index}] ${message}`);
     };
-    const target = openTarget(entry, index, document, fail);
+    const target = openTarget(entry, index, document, fail, state.onExtendedFile);
     const link = { identity: target.identity, name: target.source.name };
     if (chain.some((earlier) => earlier.identity === target.identity)) {
       fail(`makes a cycle: ${[...chain, link].map((step) => step.name).join(' → ')}; remove one of these extends`);
@@ -102,8 +111,8 @@ interface Target {
   parse(): PolicyDocument;
 }
 
-function openTarget(entry: ExtendsEntryFile, index: number, includer: PolicyDocument, fail: (message: string) => never): Target {
-  if (typeof entry === 'string' && !entry.startsWith(PRESET_REFERENCE_PREFIX)) return openFile(entry, includer, fail);
+function openTarget(entry: ExtendsEntryFile, index: number, includer: PolicyDocument, fail: (message: string) => never, onFile: ResolveState['onExtendedFile']): Target {
+  if (typeof entry === 'string' && !entry.startsWith(PRESET_REFERENCE_PREFIX)) return openFile(entry, includer, fail, onFile);
   const name = typeof entry === 'string' ? entry.slice(PRESET_REFERENCE_PREFIX.length) : entry.preset;
   const given = typeof entry === 'string' ? undefined : entry.with;
   const path = presetFile(name) ?? fail(`names no preset ${JSON.stringify(name)}; the presets are ${presetNames().join(', ')}`);
@@ -132,7 +141,7 @@ function openTarget(entry: ExtendsEntryFile, index: number, includer: PolicyDocu
   };
 }
 
-function openFile(written: string, includer: PolicyDocument, fail: (message: string) => never): Target {
+function openFile(written: string, includer: PolicyDocument, fail: (message: string) => never, onFile: ResolveState['onExtendedFile']): Target {
   const path = resolve(includer.directory, written);
   const name = isAbsolute(written) ? normalize(written) : join(dirname(includer.name), written);
   let identity: string;
@@ -151,6 +160,7 @@ function openFile(written: string, includer: PolicyDocument, fail: (message: str
       } catch (error) {
         return fail(`names ${written}, which cannot be read: ${whyUnreadable(error)}`);
       }
+      onFile?.(path, text);
       return parsePolicyDocument(text, name, dirname(path));
     },
   };
@@ -231,13 +241,32 @@ function mergeJail(contributions: readonly Contribution[]): { jail?: JailPolicy 
     const source = document.jail?.sources?.allowLocalBinding;
     decided = { value, source: source === undefined ? undefined : withExtendedAt(source, extendedAt) };
   }
-  if (decided === undefined) return {};
+  // Lists append in merge order, each path kept once.
+  const sockets = [...new Set(contributions.flatMap(({ document }) => document.jail?.allowUnixSockets ?? []))];
+  const anySockets = contributions.some(({ document }) => document.jail?.allowUnixSockets !== undefined);
+  if (decided === undefined && !anySockets) return {};
   return {
     jail: Object.freeze({
-      allowLocalBinding: decided.value,
-      ...(decided.source === undefined ? {} : { sources: Object.freeze({ allowLocalBinding: decided.source }) }),
+      ...(decided === undefined ? {} : { allowLocalBinding: decided.value }),
+      ...(decided?.source === undefined ? {} : { sources: Object.freeze({ allowLocalBinding: decided.source }) }),
+      ...(anySockets ? { allowUnixSockets: Object.freeze(sockets) } : {}),
     }),
   };
+}
+
+/** Appended in merge order; a range already listed is kept once, where first written. */
+function mergePrivateDestinations(contributions: readonly Contribution[]): { allowPrivateDestinations?: readonly PrivateDestinationEntry[] } {
+  if (contributions.every(({ document }) => document.allowPrivateDestinations === undefined)) return {};
+  const seen = new Set<string>();
+  const entries: PrivateDestinationEntry[] = [];
+  for (const { document, extendedAt } of contributions) {
+    for (const entry of document.allowPrivateDestinations ?? []) {
+      if (seen.has(entry.range)) continue;
+      seen.add(entry.range);
+      entries.push(extendedAt === undefined || entry.source === undefined ? entry : Object.freeze({ ...entry, source: withExtendedAt(entry.source, extendedAt) }));
+    }
+  }
+  return { allowPrivateDestinations: Object.freeze(entries) };
 }
 
 function filesystemIdentity(entry: FilesystemPathEntry): string {

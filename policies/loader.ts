@@ -14,13 +14,15 @@ export interface ParsePolicyOptions {
    * `extends:` files). Default: the directory of `file`; the working directory for "<inline>".
    */
   baseDirectory?: string;
+  /** See RootPolicyText.onExtendedFile: sees each extended file's exact text before it is used. */
+  onExtendedFile?: (path: string, text: string) => void;
 }
 
 /** Parses and validates policy text, with what it extends. `file` names the source in error messages. */
 export function parsePolicy(text: string, file = '<inline>', options: ParsePolicyOptions = {}): Policy {
   const directory = options.baseDirectory === undefined ? dirname(resolve(file)) : resolve(options.baseDirectory);
   const identity = file === '<inline>' ? file : fileIdentity(options.baseDirectory === undefined ? resolve(file) : join(directory, basename(file)));
-  return resolvePolicy({ text, name: file, directory, identity });
+  return resolvePolicy({ text, name: file, directory, identity, onExtendedFile: options.onExtendedFile });
 }
 
 /** Reads and parses a policy file; errors name `path` as given. */

@@ -33,6 +33,7 @@ import type {
   FilesystemPolicy,
   FilesystemPolicyKey,
   JailPolicy,
+  PrivateDestinationEntry,
   Rule,
   SecretSource,
   SourceLocation,
@@ -64,6 +65,8 @@ export interface PolicyDocument {
   readonly filesystem?: FilesystemPolicy;
   /** Absent when the file sets no jail setting. */
   readonly jail?: JailPolicy;
+  /** Absent when the file has no `allowPrivateDestinations:`. */
+  readonly allowPrivateDestinations?: readonly PrivateDestinationEntry[];
   readonly locate: Locate;
 }
 
@@ -139,16 +142,30 @@ function toDocument(file: PolicyFile, name: string, directory: string, locate: L
     rules,
     ruleIdLocations: rules.map((_rule, index) => locate(['rules', index, 'id'])),
     ...(file.filesystem === undefined ? {} : { filesystem: toRuntimeFilesystem(file.filesystem, directory, locate) }),
-    ...(file.jail?.allowLocalBinding === undefined ? {} : { jail: toRuntimeJail(file.jail, locate) }),
+    ...(file.jail?.allowLocalBinding === undefined && file.jail?.allowUnixSockets === undefined ? {} : { jail: toRuntimeJail(file.jail, locate) }),
+    ...(file.allowPrivateDestinations === undefined ? {} : { allowPrivateDestinations: toRuntimePrivateDestinations(file.allowPrivateDestinations, locate) }),
     locate,
   };
 }
 
 function toRuntimeJail(section: JailFile, locate: Locate): JailPolicy {
   return Object.freeze({
-    allowLocalBinding: section.allowLocalBinding,
-    sources: Object.freeze({ allowLocalBinding: Object.freeze(locate(['jail', 'allowLocalBinding'])) }),
+    ...(section.allowLocalBinding === undefined
+      ? {}
+      : { allowLocalBinding: section.allowLocalBinding, sources: Object.freeze({ allowLocalBinding: Object.freeze(locate(['jail', 'allowLocalBinding'])) }) }),
+    ...(section.allowUnixSockets === undefined ? {} : { allowUnixSockets: Object.freeze([...section.allowUnixSockets]) }),
   });
+}
+
+/** Each entry in canonical CIDR form ("127.0.0.1" becomes "127.0.0.1/32"), as the schema validated it. */
+function toRuntimePrivateDestinations(entries: readonly string[], locate: Locate): readonly PrivateDestinationEntry[] {
+  return Object.freeze(
+    entries.map((entry, index) => {
+      const parsed = parseHostPattern(entry);
+      const range = 'error' in parsed ? entry : parsed.pattern.kind === 'address' ? `${parsed.text}/${parsed.pattern.address.family === 4 ? 32 : 128}` : parsed.text;
+      return Object.freeze({ range, source: Object.freeze(locate(['allowPrivateDestinations', index])) });
+    }),
+  );
 }
 
 /** Paths stay as written: resolving "~", symlinks and existence is the jail's job, at run time. */

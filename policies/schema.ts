@@ -324,6 +324,18 @@ export const jailFileSchema = z
           description:
             'Let the command listen on loopback (default false). macOS: without it the Seatbelt profile refuses every bind and accept. Linux: accepted and changes nothing — the jail has its own private loopback, so a listener there is always allowed and reachable only from inside the jail.',
         }),
+      allowUnixSockets: z
+        .array(
+          z.string().refine((path) => path.startsWith('/') || path === '~' || path.startsWith('~/'), {
+            error: 'must be an absolute path or start with "~/" (your home directory), such as "/var/run/docker.sock" or "~/.ssh/agent.sock"',
+          }),
+          { error: fieldError('a list of socket paths') },
+        )
+        .optional()
+        .meta({
+          description:
+            'Host unix sockets the command may connect to (absolute or "~/..." paths; symlinks are followed). Linux: every other unix socket the jail did not create itself is refused (EACCES), wherever it is visible; a socket under /run or /tmp is mounted into the jail\'s private /run or /tmp. Lists from extended files are appended.',
+        }),
     },
     { error: (issue) => (issue.code === 'invalid_type' ? 'must be a mapping such as { allowLocalBinding: true }' : undefined) },
   )
@@ -377,6 +389,23 @@ const extendsList = z
       'Presets ("preset:npm-read", or { preset: github, with: { pushRepos: ["me/project"] } } for one with parameters) and policy files (relative to this file) whose rules come first, in this order, before the rules of this file. Rule ids must stay unique across all of them; filesystem lists are appended and deduplicated; a jail setting written in a later file overrides an earlier one.',
   });
 
+const privateDestinationError = fieldError('a CIDR block such as "127.0.0.0/8" or "10.1.2.0/24", or one IP address');
+const privateDestination = z.string({ error: privateDestinationError }).superRefine((value, ctx) => {
+  const parsed = parseHostPattern(value);
+  if ('error' in parsed) {
+    ctx.addIssue({ code: 'custom', message: parsed.error });
+  } else if (parsed.pattern.kind !== 'address' && parsed.pattern.kind !== 'range') {
+    ctx.addIssue({ code: 'custom', message: `must be a CIDR block such as "127.0.0.0/8" or one IP address, not a host name (got ${JSON.stringify(value)})` });
+  }
+});
+
+const allowPrivateDestinations = z
+  .array(privateDestination, { error: fieldError('a list of CIDR blocks, such as ["127.0.0.0/8"]') })
+  .meta({
+    description:
+      'Private ranges the gateway may connect to when an allowed name resolves into them. By default, after resolving a name the gateway refuses loopback, RFC 1918, CGNAT, link-local (cloud metadata), unique-local, multicast and its own addresses unless a rule names the address or range, or --resolve pins the name to it.',
+  });
+
 const policyFileShape = {
   $schema: z.string({ error: fieldError('a string (the URL or path of the policy JSON Schema)') }).optional(),
   version: z.literal(1, { error: fieldError('1, the only policy format version', 'add "version: 1" at the top of the file') }),
@@ -384,6 +413,7 @@ const policyFileShape = {
   rules: rules.optional(),
   filesystem: filesystemFileSchema.optional(),
   jail: jailFileSchema.optional(),
+  allowPrivateDestinations: allowPrivateDestinations.optional(),
 };
 
 /** A file that extends others may leave its own rules out; any other file needs "rules:". */

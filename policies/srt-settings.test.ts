@@ -34,7 +34,7 @@ describe('srt README examples', () => {
   test('the complete configuration example: every jail-only or unsupported option is a warning', () => {
     expect(importFixture('srt-complete.json').warnings).toEqual([
       'srt also lets non-HTTP TCP (its SOCKS proxy) reach allowedDomains; these rules check HTTP(S) requests only — add "protocol: tcp" rules with a port for ssh, databases and the like',
-      'network.allowUnixSockets ["/var/run/docker.sock"]: srt-gw run keeps host unix sockets out of the jail (/run and /tmp are private); re-exposing one is not supported, so it is ignored',
+      'network.allowUnixSockets ["/var/run/docker.sock"]: carried over as jail.allowUnixSockets; on Linux srt-gw run refuses every other unix socket the jail did not create itself (host sockets under /run and /tmp are mounted in only when listed)',
       'filesystem.allowWrite[0] "." skipped: srt-gw always lets the command write its working directory',
       `filesystem.allowWrite[3] "/tmp" skipped: the jail's /tmp is private, empty and always writable; the host's /tmp is never shared`,
       'filesystem paths ["src/","test/",".env","config/production.json"] are relative: srt resolves them against the working directory, srt-gw against the directory of the policy file — save the converted policy in the directory you run commands from, or make the paths absolute',
@@ -127,6 +127,13 @@ describe('filesystem settings', () => {
 });
 
 describe('jail settings', () => {
+  test('network.allowUnixSockets becomes jail.allowUnixSockets; a relative path is skipped with a warning', () => {
+    const imported = importSrtSettings({ network: { allowedDomains: [], allowUnixSockets: ['/var/run/docker.sock', '~/.colima/docker.sock', 'agent.sock'] } }, 'inline');
+    expect(imported.policy.jail).toEqual({ allowUnixSockets: ['/var/run/docker.sock', '~/.colima/docker.sock'] });
+    expect(imported.warnings).toContain('network.allowUnixSockets[2] "agent.sock" skipped: srt-gw needs an absolute or "~/..." socket path');
+    expect(parsePolicy(renderSrtImport(imported, 'inline'), 'imported.yaml').jail?.allowUnixSockets).toEqual(['/var/run/docker.sock', '~/.colima/docker.sock']);
+  });
+
   test('network.allowLocalBinding true becomes jail.allowLocalBinding, with a warning on what differs', () => {
     const imported = importSrtSettings({ network: { allowedDomains: [], allowLocalBinding: true } }, 'inline');
     expect(imported.policy.jail).toEqual({ allowLocalBinding: true });
@@ -143,7 +150,7 @@ describe('jail settings', () => {
       expect(imported.policy.jail).toBeUndefined();
       expect(imported.warnings.some((warning) => warning.includes('allowLocalBinding'))).toBe(false);
     }
-    expect(importFixture('srt-complete.json').policy.jail).toBeUndefined();
+    expect(importFixture('srt-complete.json').policy.jail).toEqual({ allowUnixSockets: ['/var/run/docker.sock'] });
   });
 
   test('a value that is not true or false is refused', () => {

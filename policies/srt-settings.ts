@@ -41,7 +41,7 @@ export interface ImportedPolicy {
   version: 1;
   rules: ImportedRule[];
   filesystem?: ImportedFilesystem;
-  jail?: { allowLocalBinding: true };
+  jail?: { allowLocalBinding?: true; allowUnixSockets?: string[] };
 }
 
 export interface SrtImport {
@@ -55,8 +55,10 @@ const FILESYSTEM_KEYS = ['denyRead', 'allowRead', 'allowWrite', 'denyWrite'] as 
 const JAIL_NETWORK_KEYS = ['allowUnixSockets', 'allowAllUnixSockets', 'allowLocalBinding'] as const;
 /** What srt-gw run does instead of each of srt's jail-level network settings. */
 const JAIL_NETWORK_MEANING: Record<(typeof JAIL_NETWORK_KEYS)[number], string> = {
-  allowUnixSockets: 'srt-gw run keeps host unix sockets out of the jail (/run and /tmp are private); re-exposing one is not supported, so it is ignored',
-  allowAllUnixSockets: 'srt-gw run keeps host unix sockets out of the jail (/run and /tmp are private); AF_UNIX between the command\'s own processes always works',
+  allowUnixSockets:
+    'carried over as jail.allowUnixSockets; on Linux srt-gw run refuses every other unix socket the jail did not create itself (host sockets under /run and /tmp are mounted in only when listed)',
+  allowAllUnixSockets:
+    'srt-gw run refuses host unix sockets the jail did not create unless jail.allowUnixSockets lists them; unix sockets the command creates itself always work, so it is ignored',
   allowLocalBinding:
     'carried over as jail.allowLocalBinding; on macOS the command may listen on loopback, but connecting to its own listener still goes through the gateway (add a rule for localhost); on Linux the command may always listen on its own loopback (its network namespace is private, so nothing outside can connect)',
 };
@@ -109,6 +111,11 @@ export function importSrtSettings(json: unknown, file: string): SrtImport {
   }
   const allowLocalBinding = network?.allowLocalBinding;
   if (allowLocalBinding !== undefined && typeof allowLocalBinding !== 'boolean') throw invalid(file, '"allowLocalBinding" must be true or false');
+  const allowUnixSockets = stringList(network, 'allowUnixSockets', file).filter((path, index) => {
+    if (path.startsWith('/') || path === '~' || path.startsWith('~/')) return true;
+    warnings.push(`network.allowUnixSockets[${index}] ${JSON.stringify(path)} skipped: srt-gw needs an absolute or "~/..." socket path`);
+    return false;
+  });
   for (const key of JAIL_NETWORK_KEYS) {
     const value = network?.[key];
     if (value === undefined || value === false || (Array.isArray(value) && value.length === 0)) continue;
@@ -135,7 +142,9 @@ export function importSrtSettings(json: unknown, file: string): SrtImport {
     version: 1,
     rules,
     ...(importedFilesystem === undefined ? {} : { filesystem: importedFilesystem }),
-    ...(allowLocalBinding === true ? { jail: { allowLocalBinding } } : {}),
+    ...(allowLocalBinding === true || allowUnixSockets.length > 0
+      ? { jail: { ...(allowLocalBinding === true ? { allowLocalBinding } : {}), ...(allowUnixSockets.length > 0 ? { allowUnixSockets } : {}) } }
+      : {}),
   };
   return { policy, warnings };
 }

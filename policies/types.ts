@@ -137,8 +137,20 @@ export interface JailPolicy {
    * a listener there is always allowed and reachable only from inside the jail.
    */
   readonly allowLocalBinding?: boolean;
+  /**
+   * Host unix sockets the command may connect to, as written (absolute or "~/..."). On Linux every
+   * other pathname unix socket that the jail's own processes did not bind is refused.
+   */
+  readonly allowUnixSockets?: readonly string[];
   /** Where each setting was written (for the merged policy: the file whose value is used). */
   readonly sources?: { readonly allowLocalBinding?: SourceLocation };
+}
+
+/** One `allowPrivateDestinations` entry: a CIDR block (an address is written as a /32 or /128). */
+export interface PrivateDestinationEntry {
+  /** Canonical CIDR text, such as "127.0.0.0/8" or "fd00::/8". */
+  readonly range: string;
+  readonly source?: SourceLocation;
 }
 
 export interface Policy {
@@ -148,6 +160,12 @@ export interface Policy {
   readonly filesystem?: FilesystemPolicy;
   /** Absent when no file has a `jail:` section: every setting is off. */
   readonly jail?: JailPolicy;
+  /**
+   * Private ranges (loopback, RFC 1918, link-local, ...) the gateway may connect to when an
+   * allowed name resolves into them. Absent or empty: such addresses are refused unless a rule
+   * names the address or its range.
+   */
+  readonly allowPrivateDestinations?: readonly PrivateDestinationEntry[];
   /** Present when the policy file uses `extends:`: the files and presets merged into it. */
   readonly origin?: PolicyOrigin;
 }

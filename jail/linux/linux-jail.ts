@@ -3,9 +3,9 @@
 // gateway and runs the command without capabilities, in nested namespaces where neither the
 // gateway's sockets nor the helpers are visible.
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, realpathSync } from 'node:fs';
 import { isIP, Socket } from 'node:net';
-import { constants as osConstants } from 'node:os';
+import { homedir, constants as osConstants } from 'node:os';
 import { basename, delimiter, dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
@@ -52,7 +52,33 @@ export interface BwrapInvocation {
   nftRules: string;
   hostsFile: string;
   emptyFile: string;
+  /** jail.allowUnixSockets, "~" expanded and symlinks resolved (see allowedUnixSocketPaths). */
+  allowedUnixSockets?: readonly string[];
 }
+
+/**
+ * jail.allowUnixSockets as host paths: "~" is the caller's home, and an existing path is replaced
+ * by its real path, so a symlinked socket (Docker Desktop's, colima's) is checked as the socket it
+ * names. The init compares the inode the command connects to with these paths' at each connect,
+ * so a daemon that starts or restarts later is still matched.
+ */
+export function allowedUnixSocketPaths(entries: readonly string[], home: string = homedir()): string[] {
+  return [
+    ...new Set(
+      entries.map((entry) => {
+        const path = entry === '~' ? home : entry.startsWith('~/') ? join(home, entry.slice(2)) : entry;
+        try {
+          return realpathSync(path);
+        } catch {
+          return path;
+        }
+      }),
+    ),
+  ];
+}
+
+/** The jail's private /run and /tmp hide the host's; an allowed socket there is mounted in. */
+const PRIVATE_IN_JAIL = ['/run/', '/tmp/'] as const;
 
 /** The whole bwrap command line for one run (pure: tested in linux-jail.test.ts). */
 export function bwrapArguments(options: JailPrepareOptions, invocation: BwrapInvocation): string[] {
@@ -80,6 +106,8 @@ export function bwrapArguments(options: JailPrepareOptions, invocation: BwrapInv
     '--unsetenv', 'NODE_CHANNEL_FD',
     '--unsetenv', 'NODE_CHANNEL_SERIALIZATION_MODE',
     ...bwrapFilesystemArgs(options.filesystem, { emptyFile: invocation.emptyFile }),
+    // The socket file itself, not its directory: nothing else of the host's /run or /tmp appears.
+    ...(invocation.allowedUnixSockets ?? []).filter((path) => PRIVATE_IN_JAIL.some((dir) => path.startsWith(dir))).flatMap((path) => ['--ro-bind-try', path, path]),
     '--ro-bind', runDirectory.gatewayDir, JAIL_PATHS.gatewayDir,
     '--ro-bind', runDirectory.jailDir, JAIL_PATHS.jailDir,
     '--ro-bind', dirname(invocation.helpers.init), JAIL_PATHS.helpersDir,
@@ -105,6 +133,7 @@ export function bwrapArguments(options: JailPrepareOptions, invocation: BwrapInv
     '--uid', String(invocation.uid),
     '--gid', String(invocation.gid),
     '--control-fd', String(invocation.controlFd),
+    ...(invocation.allowedUnixSockets ?? []).flatMap((path) => ['--allow-unix-socket', path]),
     '--',
     options.command,
     ...options.args,
@@ -162,7 +191,9 @@ export class LinuxJail implements Jail {
       channelFd: 5,
       nftRules: runDirectory.writeJailFile('rules.nft', jailNftRuleset()),
       hostsFile: runDirectory.writeJailFile('hosts', HOSTS_FILE),
-      emptyFile: runDirectory.writeJailFile('empty', '', 0o000),
+      // Readable: every hidden file reads as this one, empty (jail/linux/bwrap-filesystem.ts).
+      emptyFile: runDirectory.writeJailFile('empty', '', 0o444),
+      allowedUnixSockets: allowedUnixSocketPaths(options.allowUnixSockets ?? []),
     };
     const stdio = normalizeStdio(options.stdio);
     const child = spawn(tools.bwrap, bwrapArguments(options, invocation), {

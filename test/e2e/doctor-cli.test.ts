@@ -34,6 +34,8 @@ describe('srt-gw doctor', () => {
     expect(stdout).not.toMatch(/^FAIL/m);
     // A real jail was started and ran `true`: the static checks are not the whole story.
     expect(stdout).toMatch(/^ok +jail smoke test +srt-gw run -- true works \(\d+ ms\)$/m);
+    // Which mechanism keeps the command off host unix sockets, and the Landlock ABI it checked.
+    expect(stdout).toMatch(/^ok +host unix sockets +refused unless created in the jail .* seccomp user-notification supervisor \(Landlock ABI \d+ /m);
     expect(status).toBe(0);
   });
 });
