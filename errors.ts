@@ -10,6 +10,11 @@ export const ErrorCodes = {
   SRT_SETTINGS_INVALID: 'SRTGW_SRT_SETTINGS_INVALID',
   /** A policy file cannot be read. */
   POLICY_UNREADABLE: 'SRTGW_POLICY_UNREADABLE',
+  /**
+   * A policy file that `srt-gw run` found on its own (./.srt-gw.yaml, ./.srt.json, or a file they
+   * extend) was not trusted in this exact content with `srt-gw policy trust`.
+   */
+  POLICY_UNTRUSTED: 'SRTGW_POLICY_UNTRUSTED',
   /** The CA directory or key is unusable (wrong permissions, corrupt PEM, ...). */
   CA_INVALID: 'SRTGW_CA_INVALID',
   /**
@@ -30,6 +35,11 @@ export const ErrorCodes = {
   LISTEN_FAILED: 'SRTGW_LISTEN_FAILED',
   /** The upstream host name did not resolve. */
   UPSTREAM_DNS: 'SRTGW_UPSTREAM_DNS',
+  /**
+   * An allowed name resolved to a private address (loopback, RFC 1918, link-local, the gateway's
+   * own, ...) that no rule, allowPrivateDestinations entry or --resolve pin opens.
+   */
+  UPSTREAM_PRIVATE_DESTINATION: 'SRTGW_UPSTREAM_PRIVATE_DESTINATION',
   /** The upstream refused or reset the connection. */
   UPSTREAM_REFUSED: 'SRTGW_UPSTREAM_REFUSED',
   /** The upstream certificate did not verify. */

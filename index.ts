@@ -57,6 +57,7 @@ export type {
   FilesystemPolicy,
   JailPolicy,
   Policy,
+  PrivateDestinationEntry,
   RequestFacts,
   Rule,
   RuleAction,

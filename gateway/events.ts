@@ -33,7 +33,8 @@ export interface RequestEvent {
   reason: string;
   /**
    * Which pipeline step decided: framing (400), authority (421), policy (403), credentials (403),
-   * budget (429), upstream (502). An allowed request names the policy step.
+   * budget (429), destination (403: the host resolved to a private address the policy does not
+   * open), upstream (502). An allowed request names the policy step.
    */
   step: RequestStep;
   status: number;
@@ -57,7 +58,7 @@ export interface RequestEvent {
   grpcStatus?: number;
 }
 
-export type RequestStep = 'framing' | 'authority' | 'policy' | 'credentials' | 'budget' | 'upstream';
+export type RequestStep = 'framing' | 'authority' | 'policy' | 'credentials' | 'budget' | 'destination' | 'upstream';
 export type CredentialOutcomeField = 'injected' | 'required-ok' | 'stripped' | 'refused';
 
 /** One per CONNECT tunnel (or transparent connection) decision. */

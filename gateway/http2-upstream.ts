@@ -140,6 +140,8 @@ export class Http2Upstream {
           secureContext: this.options.trustContext(),
           rejectUnauthorized: true,
           ALPNProtocols: ['h2'],
+          // Hands out only addresses the destination check allowed (IP literals are checked by
+          // UpstreamClient.forward, as node connects to those without a lookup).
           lookup: this.options.lookup,
         });
         // Recorded before the socket goes: the session cancels its streams before it reports why.

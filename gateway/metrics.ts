@@ -65,7 +65,7 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
   });
   const denied = new client.Counter({
     name: METRIC_NAMES.deniedRequests,
-    help: 'Denied requests and tunnels by the step that denied them: framing (400), authority (421), policy (403), credentials (403), budget (429), connect (CONNECT refused).',
+    help: 'Denied requests and tunnels by the step that denied them: framing (400), authority (421), policy (403), credentials (403), budget (429), destination (403, a private address), connect (CONNECT refused).',
     labelNames: ['reason'] as const,
     registers: [registry],
   });
@@ -181,7 +181,7 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
   for (const outcome of ['ok', 'failed']) tls.inc({ outcome }, 0);
   for (const result of ['hit', 'miss']) leafCache.inc({ result }, 0);
   for (const decision of ['allow', 'deny']) connects.inc({ decision }, 0);
-  for (const reason of ['framing', 'authority', 'policy', 'credentials', 'budget', 'connect']) denied.inc({ reason }, 0);
+  for (const reason of ['framing', 'authority', 'policy', 'credentials', 'budget', 'destination', 'connect']) denied.inc({ reason }, 0);
   for (const kind of ['dns', 'refused', 'certificate', 'timeout', 'reset', 'other']) upstreamErrors.inc({ kind }, 0);
   for (const outcome of ['ok', 'failed']) reloads.inc({ outcome }, 0);
   for (const outcome of ['ok', 'failed']) upstreamConnect.zero({ outcome });

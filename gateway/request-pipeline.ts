@@ -1,12 +1,13 @@
 // The request pipeline: ordered steps, each able to end the exchange, and the step that
 // decided is recorded in the audit event:
 //   framing (400) → authority (421) → policy (403) → credentials (403) → budget (429)
-//   → upstream (502 or the upstream's answer).
+//   → destination (403: the address the host resolved to is private) → upstream (502 or the
+//   upstream's answer).
 import type http from 'node:http';
 import type http2 from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import { finished, Transform, pipeline, type Duplex, type TransformCallback } from 'node:stream';
-import { normalizePath } from '../policies/path.js';
+import { findAmbiguousEncoding, normalizePath } from '../policies/path.js';
 import { applyCredentials } from '../policies/credential-rewrite.js';
 import type { CompiledPolicy } from '../policies/match.js';
 import type { Rule } from '../policies/types.js';
@@ -179,6 +180,13 @@ export class RequestPipeline {
           }
           return;
         }
+        if (result.failure.kind === 'destination') {
+          this.denyDestination(event, result.failure.reason);
+          if (!res.headersSent) sendGatewayResponse(res, denialResponse(403, verdict.rule, result.failure.reason));
+          else res.destroy();
+          this.finish(event, started, 403, bytesIn(), 0);
+          return;
+        }
         event.decision = 'error';
         event.step = 'upstream';
         event.reason = masking?.refusal ?? result.failure.reason;
@@ -253,6 +261,12 @@ export class RequestPipeline {
       })
       .catch((error: unknown) => {
         const failure = classifyUpstreamError(error, forward.target.host);
+        if (failure.kind === 'destination') {
+          this.denyDestination(event, failure.reason);
+          writeRawResponse(socket, denialResponse(403, forward.rule, failure.reason));
+          this.finish(event, started, 403, 0);
+          return;
+        }
         // undici reports a non-101 answer as a socket error; say what actually happened.
         const refusedUpgrade = (error as { code?: string }).code === 'UND_ERR_SOCKET' && /bad upgrade/i.test((error as Error).message);
         const reason = refusedUpgrade ? `${forward.target.host} refused the WebSocket upgrade` : failure.reason;
@@ -292,6 +306,10 @@ export class RequestPipeline {
 
     const queryStart = head.target.indexOf('?');
     const rawPath = queryStart < 0 ? head.target : head.target.slice(0, queryStart);
+    // SECURITY: a path a decoding upstream would read differently is refused, not forwarded —
+    // test/e2e/path-traversal.test.ts
+    const ambiguous = findAmbiguousEncoding(rawPath);
+    if (ambiguous !== null) return { kind: 'reject', step: 'framing', status: 400, rule: null, reason: `request path ${ambiguous}` };
     const normalized = normalizePath(rawPath);
     if ('error' in normalized) return { kind: 'reject', step: 'framing', status: 400, rule: null, reason: normalized.error };
     const path = normalized.path;
@@ -397,6 +415,15 @@ export class RequestPipeline {
     if (verdict.credential !== undefined) event.credential = verdict.credential;
     if (verdict.kind === 'forward' && verdict.monitoredDenial !== null) markMonitored(event, verdict.monitoredDenial.step, verdict.monitoredDenial.reason);
     return event;
+  }
+
+  /** The host resolved to a private address the policy does not open: denied, --monitor or not. */
+  private denyDestination(event: RequestEvent, reason: string): void {
+    event.decision = 'deny';
+    event.step = 'destination';
+    event.reason = reason;
+    // Nothing was let through, so this is no monitored denial.
+    delete event.monitored;
   }
 
   private finish(event: RequestEvent, started: number, status: number, bytesIn: number, bytesOut = 0): void {

@@ -27,8 +27,16 @@ async function loadUndici(): Promise<typeof import('undici')> {
 export interface UpstreamClientOptions {
   /** PEM bundles trusted for upstream certificates. */
   trustedCa: string[];
-  /** The gateway's own resolver (never the client's idea of an address). */
+  /**
+   * The gateway's own resolver (never the client's idea of an address). It hands out only
+   * addresses the destination check allowed (UpstreamResolver.lookup).
+   */
   lookup: LookupFunction;
+  /**
+   * Why the gateway may not connect to an IP-literal host, else null: node connects to a literal
+   * without calling `lookup`, so literals are checked here (UpstreamResolver.literalRefusal).
+   */
+  literalRefusal?: (host: string) => Error | null;
   connectTimeoutMs?: number;
   headersTimeoutMs?: number;
   bodyTimeoutMs?: number;
@@ -125,6 +133,7 @@ export class UpstreamClient {
       keepAliveTimeoutMs: 30_000,
       maxOrigins: 256,
       connectionsPerOrigin: 64,
+      literalRefusal: () => null,
       ...options,
     };
     this.deadlines = new ResponseDeadlines({ headMs: this.options.headersTimeoutMs, bodyMs: this.options.bodyTimeoutMs }, (limit) =>
@@ -149,6 +158,11 @@ export class UpstreamClient {
 
   /** Forwards one request and streams the response into `sink`; resolves when the exchange ends. */
   forward(target: UpstreamTarget, request: UpstreamRequest, sink: ResponseSink): Promise<ForwardResult> {
+    const refusal = this.options.literalRefusal(target.host);
+    if (refusal !== null) {
+      request.body?.destroy();
+      return Promise.resolve({ ok: false, failure: classifyUpstreamError(refusal, target.host), headersSent: false, bytesOut: 0 });
+    }
     if (request.grpc === true && target.scheme === 'https') return this.http2.forward(target, request, sink);
     if (!undici) return loadUndici().then(() => this.forward(target, request, sink));
     const origin = originOf(target);
@@ -262,6 +276,8 @@ export class UpstreamClient {
 
   /** Opens an upgraded (WebSocket) stream to the upstream. */
   async upgrade(target: UpstreamTarget, request: Omit<UpstreamRequest, 'body'>, protocol: string): Promise<{ headers: Record<string, string | string[]>; socket: Duplex }> {
+    const refusal = this.options.literalRefusal(target.host);
+    if (refusal !== null) throw refusal;
     await loadUndici();
     const { pool } = this.poolFor(target, originOf(target));
     const result = await pool.upgrade({

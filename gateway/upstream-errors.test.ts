@@ -20,6 +20,8 @@ describe('classifyUpstreamError', () => {
     [withCode(NOT_HTTP2_CODE), 'other', 'api.example.test does not speak HTTP/2, which gRPC needs'],
     [withCode('ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL'), 'other', 'api.example.test does not speak HTTP/2, which gRPC needs'],
     [new Error('strange'), 'other', 'request to api.example.test failed'],
+    [new SrtGwError(ErrorCodes.UPSTREAM_PRIVATE_DESTINATION, 'destination 127.0.0.1 is a private address'), 'destination', 'destination 127.0.0.1 is a private address'],
+    [withCode('UND_ERR_SOCKET', new SrtGwError(ErrorCodes.UPSTREAM_PRIVATE_DESTINATION, 'destination ::1 is a private address')), 'destination', 'destination ::1 is a private address'],
   ])('%s → %s', (error, kind, reason) => {
     expect(classifyUpstreamError(error, 'api.example.test')).toEqual({ kind, reason });
   });

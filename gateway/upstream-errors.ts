@@ -23,11 +23,15 @@ const CERTIFICATE_CODES = new Set([
 export const NOT_HTTP2_CODE = 'ERR_SRTGW_UPSTREAM_NOT_HTTP2';
 
 export interface UpstreamFailure {
-  kind: 'dns' | 'refused' | 'certificate' | 'timeout' | 'reset' | 'other';
+  /** "destination": the resolved address is private and the policy does not open it (a denial, not a failure). */
+  kind: 'dns' | 'refused' | 'certificate' | 'timeout' | 'reset' | 'destination' | 'other';
   reason: string;
 }
 
 export function classifyUpstreamError(error: unknown, host: string): UpstreamFailure {
+  // Our own message ("destination 127.0.0.1 is a private address"), written for the client.
+  const privateDestination = findError(error, ErrorCodes.UPSTREAM_PRIVATE_DESTINATION);
+  if (privateDestination !== undefined) return { kind: 'destination', reason: privateDestination.message };
   const code = findCode(error);
   if (isSrtGwError(error, ErrorCodes.UPSTREAM_DNS) || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'ENODATA') {
     return { kind: 'dns', reason: `could not resolve ${host}` };
@@ -48,6 +52,16 @@ export function classifyUpstreamError(error: unknown, host: string): UpstreamFai
     return { kind: 'reset', reason: `${host} closed the connection` };
   }
   return { kind: 'other', reason: `request to ${host} failed${code ? ` (${code})` : ''}` };
+}
+
+/** The error with `code` in the chain of causes (undici may wrap what the lookup failed with). */
+function findError(error: unknown, code: string): Error | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && current && typeof current === 'object'; depth++) {
+    if ((current as { code?: unknown }).code === code && current instanceof Error) return current;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
 }
 
 function findCode(error: unknown): string | undefined {

@@ -12,6 +12,7 @@ export type {
   FilesystemPolicyKey,
   Policy,
   PolicyOrigin,
+  PrivateDestinationEntry,
   RequestFacts,
   Rule,
   RuleAction,

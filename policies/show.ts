@@ -67,6 +67,8 @@ export interface ShownPolicy {
   readonly filesystem: Partial<Record<FilesystemPolicyKey, readonly { readonly path: string; readonly source: string | null; readonly extendedAt: readonly string[] }[]>> | null;
   /** The jail settings a file writes, each with the file whose value is used; null when none does. */
   readonly jail: { readonly allowLocalBinding: { readonly value: boolean; readonly source: string | null; readonly extendedAt: readonly string[] } } | null;
+  /** The private ranges the gateway may connect to, each with where it was written; null when no file lists any. */
+  readonly allowPrivateDestinations: readonly { readonly range: string; readonly source: string | null; readonly extendedAt: readonly string[] }[] | null;
 }
 
 /** The resolved policy as data (`policy show --json`). */
@@ -89,6 +91,7 @@ export function showPolicy(policy: Policy, file: string): ShownPolicy {
         ? null
         : Object.fromEntries(FILESYSTEM_KEYS.map((key) => [key, filesystem[key].map((entry) => ({ path: absoluteFilesystemPath(entry), ...at(entry.source) }))])),
     jail: policy.jail?.allowLocalBinding === undefined ? null : { allowLocalBinding: { value: policy.jail.allowLocalBinding, ...at(policy.jail.sources?.allowLocalBinding) } },
+    allowPrivateDestinations: policy.allowPrivateDestinations === undefined ? null : policy.allowPrivateDestinations.map((entry) => ({ range: entry.range, ...at(entry.source) })),
   };
 }
 
@@ -111,6 +114,7 @@ export function renderShownPolicy(policy: Policy, file: string): string {
     data.filesystem = Object.fromEntries(Object.entries(shown.filesystem).filter(([, entries]) => entries.length > 0).map(([key, entries]) => [key, entries.map((entry) => entry.path)]));
   }
   if (shown.jail !== null) data.jail = { allowLocalBinding: shown.jail.allowLocalBinding.value };
+  if (shown.allowPrivateDestinations !== null) data.allowPrivateDestinations = shown.allowPrivateDestinations.map((entry) => entry.range);
   const document = new Document(data);
   document.commentBefore = header.join('\n');
   const rules = document.get('rules') as YAMLSeq;
@@ -141,6 +145,13 @@ export function renderShownPolicy(policy: Policy, file: string): string {
   if (isMap(jailNode) && allowLocalBinding !== undefined) {
     const value = jailNode.get('allowLocalBinding', true);
     if (isScalar(value)) value.comment = ` ${whereFrom(allowLocalBinding)}`;
+  }
+  const privateNode = document.get('allowPrivateDestinations');
+  if (isSeq(privateNode)) {
+    privateNode.items.forEach((item, index) => {
+      const entry = shown.allowPrivateDestinations?.[index];
+      if (isScalar(item) && entry !== undefined) item.comment = ` ${whereFrom(entry)}`;
+    });
   }
   return document.toString({ lineWidth: 0, flowCollectionPadding: false });
 }

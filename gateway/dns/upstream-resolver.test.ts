@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, isSrtGwError } from '../../errors.js';
 import { startDnsLogServer, type DnsLogServer } from '../../test/support/dns-log-server.js';
+import { DestinationCheck } from '../destination-check.js';
 import { UpstreamResolver, parseHostsFile } from './upstream-resolver.js';
 
 let upstream: DnsLogServer;
@@ -129,6 +130,15 @@ describe('UpstreamResolver', () => {
     await expect(resolver.resolve('api.example.test')).rejects.toMatchObject({ code: ErrorCodes.UPSTREAM_DNS });
   });
 
+  it('exists(): found, none (NXDOMAIN, invalid name) and failed (no answer) are told apart, and never reject', async () => {
+    const resolver = resolverFor(upstream);
+    expect(await resolver.exists('api.example.test')).toBe('found');
+    expect(await resolver.exists('nowhere.example.test')).toBe('none');
+    expect(await resolver.exists('bad name!')).toBe('none');
+    const unreachable = new UpstreamResolver({ dnsServers: ['127.0.0.1:9'], queryTimeoutMs: 200, queryTries: 1, useHostsFile: false });
+    expect(await unreachable.exists('api.example.test')).toBe('failed');
+  });
+
   it('the cache is bounded', async () => {
     const resolver = resolverFor(upstream, { maxCacheEntries: 5 });
     for (let i = 0; i < 12; i++) await resolver.resolve(`n${i}.example.test`);
@@ -182,6 +192,32 @@ describe('UpstreamResolver', () => {
     });
     listener.close();
     expect(text).toBe('hi');
+  });
+});
+
+describe('UpstreamResolver address check', () => {
+  const check = new DestinationCheck(() => ({ version: 1, rules: [] }), () => ({}));
+  const lookupArgs = (resolver: UpstreamResolver, host: string, options: object) =>
+    new Promise<unknown[]>((resolve) => resolver.lookup(host, options, (...args: unknown[]) => resolve(args)));
+
+  it('lookup hands out only the addresses the check allows, and fails with its refusal when none is left', async () => {
+    const mixedHosts = join(dir, 'hosts-mixed');
+    writeFileSync(mixedHosts, '192.0.2.50 fromhosts.example.test\n::1 fromhosts.example.test\n');
+    const resolver = resolverFor(upstream, { addressCheck: check, hostsFile: mixedHosts });
+    // fromhosts.example.test is 192.0.2.50 and ::1 in the hosts file: the loopback one is dropped.
+    expect(await lookupArgs(resolver, 'fromhosts.example.test', { all: true })).toEqual([null, [{ address: '192.0.2.50', family: 4 }]]);
+    const [error] = await lookupArgs(resolver, 'fromhosts.example.test', { family: 6 });
+    expect(isSrtGwError(error, ErrorCodes.UPSTREAM_PRIVATE_DESTINATION)).toBe(true);
+    expect((error as Error).message).toBe('destination ::1 is a private address');
+    await expect(resolver.resolveDestination('127.0.0.1')).rejects.toThrow('destination 127.0.0.1 is a private address');
+  });
+
+  it('--resolve pins are not checked; IP literals are, through literalRefusal', async () => {
+    const resolver = resolverFor(upstream, { addressCheck: check, overrides: new Map([['local.example.test', ['127.0.0.1']]]) });
+    expect(await lookupArgs(resolver, 'local.example.test', {})).toEqual([null, '127.0.0.1', 4]);
+    expect(resolver.literalRefusal('[::ffff:7f00:1]')?.message).toBe('destination 127.0.0.1 is a private address');
+    expect(resolver.literalRefusal('192.0.2.9')).toBeNull();
+    expect(resolver.literalRefusal('local.example.test')).toBeNull();
   });
 });
 

@@ -12,6 +12,12 @@ export interface ResolvedAddress {
   family: 4 | 6;
 }
 
+/** Says whether the gateway may connect to an address it resolved (destination-check.ts). */
+export interface ResolvedAddressCheck {
+  /** Null when allowed; else the error the connection fails with. */
+  refusal(address: string): Error | null;
+}
+
 export interface UpstreamResolverOptions {
   /** --resolve HOST=IP: normalised (lower-case) host → IP literals. Checked first; causes no query. */
   overrides?: ReadonlyMap<string, string[]>;
@@ -28,6 +34,11 @@ export interface UpstreamResolverOptions {
   /** Per-query timeout in ms (default 2000) and tries per server (default 2). */
   queryTimeoutMs?: number;
   queryTries?: number;
+  /**
+   * Checked for every address lookup() hands out (and resolveDestination() returns), except the
+   * --resolve pins, which are the operator's own choice. Absent: nothing is checked.
+   */
+  addressCheck?: ResolvedAddressCheck;
 }
 
 // `any`: the callback must accept both net's (err, address, family) and (err, addresses[]) forms.
@@ -77,8 +88,11 @@ export class UpstreamResolver {
   private readonly negativeTtlMs: number;
   private readonly cache = new Map<string, CacheEntry>();
   private readonly inFlight = new Map<string, Promise<ResolvedAddress[]>>();
+  /** The errors that are answers (NXDOMAIN, no A/AAAA records), as opposed to failures to get one. */
+  private readonly negativeAnswers = new WeakSet<SrtGwError>();
   private hosts: HostsState | null = null;
   private hostsRefresh: Promise<void> | null = null;
+  private readonly addressCheck: ResolvedAddressCheck | undefined;
 
   constructor(options: UpstreamResolverOptions = {}) {
     for (const [host, ips] of options.overrides ?? []) {
@@ -107,6 +121,7 @@ export class UpstreamResolver {
     this.hostsFile = options.hostsFile ?? '/etc/hosts';
     this.maxCacheEntries = Math.max(1, options.maxCacheEntries ?? 1000);
     this.negativeTtlMs = (options.negativeTtlSeconds ?? 5) * 1000;
+    this.addressCheck = options.addressCheck;
     this.lookup = (hostname, options, callback) => this.lookupForConnect(hostname, options, callback);
   }
 
@@ -142,6 +157,39 @@ export class UpstreamResolver {
       this.inFlight.set(name, pending);
     }
     return (await pending).map((a) => ({ ...a }));
+  }
+
+  /**
+   * Whether `host` has an address, through the same overrides, hosts file, cache and servers as
+   * resolve(): "none" for NXDOMAIN, no A/AAAA records or a name that is not valid, "failed" when
+   * no answer came (timeout, SERVFAIL). Never rejects.
+   */
+  async exists(host: string): Promise<'found' | 'none' | 'failed'> {
+    if (normalizeHost(host) === null) return 'none';
+    try {
+      await this.resolve(host);
+      return 'found';
+    } catch (error) {
+      return error instanceof SrtGwError && this.negativeAnswers.has(error) ? 'none' : 'failed';
+    }
+  }
+
+  /**
+   * The addresses the gateway may connect to for `host`: resolve()'s, less those the address
+   * check refuses. Throws the first refusal when it refuses them all.
+   */
+  async resolveDestination(host: string): Promise<ResolvedAddress[]> {
+    return this.checked(host, await this.resolve(host));
+  }
+
+  /**
+   * Why the gateway may not connect to `host` when it is an IP literal, else null. net.connect
+   * never calls `lookup` for a literal, so connections to one are checked with this instead.
+   */
+  literalRefusal(host: string): Error | null {
+    const name = normalizeHost(host);
+    if (name === null || isIP(name) === 0 || this.addressCheck === undefined) return null;
+    return this.addressCheck.refusal(name);
   }
 
   /** Number of cached names (positive and negative); for tests and metrics. */
@@ -188,6 +236,7 @@ export class UpstreamResolver {
     }
     const word = codes.includes('ENOTFOUND') ? NEGATIVE_CODES.ENOTFOUND : NEGATIVE_CODES.ENODATA;
     const error = new SrtGwError(ErrorCodes.UPSTREAM_DNS, `could not resolve ${name}: ${word}`, { cause });
+    this.negativeAnswers.add(error);
     this.remember(name, { expiresAt: Date.now() + this.negativeTtlMs, error });
     throw error;
   }
@@ -228,6 +277,27 @@ export class UpstreamResolver {
     }
   }
 
+  /**
+   * `addresses` less those the address check refuses; throws the first refusal when none is left.
+   * What lookup() hands a connection comes from here, so the socket connects to exactly the
+   * address that was checked — there is no second lookup.
+   */
+  private checked(host: string, addresses: ResolvedAddress[]): ResolvedAddress[] {
+    const check = this.addressCheck;
+    const name = normalizeHost(host);
+    // --resolve pins a name to an address: the operator's explicit choice, not checked.
+    if (check === undefined || name === null || (isIP(name) === 0 && this.overrides.has(name))) return addresses;
+    const usable: ResolvedAddress[] = [];
+    let firstRefusal: Error | null = null;
+    for (const candidate of addresses) {
+      const refusal = check.refusal(candidate.address);
+      if (refusal === null) usable.push(candidate);
+      else firstRefusal ??= refusal;
+    }
+    if (usable.length === 0 && firstRefusal !== null) throw firstRefusal;
+    return usable;
+  }
+
   private lookupForConnect(hostname: string, options: object | number, callback: LookupCallback): void {
     const opts = (typeof options === 'number' ? { family: options } : (options ?? {})) as {
       family?: number | string;
@@ -236,7 +306,13 @@ export class UpstreamResolver {
     const wanted = opts.family === 4 || opts.family === 'IPv4' ? 4 : opts.family === 6 || opts.family === 'IPv6' ? 6 : 0;
     this.resolve(hostname).then(
       (addresses) => {
-        const usable = wanted === 0 ? addresses : addresses.filter((a) => a.family === wanted);
+        let usable: ResolvedAddress[];
+        try {
+          usable = this.checked(hostname, wanted === 0 ? addresses : addresses.filter((a) => a.family === wanted));
+        } catch (refusal) {
+          callback(refusal);
+          return;
+        }
         const first = usable[0];
         if (!first) {
           callback(new SrtGwError(ErrorCodes.UPSTREAM_DNS, `could not resolve ${normalizeHost(hostname) ?? printable(hostname)}: no IPv${wanted} address`));
