@@ -92,6 +92,18 @@ describe('DenialCollector', () => {
     expect(collector.denials().denials.map((d) => d.example ?? d.host)).toEqual(['ours.test', 'ours-ip.test', 'POST /ours']);
   });
 
+  it('counts names --monitor resolved as would-be denials, apart from the names it refused', () => {
+    const events = new GatewayEvents('t');
+    const collector = new DenialCollector(events);
+    events.emit('dns', dns({ name: 'unlisted.test', rcode: 'NOERROR', monitored: true }));
+    events.emit('dns', dns({ name: 'unlisted.test', qtype: 'AAAA', rcode: 'NOERROR', monitored: true }));
+    events.emit('dns', dns({ name: 'odd.test' }));
+    expect(collector.denials().denials).toEqual([
+      { kind: 'dns', host: 'unlisted.test', rule: null, reason: 'no rule allows unlisted.test', count: 2, monitored: true },
+      { kind: 'dns', host: 'odd.test', rule: null, reason: 'no rule allows odd.test, so the name was not resolved', count: 1, monitored: false },
+    ]);
+  });
+
   it('stops listening when stopped', () => {
     const events = new GatewayEvents('t');
     const collector = new DenialCollector(events);
@@ -117,6 +129,24 @@ describe('formatDenialSummary', () => {
         '  api.example.test:443  POST /v1/upload (3x)  [no-uploads] uploads are not allowed\n' +
         '  evil.test  DNS lookup  [no rule] no rule allows evil.test, so the name was not resolved\n' +
         '  To allow a host, add a rule to the policy (srt-gw policy explain shows which rule decides).\n',
+    );
+  });
+
+  it('in monitor mode lists what was let through as "would be denied", and what was still refused apart', () => {
+    const text = formatDenialSummary([
+      { kind: 'dns', host: 'api.example.test', rule: null, reason: 'no rule allows api.example.test', count: 2, monitored: true },
+      { kind: 'request', host: 'api.example.test', port: 443, example: 'GET /v1/models', rule: 'default-deny', reason: 'no rule allows it', count: 1, monitored: true },
+      { kind: 'dns', host: 'only-looked-up.test', rule: null, reason: 'no rule allows only-looked-up.test', count: 1, monitored: true },
+      { kind: 'request', host: 'h.test', port: 443, example: 'GET /', rule: null, reason: 'Host differs from the TLS server name', count: 1, monitored: false },
+    ]);
+    expect(text).toBe(
+      'srt-gw: --monitor: these would have been denied (they were let through):\n' +
+        '  api.example.test:443  GET /v1/models  would be denied  [default-deny] no rule allows it\n' +
+        '  only-looked-up.test  DNS lookup  would be denied  [no rule] no rule allows only-looked-up.test\n' +
+        'srt-gw: denied during this run:\n' +
+        '  h.test:443  GET /  [no rule] Host differs from the TLS server name\n' +
+        '  To allow a host, add a rule to the policy (srt-gw policy explain shows which rule decides).\n' +
+        '  srt-gw run --monitor --write-policy FILE drafts a policy from what a run did.\n',
     );
   });
 

@@ -65,7 +65,9 @@ export class DenialCollector {
       events.on('dns', (event) => {
         if (ours && !ours.dns(event.client)) return;
         if (event.decision !== 'denied' && event.decision !== 'refused') return;
-        this.add({ kind: 'dns', host: event.name, rule: null, reason: `no rule allows ${event.name}, so the name was not resolved`, monitored: false });
+        // --monitor resolved it (A/AAAA upstream, other types an empty answer): a would-be denial.
+        if (event.monitored) this.add({ kind: 'dns', host: event.name, rule: null, reason: `no rule allows ${event.name}`, monitored: true });
+        else this.add({ kind: 'dns', host: event.name, rule: null, reason: `no rule allows ${event.name}, so the name was not resolved`, monitored: false });
       }),
     ];
   }
@@ -95,22 +97,35 @@ export class DenialCollector {
 }
 
 /**
- * The lines `srt-gw run` prints on stderr at exit. A DNS denial of a host that was also refused as
- * a connection or request says nothing new, and is folded into it.
+ * The lines `srt-gw run` prints on stderr at exit: what --monitor let through first, each line
+ * saying "would be denied", then what was refused (some checks deny even in --monitor mode:
+ * malformed requests, a Host that differs from the TLS name). A DNS denial of a host that was
+ * also refused as a connection or request says nothing new, and is folded into it.
  */
 export function formatDenialSummary(denials: readonly Denial[], omitted = 0): string {
   if (denials.length === 0 && omitted === 0) return '';
-  const hostsWithOtherDenials = new Set(denials.filter((d) => d.kind !== 'dns').map((d) => d.host));
-  const shown = denials.filter((d) => d.kind !== 'dns' || !hostsWithOtherDenials.has(d.host));
-  const monitored = shown.some((d) => d.monitored);
-  const lines = [monitored ? 'srt-gw: --monitor: these would have been denied:' : 'srt-gw: denied during this run:'];
-  for (const d of shown) {
-    const where = d.port === undefined ? d.host : `${d.host}:${d.port}`;
-    const what = d.kind === 'request' ? `${d.example ?? 'request'}` : d.kind === 'dns' ? 'DNS lookup' : d.kind === 'connection' ? 'connection' : (d.example ?? d.kind);
-    const times = d.count > 1 ? ` (${d.count}x)` : '';
-    lines.push(`  ${where}  ${what}${times}  [${d.rule ?? 'no rule'}] ${d.reason}`);
+  const hostsWithOtherDenials = new Set(denials.filter((d) => d.kind !== 'dns').map((d) => `${d.host}\u0000${d.monitored}`));
+  const shown = denials.filter((d) => d.kind !== 'dns' || !hostsWithOtherDenials.has(`${d.host}\u0000${d.monitored}`));
+  const wouldBeDenied = shown.filter((d) => d.monitored);
+  const denied = shown.filter((d) => !d.monitored);
+  const lines: string[] = [];
+  if (wouldBeDenied.length > 0) {
+    lines.push('srt-gw: --monitor: these would have been denied (they were let through):');
+    for (const d of wouldBeDenied) lines.push(summaryLine(d, 'would be denied  '));
+  }
+  if (denied.length > 0 || wouldBeDenied.length === 0) {
+    lines.push('srt-gw: denied during this run:');
+    for (const d of denied) lines.push(summaryLine(d, ''));
   }
   if (omitted > 0) lines.push(`  ... and ${omitted} more (see the audit log: --log FILE)`);
   lines.push('  To allow a host, add a rule to the policy (srt-gw policy explain shows which rule decides).');
+  if (wouldBeDenied.length > 0) lines.push('  srt-gw run --monitor --write-policy FILE drafts a policy from what a run did.');
   return lines.join('\n') + '\n';
+}
+
+function summaryLine(d: Denial, verdict: string): string {
+  const where = d.port === undefined ? d.host : `${d.host}:${d.port}`;
+  const what = d.kind === 'request' ? `${d.example ?? 'request'}` : d.kind === 'dns' ? 'DNS lookup' : d.kind === 'connection' ? 'connection' : (d.example ?? d.kind);
+  const times = d.count > 1 ? ` (${d.count}x)` : '';
+  return `  ${where}  ${what}${times}  ${verdict}[${d.rule ?? 'no rule'}] ${d.reason}`;
 }

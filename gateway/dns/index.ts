@@ -1,7 +1,7 @@
 // The gateway's DNS side: the sandbox-facing server (answers from policy, never forwards), the
 // synthetic address pool it hands out, and the resolver the gateway itself uses upstream.
 export { startDnsServer, serveDns, serveDnsOverUnixSocket, DnsResponder, reverseLookupAddress } from './server.js';
-export type { DnsAdmission, DnsListenOptions, DnsServer, DnsServerOptions, DnsResponderOptions, DnsUnixListener, DnsUnixSocketOptions } from './server.js';
+export type { DnsAdmission, DnsMonitorLookup, NameExistence, DnsListenOptions, DnsServer, DnsServerOptions, DnsResponderOptions, DnsUnixListener, DnsUnixSocketOptions } from './server.js';
 export {
   SyntheticAddressPool,
   SyntheticPoolExhaustedError,

@@ -22,13 +22,13 @@ describe('registerDnsMetrics', () => {
       onQuery: (event) => listeners.forEach((listener) => listener(event)),
     });
     const send = (name: string, type: string) =>
-      responder.respond(dnsPacket.encode({ type: 'query', id: 1, questions: [{ type: type as 'A', name }] }), '10.1.1.1', 'udp');
+      void responder.respond(dnsPacket.encode({ type: 'query', id: 1, questions: [{ type: type as 'A', name }] }), '10.1.1.1', 'udp');
     send('a.allowed.test', 'A');
     send('b.allowed.test', 'AAAA');
     send('mzxw6ytboi4dcmrtgq2tmnzygeztmnjqmzxw6ytboi4dcmrtgq2tmnzyge.attacker.test', 'TXT');
     send('a.allowed.test', 'UNKNOWN_4711');
     send('a.allowed.test', 'A'); // over the burst
-    responder.respond(Buffer.from([1, 2, 3]), '10.1.1.2', 'udp');
+    void responder.respond(Buffer.from([1, 2, 3]), '10.1.1.2', 'udp');
     const text = await registry.metrics();
     expect(text).toContain('srtgw_dns_queries_total{decision="synthetic",qtype="A"} 1');
     expect(text).toContain('srtgw_dns_queries_total{decision="synthetic",qtype="AAAA"} 1');

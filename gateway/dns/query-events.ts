@@ -20,6 +20,12 @@ export interface DnsQueryEvent {
   /** The rcode sent ("NOERROR", "NXDOMAIN", ...), or "none" when nothing was sent. */
   rcode: string;
   tunnelSignals: TunnelSignal[];
+  /**
+   * Only with --monitor, on a name no rule allows (decision "denied"): the query was answered as
+   * for an allowed name instead of refused. A/AAAA were resolved upstream first (the rcode says
+   * what came back); other types got an empty answer, with nothing sent upstream.
+   */
+  monitored?: true;
 }
 
 export const dnsQueryChannel = diagnosticsChannel.channel(DNS_QUERY_CHANNEL);

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
+import net from 'node:net';
 import dnsPacket from 'dns-packet';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { DNS_QUERY_CHANNEL, type DnsQueryEvent } from './query-events.js';
 import { ClientRateLimiter } from './rate-limiter.js';
-import { DnsResponder, reverseLookupAddress, startDnsServer, type DnsAdmission } from './server.js';
+import { DnsResponder, reverseLookupAddress, startDnsServer, type DnsAdmission, type NameExistence } from './server.js';
 import { SyntheticAddressPool } from './synthetic-pool.js';
 import { parseDnsQuery } from './dns-message.js';
 import { decodeResponse, optRecord } from '../../test/support/dns-test-packets.js';
@@ -13,9 +14,18 @@ const admission: DnsAdmission = {
   couldAllowHost: (host) => host === 'api.example.test' || host.endsWith('.allowed.test'),
 };
 
+/** An answer that must not wait for anything: only report mode's upstream lookups do. */
+function immediate(answer: Buffer | null | Promise<Buffer | null>): Buffer | null {
+  if (answer instanceof Promise) throw new Error('expected an immediate answer, got a promise');
+  return answer;
+}
+
+function query(name: string, type: string): Buffer {
+  return dnsPacket.encode({ type: 'query', id: 1, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: type as 'A', name }] });
+}
+
 function ask(responder: DnsResponder, name: string, type = 'A', client = '10.0.0.2'): ReturnType<typeof decodeResponse> | null {
-  const packet = dnsPacket.encode({ type: 'query', id: 1, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: type as 'A', name }] });
-  const answer = responder.respond(packet, client, 'udp');
+  const answer = immediate(responder.respond(query(name, type), client, 'udp'));
   return answer ? decodeResponse(answer) : null;
 }
 
@@ -65,13 +75,13 @@ describe('DnsResponder decisions', () => {
       Buffer.from([3]), Buffer.from('api'), Buffer.from([12]), Buffer.from('example.test'), Buffer.from([0, 0, 1, 0, 1]),
     ]);
     expect(parseDnsQuery(packet).kind).toBe('query');
-    const answer = responder.respond(packet, '10.0.0.2', 'udp');
+    const answer = immediate(responder.respond(packet, '10.0.0.2', 'udp'));
     expect(answer && decodeResponse(answer).rcode).toBe('NXDOMAIN');
   });
 
   it('classes other than IN/ANY are refused', () => {
     const packet = dnsPacket.encode({ type: 'query', id: 3, questions: [{ type: 'TXT', name: 'version.bind', class: 'CH' }] });
-    expect(decodeResponse(responder.respond(packet, '10.0.0.2', 'udp') ?? Buffer.alloc(12)).rcode).toBe('REFUSED');
+    expect(decodeResponse(immediate(responder.respond(packet, '10.0.0.2', 'udp')) ?? Buffer.alloc(12)).rcode).toBe('REFUSED');
   });
 
   it('denyRcode REFUSED', () => {
@@ -91,6 +101,118 @@ describe('DnsResponder decisions', () => {
   });
 });
 
+describe('DnsResponder in report mode (--monitor)', () => {
+  /** A responder whose upstream knows `existence`; `asked` records every name sent upstream. */
+  function monitoring(existence: Record<string, NameExistence>) {
+    const asked: string[] = [];
+    const pool = new SyntheticAddressPool();
+    const responder = new DnsResponder({
+      admission,
+      pool,
+      rateLimit: false,
+      monitor: {
+        exists: (name) => {
+          asked.push(name);
+          return Promise.resolve(existence[name] ?? 'none');
+        },
+      },
+    });
+    return { responder, pool, asked };
+  }
+
+  async function askAndWait(responder: DnsResponder, name: string, type: string): Promise<ReturnType<typeof decodeResponse> | null> {
+    const answer = await responder.respond(query(name, type), '10.0.0.2', 'udp');
+    return answer ? decodeResponse(answer) : null;
+  }
+
+  it.each([
+    { name: 'unlisted.test', type: 'A', upstream: 'found', rcode: 'NOERROR', address: /^198\.1[89]\./ },
+    { name: 'unlisted.test', type: 'AAAA', upstream: 'found', rcode: 'NOERROR', address: /^fd73:7274:6777:/ },
+    { name: 'gone.test', type: 'A', upstream: 'none', rcode: 'NXDOMAIN', address: null },
+    { name: 'flaky.test', type: 'AAAA', upstream: 'failed', rcode: 'SERVFAIL', address: null },
+  ] as const)('$type $name, upstream says $upstream → $rcode, logged as a would-be denial', async ({ name, type, upstream, rcode, address }) => {
+    const { responder, pool, asked } = monitoring({ [name]: upstream });
+    const response = await askAndWait(responder, name, type);
+    expect(response?.rcode).toBe(rcode);
+    expect(asked).toEqual([name]);
+    const data = (response?.answers?.[0] as { data?: string } | undefined)?.data ?? null;
+    if (address === null) expect(data).toBeNull();
+    else {
+      expect(data).toMatch(address);
+      // The address maps back to the name, so the connection to it is for that host.
+      expect(pool.nameFor(data!)).toBe(name);
+    }
+    expect(events.at(-1)).toMatchObject({ name, qtype: type, decision: 'denied', rcode, monitored: true });
+  });
+
+  it.each(['TXT', 'NULL', 'MX', 'HTTPS', 'UNKNOWN_65', 'CNAME'])('%s for a name no rule allows: an empty answer at once, nothing asked upstream', (type) => {
+    const { responder, asked } = monitoring({ 'unlisted.test': 'found' });
+    const response = ask(responder, 'unlisted.test', type);
+    expect(response?.rcode).toBe('NOERROR');
+    expect(response?.answers ?? []).toHaveLength(0);
+    expect(asked).toEqual([]);
+    expect(events.at(-1)).toMatchObject({ name: 'unlisted.test', decision: 'denied', rcode: 'NOERROR', monitored: true });
+  });
+
+  it('allowed names, reverse lookups of real addresses and names with odd labels never go upstream', () => {
+    const { responder, asked } = monitoring({});
+    expect(ask(responder, 'api.example.test')?.rcode).toBe('NOERROR');
+    expect(events.at(-1)).not.toHaveProperty('monitored');
+    expect(ask(responder, '8.8.8.8.in-addr.arpa', 'PTR')?.rcode).toBe('NXDOMAIN');
+    const packet = Buffer.concat([
+      dnsPacket.encode({ type: 'query', id: 9, questions: [{ type: 'A', name: 'x' }] }).subarray(0, 12),
+      Buffer.from([3]), Buffer.from('a.b'), Buffer.from([4]), Buffer.from('test'), Buffer.from([0, 0, 1, 0, 1]),
+    ]);
+    expect(decodeResponse(immediate(responder.respond(packet, '10.0.0.2', 'udp'))!).rcode).toBe('NXDOMAIN');
+    expect(asked).toEqual([]);
+  });
+
+  it('a full pool answers SERVFAIL, never an address', async () => {
+    const responder = new DnsResponder({ admission, pool: new SyntheticAddressPool({ capacity: 1 }), monitor: { exists: () => Promise.resolve('found') } });
+    expect((await askAndWait(responder, 'one.test', 'A'))?.rcode).toBe('NOERROR');
+    const full = await askAndWait(responder, 'two.test', 'A');
+    expect(full?.rcode).toBe('SERVFAIL');
+    expect(full?.answers).toHaveLength(0);
+  });
+
+  it('over TCP, an answer that waits upstream does not hold up the ones after it', async () => {
+    let release!: (existence: NameExistence) => void;
+    const server = await startDnsServer({
+      admission,
+      host: '127.0.0.1',
+      port: 0,
+      rateLimit: false,
+      monitor: { exists: () => new Promise<NameExistence>((resolve) => (release = resolve)) },
+    });
+    try {
+      const socket = net.connect(server.address.tcp.port, '127.0.0.1');
+      const answers: ReturnType<typeof decodeResponse>[] = [];
+      let buffered = Buffer.alloc(0);
+      socket.on('data', (chunk: Buffer) => {
+        buffered = Buffer.concat([buffered, chunk]);
+        while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
+          answers.push(decodeResponse(buffered.subarray(2, 2 + buffered.readUInt16BE(0))));
+          buffered = buffered.subarray(2 + buffered.readUInt16BE(0));
+        }
+      });
+      const framed = (id: number, name: string) => {
+        const packet = dnsPacket.encode({ type: 'query', id, questions: [{ type: 'A', name }] });
+        const prefix = Buffer.alloc(2);
+        prefix.writeUInt16BE(packet.length, 0);
+        return Buffer.concat([prefix, packet]);
+      };
+      socket.write(Buffer.concat([framed(1, 'slow.test'), framed(2, 'api.example.test')]));
+      await expect.poll(() => answers.map((a) => a.id), { timeout: 10_000 }).toEqual([2]);
+      release('found');
+      await expect.poll(() => answers.map((a) => a.id), { timeout: 10_000 }).toEqual([2, 1]);
+      expect(answers[1]?.rcode).toBe('NOERROR');
+      socket.destroy();
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('DnsResponder under hostile input', () => {
   it('random, header-shaped and truncated packets never throw out of respond()', () => {
     const responder = new DnsResponder({ admission, pool: new SyntheticAddressPool(), rateLimit: false });
@@ -106,7 +228,7 @@ describe('DnsResponder under hostile input', () => {
       }
       for (const [packet, transport] of [[random, 'udp'], [shaped, 'tcp']] as const) {
         try {
-          responder.respond(packet, '10.0.0.3', transport);
+          immediate(responder.respond(packet, '10.0.0.3', transport));
         } catch {
           thrown++;
         }

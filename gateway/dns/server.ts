@@ -2,6 +2,9 @@
 // policy: admitted names get a stable synthetic address, everything else NXDOMAIN.
 // SECURITY: nothing here opens a socket towards any other DNS server, so no query from the
 // sandbox ever causes an upstream query (DNS tunnelling) — test: test/e2e/dns-tunnel.test.ts.
+// The one exception is report mode (--monitor), which lets data out by design: an A or AAAA
+// query for a name no rule allows is checked through the gateway's own upstream resolver
+// (`monitor` below); no other query type ever is — test/e2e/monitor-mode.test.ts.
 import { chmodSync, rmSync } from 'node:fs';
 import dgram from 'node:dgram';
 import net, { isIPv4, type AddressInfo } from 'node:net';
@@ -25,6 +28,14 @@ import { dnsQueryChannel, loggableName, nameTunnelSignals, type DnsDecision, typ
 import { ClientRateLimiter, type ClientRateLimitOptions } from './rate-limiter.js';
 import { SyntheticAddressPool, expandIPv6, isSyntheticAddress } from './synthetic-pool.js';
 
+/** Whether a name exists upstream: it has an address, it has none (NXDOMAIN, no A/AAAA), or no answer came. */
+export type NameExistence = 'found' | 'none' | 'failed';
+
+/** Report mode's view upstream: the gateway's own resolver, asked only for names no rule allows. */
+export interface DnsMonitorLookup {
+  exists(name: string): Promise<NameExistence>;
+}
+
 /** What the DNS server needs from the policy: could any rule allow a connection to `host`? */
 export interface DnsAdmission {
   /** `host` is normalised: lower-case, no trailing dot, only letters, digits, "-", "_" and dots. */
@@ -45,6 +56,11 @@ export interface DnsResponderOptions {
    * passes its own event bus, so two gateways in one process keep their decisions apart.
    */
   onQuery?: (event: DnsQueryEvent) => void;
+  /**
+   * Report mode (--monitor): a name no rule allows is answered like an allowed one (a synthetic
+   * address) when `monitor` finds it upstream, and logged as a would-be denial. Absent: denied.
+   */
+  monitor?: DnsMonitorLookup;
 }
 
 /** Where and how a DNS server listens. */
@@ -94,6 +110,8 @@ interface Outcome {
   decision: DnsDecision;
   rcode: RcodeName;
   answers?: AnswerRecord[];
+  /** A denial report mode let through (DnsQueryEvent.monitored). */
+  monitored?: true;
 }
 
 /** Turns one query packet into one answer packet (or none). No sockets: the server and tests drive it. */
@@ -105,9 +123,11 @@ export class DnsResponder {
   private readonly limiter: ClientRateLimiter | null;
   private readonly overLimitAction: 'refuse' | 'drop';
   private readonly onQuery: ((event: DnsQueryEvent) => void) | undefined;
+  private readonly monitor: DnsMonitorLookup | undefined;
 
   constructor(options: DnsResponderOptions) {
     this.onQuery = options.onQuery;
+    this.monitor = options.monitor;
     this.admission = options.admission;
     this.pool = options.pool;
     this.denyRcode = options.denyRcode ?? 'NXDOMAIN';
@@ -116,8 +136,11 @@ export class DnsResponder {
     this.overLimitAction = (options.rateLimit && options.rateLimit.action) || 'refuse';
   }
 
-  /** The answer to send back, or null to stay silent. Never throws. */
-  respond(packet: Buffer, client: string, transport: Transport): Buffer | null {
+  /**
+   * The answer to send back, or null to stay silent. Never throws, never rejects. A promise only
+   * in report mode, for a query that waits for an upstream lookup; every other answer is immediate.
+   */
+  respond(packet: Buffer, client: string, transport: Transport): Buffer | null | Promise<Buffer | null> {
     let parsed: ParsedQuery;
     try {
       parsed = parseDnsQuery(packet);
@@ -150,19 +173,21 @@ export class DnsResponder {
       return encodeErrorResponse(parsed.id, parsed.recursionDesired, parsed.rcode);
     }
 
-    let outcome: Outcome;
+    const answer = (outcome: Outcome): Buffer => {
+      this.publish(client, transport, name, qtype, outcome.decision, outcome.rcode, signals, outcome.monitored);
+      return encodeDnsResponse({ query: parsed, rcode: outcome.rcode, answers: outcome.answers, maxBytes: this.limitFor(parsed, transport) });
+    };
+    let outcome: Outcome | Promise<Outcome>;
     try {
       outcome = this.decide(parsed);
     } catch {
-      // Fail closed: a full synthetic pool (SyntheticPoolExhaustedError) or any other failure
-      // answers SERVFAIL, never an address.
-      outcome = { decision: 'refused', rcode: 'SERVFAIL' };
+      outcome = FAILED;
     }
-    this.publish(client, transport, name, qtype, outcome.decision, outcome.rcode, signals);
-    return encodeDnsResponse({ query: parsed, rcode: outcome.rcode, answers: outcome.answers, maxBytes: this.limitFor(parsed, transport) });
+    if (!(outcome instanceof Promise)) return answer(outcome);
+    return outcome.catch(() => FAILED).then(answer).catch(() => null);
   }
 
-  private decide(query: AcceptedQuery): Outcome {
+  private decide(query: AcceptedQuery): Outcome | Promise<Outcome> {
     const { question } = query;
     if (query.edns && query.edns.version > 0) return { decision: 'refused', rcode: 'BADVERS' };
     if (question.qclass !== CLASS_IN && question.qclass !== CLASS_ANY) return { decision: 'refused', rcode: 'REFUSED' };
@@ -176,23 +201,44 @@ export class DnsResponder {
       return { decision: 'synthetic', rcode: 'NOERROR', answers: [{ type: QTYPE.PTR, ttl: this.ttl, data: encodeName(target) }] };
     }
     // PTR for any other address: we hold no real reverse data and must not ask anyone.
-    if (reverse !== undefined || !this.admits(question)) {
-      return { decision: 'denied', rcode: reverse !== undefined ? 'NXDOMAIN' : this.denyRcode };
+    if (reverse !== undefined) return { decision: 'denied', rcode: 'NXDOMAIN' };
+    if (!this.admits(question)) {
+      if (this.monitor && isResolvableName(question)) return this.decideMonitored(question, this.monitor);
+      return { decision: 'denied', rcode: this.denyRcode };
     }
-    if (question.qtype === QTYPE.A || question.qtype === QTYPE.AAAA) {
-      const family = question.qtype === QTYPE.A ? 4 : 6;
-      const address = this.pool.addressFor(question.name, family);
-      return { decision: 'synthetic', rcode: 'NOERROR', answers: [{ type: question.qtype, ttl: this.ttl, data: addressData(address, family) }] };
-    }
+    if (question.qtype === QTYPE.A || question.qtype === QTYPE.AAAA) return { decision: 'synthetic', rcode: 'NOERROR', answers: [this.syntheticAnswer(question)] };
     // TXT, NULL, MX, CNAME, SRV, HTTPS, ANY, ... for an admitted name: the name exists, with no
     // data of that type. A tunnel needs payload-carrying answers; it gets none.
     return { decision: 'nodata', rcode: 'NOERROR' };
   }
 
+  /**
+   * Report mode, a name no rule allows: answered as if a rule allowed it, so the program goes on
+   * to connect and the gateway sees (and reports) what it would send there.
+   */
+  private decideMonitored(question: DnsQuestion, monitor: DnsMonitorLookup): Outcome | Promise<Outcome> {
+    // SECURITY: only address queries are resolved upstream; TXT, NULL, MX and the rest get the
+    // empty answer an allowed name gets and cause no upstream query, so a tunnel's
+    // payload-carrying answers never come back — test/e2e/monitor-mode.test.ts.
+    if (question.qtype !== QTYPE.A && question.qtype !== QTYPE.AAAA) return { decision: 'denied', rcode: 'NOERROR', monitored: true };
+    // Resolved upstream first so a name that does not exist stays NXDOMAIN for the program, as it
+    // would be without the gateway; the address the program gets is still synthetic.
+    return monitor.exists(question.name).then((existence): Outcome => {
+      if (existence === 'none') return { decision: 'denied', rcode: 'NXDOMAIN', monitored: true };
+      if (existence === 'failed') return { decision: 'denied', rcode: 'SERVFAIL', monitored: true };
+      return { decision: 'denied', rcode: 'NOERROR', answers: [this.syntheticAnswer(question)], monitored: true };
+    });
+  }
+
+  /** The A or AAAA record of `question`'s synthetic address; throws when the pool is full. */
+  private syntheticAnswer(question: DnsQuestion): AnswerRecord {
+    const family = question.qtype === QTYPE.A ? 4 : 6;
+    const address = this.pool.addressFor(question.name, family);
+    return { type: question.qtype, ttl: this.ttl, data: addressData(address, family) };
+  }
+
   private admits(question: DnsQuestion): boolean {
-    // SECURITY: only plain names reach the policy, so a label holding a "." (or any odd byte)
-    // cannot pose as an allowed name — test: gateway/dns/server.test.ts ("label holds a . byte").
-    if (!question.plain || question.name.length === 0 || question.name.length > 253) return false;
+    if (!isResolvableName(question)) return false;
     try {
       return this.admission.couldAllowHost(question.name) === true;
     } catch {
@@ -212,14 +258,27 @@ export class DnsResponder {
     decision: DnsDecision,
     rcode: string,
     tunnelSignals: TunnelSignal[],
+    monitored?: true,
   ): void {
     const onQuery = this.onQuery;
     if (!onQuery && !dnsQueryChannel.hasSubscribers) return;
     const event: DnsQueryEvent = { client, transport, name: loggableName(name), qtype, decision, rcode, tunnelSignals };
+    if (monitored) event.monitored = true;
     if (onQuery) onQuery(event);
     // Subscribers must not throw: node:diagnostics_channel re-raises their errors on the next tick.
     else dnsQueryChannel.publish(event);
   }
+}
+
+// Fail closed: a full synthetic pool (SyntheticPoolExhaustedError) or any other failure answers
+// SERVFAIL, never an address.
+const FAILED: Outcome = { decision: 'refused', rcode: 'SERVFAIL' };
+
+/** A name that may reach the policy (or, in report mode, the upstream resolver). */
+function isResolvableName(question: DnsQuestion): boolean {
+  // SECURITY: only plain names reach the policy, so a label holding a "." (or any odd byte)
+  // cannot pose as an allowed name — test: gateway/dns/server.test.ts ("label holds a . byte").
+  return question.plain && question.name.length > 0 && question.name.length <= 253;
 }
 
 /** Starts the DNS server on host:port over UDP and TCP. */
@@ -327,13 +386,17 @@ function createUdpSocket(host: string, responder: DnsResponder): dgram.Socket {
   // the kernel caps it at net.core.rmem_max.
   const udp = dgram.createSocket({ type: isIPv4(host) ? 'udp4' : 'udp6', recvBufferSize: 1 << 20 });
   udp.on('message', (message, remote) => {
+    const send = (answer: Buffer | null) => {
+      if (!answer) return;
+      try {
+        udp.send(answer, remote.port, remote.address, () => undefined);
+      } catch {
+        // e.g. a source port of 0, or a socket closed while the answer was looked up: nowhere to answer
+      }
+    };
     const answer = responder.respond(message, normalizeClient(remote.address), 'udp');
-    if (!answer) return;
-    try {
-      udp.send(answer, remote.port, remote.address, () => undefined);
-    } catch {
-      // e.g. a source port of 0: nowhere to answer
-    }
+    if (answer instanceof Promise) void answer.then(send);
+    else send(answer);
   });
   udp.on('error', () => undefined); // e.g. ICMP-induced errors: keep serving
   return udp;
@@ -359,6 +422,22 @@ function serveTcpConnection(socket: net.Socket, responder: DnsResponder, idleTim
   socket.setNoDelay(true);
   socket.setTimeout(idleTimeoutMs, () => socket.destroy());
   socket.on('error', () => socket.destroy());
+  const send = (answer: Buffer | null): boolean => {
+    if (socket.destroyed) return false;
+    if (!answer) {
+      // Garbage on a stream: the framing can no longer be trusted.
+      socket.destroy();
+      return false;
+    }
+    const prefix = Buffer.alloc(2);
+    prefix.writeUInt16BE(answer.length, 0);
+    // A client that does not read its answers stops being read from (backpressure).
+    if (!socket.write(Buffer.concat([prefix, answer])) && !socket.isPaused()) {
+      socket.pause();
+      socket.once('drain', () => socket.resume());
+    }
+    return true;
+  };
   socket.on('data', (chunk: Buffer) => {
     buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
     while (buffered.length >= 2) {
@@ -367,18 +446,10 @@ function serveTcpConnection(socket: net.Socket, responder: DnsResponder, idleTim
       const message = buffered.subarray(2, 2 + length);
       buffered = buffered.subarray(2 + length);
       const answer = responder.respond(message, client, 'tcp');
-      if (!answer) {
-        // Garbage on a stream: the framing can no longer be trusted.
-        socket.destroy();
-        return;
-      }
-      const prefix = Buffer.alloc(2);
-      prefix.writeUInt16BE(answer.length, 0);
-      // A client that does not read its answers stops being read from (backpressure).
-      if (!socket.write(Buffer.concat([prefix, answer]))) {
-        socket.pause();
-        socket.once('drain', () => socket.resume());
-      }
+      // An answer that waits for an upstream lookup (report mode) is sent when it comes; the
+      // ones after it need not wait (RFC 7766 §6.2.1.1: answers carry their query's id).
+      if (answer instanceof Promise) void answer.then(send);
+      else if (!send(answer)) return;
     }
   });
 }
