@@ -18,7 +18,14 @@ describe('parseResolveOverride', () => {
   it('normalises the host and keeps every address', () => {
     expect(parseResolveOverride('API.Example.Test.=127.0.0.1,::1')).toEqual(['api.example.test', ['127.0.0.1', '::1']]);
   });
-  it.each(['api.example.test', 'api.example.test=', 'api.example.test=not-an-ip', '=127.0.0.1'])('%j is refused', (input) => {
+  it.each([
+    ['API.example.test:443:127.0.0.1', ['api.example.test', ['127.0.0.1']]],
+    ['api.example.test:8443:[::1],127.0.0.2', ['api.example.test', ['::1', '127.0.0.2']]],
+    ['api.example.test:443:::1', ['api.example.test', ['::1']]],
+  ])("curl's HOST:PORT:IP form %s", (input, expected) => {
+    expect(parseResolveOverride(input)).toEqual(expected);
+  });
+  it.each(['api.example.test', 'api.example.test=', 'api.example.test=not-an-ip', '=127.0.0.1', 'api.example.test:0:127.0.0.1', 'api.example.test:443:', 'api.example.test:https:127.0.0.1'])('%j is refused', (input) => {
     expect(() => parseResolveOverride(input)).toThrow(/--resolve .*expected HOST=IP/);
   });
 });

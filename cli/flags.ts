@@ -25,13 +25,18 @@ export function parseListenAddress(flag: string, value: string): ListenAddress {
   return { host, port };
 }
 
-/** "HOST=IP[,IP...]" → [host, ips]. */
+/**
+ * "HOST=IP[,IP...]", or curl's "HOST:PORT:IP[,IP...]" → [host, ips]. The override pins the name,
+ * so curl's port is checked but applies the address to every port of HOST.
+ */
 export function parseResolveOverride(value: string): [string, string[]] {
-  const [name, addresses] = value.split('=', 2);
+  const curlForm = value.includes('=') ? null : /^([^:[\]]+):([0-9]{1,5}):(.+)$/.exec(value);
+  const [name, addresses] = curlForm ? [curlForm[1], curlForm[3]] : value.split('=', 2);
   const host = name ? normalizeHost(name) : null;
   const ips = (addresses ?? '').split(',').map((ip) => ip.trim().replace(/^\[|\]$/g, '')).filter(Boolean);
-  if (!host || ips.length === 0 || ips.some((ip) => isIP(ip) === 0)) {
-    invalid(`--resolve ${value}: expected HOST=IP (e.g. api.example.test=127.0.0.1)`);
+  const badPort = curlForm !== null && (Number(curlForm[2]) < 1 || Number(curlForm[2]) > 65535);
+  if (!host || badPort || ips.length === 0 || ips.some((ip) => isIP(ip) === 0)) {
+    invalid(`--resolve ${value}: expected HOST=IP or HOST:PORT:IP (e.g. api.example.test=127.0.0.1)`);
   }
   return [host, ips];
 }
@@ -55,6 +60,12 @@ export function parseSeconds(flag: string, value: string): number {
     invalid(`${flag} ${value}: expected a number of seconds between 0 and 86400 (e.g. 30)`);
   }
   return seconds;
+}
+
+/** `--log FILE`, `--log -` (stdout, as JSON lines), or the default when absent. */
+export function auditLogDestination(flag: string | undefined, otherwise: number | false): string | number | false {
+  if (flag === undefined) return otherwise;
+  return flag === '-' ? 1 : flag;
 }
 
 export function collect(value: string, previous: string[] = []): string[] {

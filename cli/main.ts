@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // srt-gw command line. Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
 import * as runModule from './run.js';
-import { Command, Option } from 'commander';
+import { Command, CommanderError, Help, Option } from 'commander';
 import { isSrtGwError } from '../errors.js';
 import { collect } from './flags.js';
 
@@ -12,13 +12,47 @@ process.stdout.on('error', (error: NodeJS.ErrnoException) => {
   throw error;
 });
 
+/** Exit status of a usage error: 2 for srt-gw's own commands, 125 for `run` (the command's own statuses are its). */
+const USAGE_ERROR = 2;
+const RUN_SETUP_FAILED = 125;
+
+/**
+ * Commander prints the message; this decides the status. --help and --version exit 0; any other
+ * usage error (unknown flag, missing argument) exits with the command's usage status.
+ */
+function exitOnUsageError(status: number): (error: CommanderError) => never {
+  return (error) => process.exit(error.exitCode === 0 ? 0 : status);
+}
+
+/** Flags that collect into a list start as []: commander would print "(default: [])" after each. */
+function optionDescription(this: Help, option: Option): string {
+  if (Array.isArray(option.defaultValue) && option.defaultValue.length === 0) return option.description;
+  return Help.prototype.optionDescription.call(this, option);
+}
+
 const program = new Command();
 program
   .name('srt-gw')
   .description('Egress-first security gateway for AI agents: every request checked against per-API rules.')
-  .version('0.1.0')
+  .version('0.1.0', '-v, --version', 'print the version')
   .showHelpAfterError('(run srt-gw help <command> for the flags)')
-  .enablePositionalOptions();
+  .exitOverride(exitOnUsageError(USAGE_ERROR))
+  // Commands made from here on inherit the exit rule and the help configuration.
+  .configureHelp({ optionDescription })
+  .enablePositionalOptions()
+  .addHelpText(
+    'after',
+    `
+Examples:
+  srt-gw run --allow registry.npmjs.org -- npm install      a command whose only way out is the gateway
+  srt-gw run --policy policy.yaml -- ./agent.sh             rules from a policy file
+  srt-gw serve --policy policy.yaml --listen 127.0.0.1:8080 an explicit proxy for other clients
+  srt-gw policy explain policy.yaml GET https://api.github.com/user   which rule decides, and why
+  srt-gw doctor                                             what srt-gw run needs here
+
+Exit status: 0 ok, 1 runtime failure, 2 bad configuration or usage; srt-gw run exits with the
+command's status, or 125 when the run could not start.`,
+  );
 
 const serve = program
   .command('serve')
@@ -28,13 +62,14 @@ const serve = program
   .option('--listen <ip:port>', 'proxy listener address', '127.0.0.1:8080')
   .option('--ca-dir <dir>', 'local CA directory (default: $SRT_GW_CA_DIR or ~/.config/srt-gw/ca)')
   .option('--header-timeout <seconds>', 'time a client has to send a complete request head (default 10; slowloris bound)')
-  .option('--log <file>', 'audit log file (JSON lines; default: stderr)')
+  .option('--log <file>', 'audit log file (JSON lines; - for stdout; default: stderr); SIGUSR1 opens it again after rotation')
   .option('--metrics <ip:port>', 'serve Prometheus metrics at http://IP:PORT/metrics')
   .option('--dns <ip:port>', 'serve DNS (UDP+TCP): allowed names get synthetic addresses, the rest NXDOMAIN; nothing is forwarded')
   .option('--dns-socket <socket>', 'also serve DNS (length-framed, as over TCP) on this unix socket for the jail\'s forwarder (mode 0600)')
   .option('--transparent <socket>', 'unix socket for PROXY-v2-framed connections from the jail\'s redirector (mode 0600)')
   .addOption(new Option('--dns-deny <rcode>', 'answer for names no rule allows').choices(['nxdomain', 'refused']).default('nxdomain'))
-  .addOption(new Option('--monitor', 'report mode: log what would be denied, deny nothing').default(false));
+  .addOption(new Option('--monitor', 'report mode: log what would be denied, deny nothing (lets data out: trusted clients only)').default(false))
+  .option('--write-policy <file>', 'on shutdown, write a draft policy (YAML) from the requests seen: one rule per host with the methods and path prefixes');
 addUpstreamOptions(serve).action(async (flags) => {
     const { serve } = await import('./serve.js');
     await serve(flags);
@@ -51,11 +86,26 @@ const runCommand = program
   .option('--allow <host>', 'allow every request to HOST (repeatable; adds to the policy)', collect, [])
   .addOption(new Option('--allow-local-binding', "let the command listen on loopback, as the policy's jail.allowLocalBinding (macOS; on Linux it always can, reachable only from inside the jail)").default(false))
   .option('--ca-dir <dir>', 'local CA directory (default: $SRT_GW_CA_DIR or ~/.config/srt-gw/ca); hidden inside the jail')
-  .option('--log <file>', 'audit log file (JSON lines, one per decision; default: none)')
+  .option('--log <file>', 'audit log file (JSON lines, one per decision; - for stdout; default: none); hidden inside the jail')
   .option('--metrics <ip:port>', 'serve Prometheus metrics at http://IP:PORT/metrics while the command runs')
-  .addOption(new Option('--monitor', 'report mode: log and summarise what would be denied, deny nothing').default(false))
+  .addOption(new Option('--monitor', 'report mode: log and summarise what would be denied, deny nothing (lets data out: trusted commands only)').default(false))
+  .option('--write-policy <file>', 'when the command ends, write a draft policy (YAML) from its requests: one rule per host with the methods and path prefixes')
   .addOption(new Option('-q, --quiet', 'no notices and no denial summary on stderr').default(false))
-  .passThroughOptions();
+  .passThroughOptions()
+  .exitOverride(exitOnUsageError(RUN_SETUP_FAILED))
+  .showHelpAfterError('usage: srt-gw run [flags] -- <command> [args...]   (srt-gw help run lists the flags)')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  srt-gw run --allow registry.npmjs.org -- npm install
+  srt-gw run --policy policy.yaml -- claude          paths are relative to this directory
+  srt-gw run --monitor -- ./build.sh                 report what a policy would deny, deny nothing
+  srt-gw run -s ~/.srt-settings.json -- ./agent.sh    srt's settings, carried over with warnings
+
+Exit status: the command's own (128+N when signal N ended it); 125 when the run could not start
+(bad flag or policy, jail unavailable: the message says what to do).`,
+  );
 addUpstreamOptions(runCommand).action(async (command: string, args: string[], flags) => {
     const { run } = runModule;
     process.exitCode = await run(command, args, flags);
@@ -134,6 +184,23 @@ policy
     process.exitCode = await importSrt(file);
   });
 policy
+  .command('trust')
+  .description('Let srt-gw run obey a policy it finds on its own (./.srt-gw.yaml, ./.srt.json) in its current content, and the files it extends')
+  .argument('[file]', 'policy file (default: ./.srt-gw.yaml, else ./.srt.json)')
+  .option('--list', 'list the trusted files instead', false)
+  .action(async (file: string | undefined, flags: { list: boolean }) => {
+    const { listTrustedPolicies, trustPolicy } = await import('./policy-trust-command.js');
+    process.exitCode = flags.list ? listTrustedPolicies() : await trustPolicy(file);
+  });
+policy
+  .command('untrust')
+  .description('Forget the trust of a policy file: srt-gw run refuses it again until it is trusted')
+  .argument('[file]', 'policy file (default: ./.srt-gw.yaml, else ./.srt.json)')
+  .action(async (file: string | undefined) => {
+    const { untrustPolicy } = await import('./policy-trust-command.js');
+    process.exitCode = untrustPolicy(file);
+  });
+policy
   .command('schema')
   .description('Print the JSON Schema of the policy file format (for $schema and editors)')
   .action(async () => {
@@ -145,7 +212,7 @@ policy
 function addUpstreamOptions(command: Command): Command {
   return command
     .option('--upstream-ca <file>', 'extra PEM CA trusted for upstream certificates (repeatable)', collect, [])
-    .option('--resolve <host=ip>', 'resolve HOST to IP for upstream connections (repeatable)', collect, [])
+    .option('--resolve <host=ip>', "connect to IP for HOST instead of resolving it (repeatable; curl's HOST:PORT:IP works too)", collect, [])
     .option('--dns-upstream <ip:port>', "DNS server for the gateway's own lookups (repeatable; default: the system's)", collect, [])
     .option('--upstream-timeout <seconds>', 'upstream connect, response-header and between-chunks timeout (default 10 s / 60 s / 300 s)');
 }
@@ -154,7 +221,7 @@ function addUpstreamOptions(command: Command): Command {
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (isSrtGwError(error)) {
     process.stderr.write(`srt-gw: ${error.message}\n`);
-    process.exit(error.code === 'SRTGW_CONFIG_INVALID' || error.code === 'SRTGW_POLICY_INVALID' || error.code === 'SRTGW_POLICY_UNREADABLE' || error.code === 'SRTGW_CA_INVALID' || error.code === 'SRTGW_CREDENTIAL_UNAVAILABLE' ? 2 : 1);
+    process.exit(error.code === 'SRTGW_CONFIG_INVALID' || error.code === 'SRTGW_POLICY_INVALID' || error.code === 'SRTGW_POLICY_UNREADABLE' || error.code === 'SRTGW_POLICY_UNTRUSTED' || error.code === 'SRTGW_CA_INVALID' || error.code === 'SRTGW_CREDENTIAL_UNAVAILABLE' ? 2 : 1);
   }
   process.stderr.write(`srt-gw: ${(error as Error).stack ?? String(error)}\n`);
   process.exit(1);

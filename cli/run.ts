@@ -6,7 +6,7 @@ import { isSrtGwError } from '../errors.js';
 import { formatDenialSummary } from '../jail/denial-summary.js';
 import { JAIL_SETUP_FAILED } from '../jail/jail.js';
 import { runInJail } from '../jail/run.js';
-import { parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds } from './flags.js';
+import { auditLogDestination, parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds } from './flags.js';
 import { tuneHeapForProxying } from './heap-tuning.js';
 import { runPolicyFromFlags } from './policy-source.js';
 
@@ -23,6 +23,7 @@ export interface RunFlags {
   log?: string;
   metrics?: string;
   monitor: boolean;
+  writePolicy?: string;
   quiet: boolean;
 }
 
@@ -46,10 +47,13 @@ export async function run(command: string, args: string[], flags: RunFlags): Pro
       resolve: new Map(flags.resolve.map(parseResolveOverride)),
       dnsUpstream: flags.dnsUpstream.map(parseDnsServer),
       upstreamTimeoutMs: flags.upstreamTimeout === undefined ? undefined : parseSeconds('--upstream-timeout', flags.upstreamTimeout) * 1000,
-      auditLog: flags.log ?? (false as const),
+      auditLog: auditLogDestination(flags.log, false),
       metrics: flags.metrics ? parseListenAddress('--metrics', flags.metrics) : null,
       monitor: flags.monitor,
+      writePolicy: flags.writePolicy,
     };
+    // A draft that could not be written would only be found out after the command ran.
+    if (flags.writePolicy !== undefined) (await import('../gateway/observed-traffic.js')).checkDraftPolicyPath(flags.writePolicy);
     if (!flags.quiet) for (const notice of notices) process.stderr.write(`${notice}\n`);
   } catch (error) {
     return reportSetupFailure(error);
@@ -78,6 +82,7 @@ export async function run(command: string, args: string[], flags: RunFlags): Pro
       },
     });
     if (!flags.quiet) process.stderr.write(formatDenialSummary(result.denials, result.omittedDenials));
+    if (!flags.quiet && flags.writePolicy !== undefined) process.stderr.write(`srt-gw: draft policy written to ${flags.writePolicy} (review it, then: srt-gw policy check ${flags.writePolicy})\n`);
     return result.exitCode;
   } catch (error) {
     return reportSetupFailure(error);

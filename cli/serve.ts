@@ -5,7 +5,7 @@ import { ErrorCodes, SrtGwError } from '../errors.js';
 import { startGateway } from '../gateway/gateway.js';
 import { policyFiles } from '../policies/policy-files.js';
 import type { Policy } from '../policies/types.js';
-import { parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds } from './flags.js';
+import { auditLogDestination, parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds } from './flags.js';
 import { tuneHeapForProxying } from './heap-tuning.js';
 import { policyFromFlags } from './policy-source.js';
 
@@ -26,6 +26,7 @@ export interface ServeFlags {
   headerTimeout?: string;
   dnsDeny: 'nxdomain' | 'refused';
   monitor: boolean;
+  writePolicy?: string;
 }
 
 export async function serve(flags: ServeFlags): Promise<void> {
@@ -40,6 +41,8 @@ export async function serve(flags: ServeFlags): Promise<void> {
   const upstreamTimeoutMs = flags.upstreamTimeout === undefined ? undefined : parseSeconds('--upstream-timeout', flags.upstreamTimeout) * 1000;
   const headersTimeoutMs = flags.headerTimeout === undefined ? undefined : parseSeconds('--header-timeout', flags.headerTimeout) * 1000;
   const policy = await policyFromFlags(flags.policy, flags.allow);
+  const observedTraffic = flags.writePolicy === undefined ? null : await import('../gateway/observed-traffic.js');
+  if (flags.writePolicy !== undefined) observedTraffic?.checkDraftPolicyPath(flags.writePolicy);
   tuneHeapForProxying();
 
   // Signal handlers go in before anything is announced: the kernel delivers a signal whenever
@@ -49,6 +52,9 @@ export async function serve(flags: ServeFlags): Promise<void> {
     process.on('SIGTERM', () => resolveStop());
     process.on('SIGINT', () => resolveStop());
   });
+  // logrotate's postrotate sends SIGUSR1: the audit log is opened again under its name.
+  let reopenAuditLog = () => {};
+  process.on('SIGUSR1', () => reopenAuditLog());
   const gateway = await startGateway({
     policy,
     caDir: flags.caDir,
@@ -56,7 +62,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     upstreamCaFiles: flags.upstreamCa,
     resolve,
     dnsUpstream,
-    auditLog: flags.log ?? 2,
+    auditLog: auditLogDestination(flags.log, 2),
     metrics,
     dns,
     transparentSocket: flags.transparent,
@@ -66,6 +72,8 @@ export async function serve(flags: ServeFlags): Promise<void> {
     dnsDenyRcode: flags.dnsDeny === 'refused' ? 'REFUSED' : 'NXDOMAIN',
     monitor: flags.monitor,
   });
+  reopenAuditLog = () => gateway.reopenAuditLog();
+  const observed = observedTraffic ? new observedTraffic.ObservedTraffic(gateway.events) : null;
   // Reload on SIGHUP and when the policy file, or a file it extends, changes; a bad file keeps
   // the old policy.
   let watcher: PolicyWatcher | null = null;
@@ -102,6 +110,11 @@ export async function serve(flags: ServeFlags): Promise<void> {
   await stopRequested;
   watcher?.close();
   await gateway.close();
+  observed?.stop();
+  if (observed && flags.writePolicy !== undefined) {
+    observed.writeDraft(flags.writePolicy, "srt-gw serve's clients");
+    process.stderr.write(`srt-gw: draft policy written to ${flags.writePolicy} (review it, then: srt-gw policy check ${flags.writePolicy})\n`);
+  }
 }
 
 /** Changes closer together than this are one reload. */

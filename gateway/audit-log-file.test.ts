@@ -2,7 +2,7 @@
 // boundaries, through a file or a pipe that reads slowly; a quiet log still reaches its file; a
 // destination that cannot be opened stops the start, one that fails later does not crash anything.
 import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test, vi } from 'vitest';
@@ -105,6 +105,37 @@ describe('AuditLogFile', () => {
     } finally {
       stderr.mockRestore();
     }
+  });
+
+  test('reopen() after a rotation (rename): lines written before stay in the renamed file, later ones go to a new file, none split', async () => {
+    const path = join(dir, 'rotated.log');
+    const log = new AuditLogFile(path);
+    const lines = sampleLines(3000);
+    for (const line of lines.slice(0, 1500)) log.write(line);
+    log.flush();
+    // Rename while writes may still be in flight, as logrotate does.
+    renameSync(path, `${path}.1`);
+    log.reopen();
+    for (const line of lines.slice(1500)) log.write(line);
+    await log.close();
+    // Lines still queued at the rename go to the new file: none is lost, split or repeated.
+    const before = readFileSync(`${path}.1`, 'utf8');
+    const after = readFileSync(path, 'utf8');
+    expect(before + after).toBe(lines.join(''));
+    expect(before === '' || before.endsWith('\n')).toBe(true);
+    expect(after.endsWith(lines.slice(1500).join(''))).toBe(true);
+    expect(before.length).toBeGreaterThan(0);
+  });
+
+  test('reopen() of a descriptor changes nothing', async () => {
+    const path = join(dir, 'descriptor.log');
+    const fd = openSync(path, 'a');
+    const log = new AuditLogFile(fd);
+    log.write('one\n');
+    log.reopen();
+    log.write('two\n');
+    await log.close();
+    expect(readFileSync(path, 'utf8')).toBe('one\ntwo\n');
   });
 
   test('after close, writes are refused rather than lost silently into a closed file', async () => {

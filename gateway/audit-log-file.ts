@@ -22,9 +22,11 @@ const CLOSE_WAIT_MS = 5000;
 
 /** The destination pino writes to: `write(line)` is all pino needs. */
 export class AuditLogFile {
-  readonly #fd: number;
+  #fd: number;
   readonly #ownsFd: boolean;
   readonly #name: string;
+  /** Set by reopen(): the file is opened again by name once no write is in flight. */
+  #reopenPending = false;
   #slab = Buffer.allocUnsafe(SLAB_BYTES);
   #used = 0;
   /** Filled slabs (or the unwritten rest of one) waiting for the write in flight. */
@@ -44,7 +46,7 @@ export class AuditLogFile {
     if (typeof destination === 'number') {
       this.#fd = destination;
       this.#ownsFd = false;
-      this.#name = destination === 2 ? 'stderr' : `descriptor ${destination}`;
+      this.#name = destination === 2 ? 'stderr' : destination === 1 ? 'stdout' : `descriptor ${destination}`;
     } else {
       try {
         mkdirSync(dirname(destination), { recursive: true });
@@ -82,6 +84,32 @@ export class AuditLogFile {
     this.#enqueue(filled);
   }
 
+  /**
+   * Opens the file again by its name (after logrotate renamed it): lines not yet written go to
+   * the new file. The switch waits for the write in flight, so no line is split between files.
+   * Does nothing for a descriptor (stderr, stdout).
+   */
+  reopen(): void {
+    if (!this.#ownsFd || this.#closed) return;
+    this.flush();
+    this.#reopenPending = true;
+    this.#switchFileIfIdle();
+    this.#writeNext();
+  }
+
+  #switchFileIfIdle(): void {
+    if (!this.#reopenPending || this.#writing) return;
+    this.#reopenPending = false;
+    try {
+      const fd = openSync(this.#name, 'a', 0o600);
+      closeSync(this.#fd);
+      this.#fd = fd;
+    } catch (error) {
+      // Keep writing to the old file rather than lose lines.
+      this.#report(error as NodeJS.ErrnoException);
+    }
+  }
+
   /** Writes everything buffered, then closes a file this opened (never a given descriptor). */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -106,6 +134,7 @@ export class AuditLogFile {
 
   #writeNext(): void {
     if (this.#writing) return;
+    this.#switchFileIfIdle();
     const chunk = this.#queue.shift();
     if (chunk === undefined) {
       for (const resolve of this.#drained.splice(0)) resolve();

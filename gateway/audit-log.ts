@@ -24,6 +24,8 @@ export function auditLogger(destination: pino.DestinationStream): pino.Logger {
 }
 
 export interface AuditLog {
+  /** Opens the log file again by name (after log rotation); nothing for a descriptor. */
+  reopen(): void;
   /** Flushes and closes the destination. */
   close(): Promise<void>;
 }
@@ -69,6 +71,10 @@ export function startAuditLog(events: GatewayEvents, destination: string | numbe
     }),
   ];
   return {
+    reopen: () => {
+      requestLines.flush();
+      stream.reopen();
+    },
     close: async () => {
       for (const stop of unsubscribe) stop();
       requestLines.flush();

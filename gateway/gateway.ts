@@ -10,6 +10,7 @@ import { compilePolicy, type CompiledPolicy } from '../policies/match.js';
 import type { Policy, Rule } from '../policies/types.js';
 import type { AuditLog } from './audit-log.js';
 import { loadRuleCredentials, type RuleCredentials } from './credential-secrets.js';
+import { DestinationCheck } from './destination-check.js';
 import { DecisionHub, type DecisionKinds, type DecisionStream, type DecisionStreamOptions } from './decisions.js';
 import { DnsResponder, serveDns, serveDnsOverUnixSocket, type DnsServer, type DnsUnixListener } from './dns/server.js';
 import { SyntheticAddressPool } from './dns/synthetic-pool.js';
@@ -51,7 +52,10 @@ export interface GatewayOptions {
   listen?: ListenAddress;
   /** Extra PEM files trusted for upstream certificates, on top of the system store. */
   upstreamCaFiles?: readonly string[];
-  /** Host → addresses overrides for upstream connections (like curl --resolve). */
+  /**
+   * Host → addresses overrides for upstream connections (like curl --resolve). A pinned address
+   * may be private (loopback, the LAN): pinning is the operator's choice, so it is not refused.
+   */
   resolve?: ResolveOverrides;
   /** DNS servers ("ip" or "ip:port") for the gateway's own upstream lookups. Default: the system's. */
   dnsUpstream?: readonly string[];
@@ -59,7 +63,7 @@ export interface GatewayOptions {
   auditLog?: string | number | false;
   /**
    * Serve DNS for the sandbox here (UDP and TCP): allowed names get synthetic addresses, all else
-   * NXDOMAIN, and no query is ever forwarded.
+   * NXDOMAIN, and no query is ever forwarded (except A/AAAA lookups in `monitor` mode).
    */
   dns?: ListenAddress | null;
   /**
@@ -76,7 +80,11 @@ export interface GatewayOptions {
   transparentSocket?: string;
   /** Serve Prometheus metrics here. */
   metrics?: ListenAddress | null;
-  /** Report mode: policy, credential and budget denials are logged but let through. */
+  /**
+   * Report mode: policy, credential and budget denials are logged but let through, and a name no
+   * rule allows is resolved (A/AAAA only, upstream) instead of refused. It lets data out: use it
+   * only for a trusted command, to learn the policy it needs.
+   */
   monitor?: boolean;
   /**
    * Where `inject: { env: NAME }` secrets are read, at start and at each reload. Default:
@@ -162,6 +170,8 @@ export interface Gateway {
   reload(policy: Policy | string): Promise<void>;
   /** Records a reload that failed before it reached reload() (e.g. the file did not validate). */
   reportReloadFailure(reason: string): void;
+  /** Opens the audit log file again by name, for log rotation (`srt-gw serve` does it on SIGUSR1). */
+  reopenAuditLog(): void;
   /**
    * Serves a connection the jail's redirector handed over as the program's own socket (srt-gw
    * run), for the address it dialled; decided exactly like one from the transparent socket.
@@ -200,11 +210,14 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const resolver = new UpstreamResolver({
     overrides: resolveOverrides(options.resolve),
     dnsServers: options.dnsUpstream ? [...options.dnsUpstream] : undefined,
+    // Read at each connection: a reload's rules and allowPrivateDestinations apply to the next one.
+    addressCheck: new DestinationCheck(() => policy.policy),
   });
   const timeout = options.upstreamTimeoutMs;
   const upstream = new UpstreamClient({
     trustedCa: loadUpstreamTrust(options.upstreamCaFiles),
     lookup: resolver.lookup,
+    literalRefusal: (host) => resolver.literalRefusal(host),
     ...(timeout !== undefined ? { connectTimeoutMs: timeout, headersTimeoutMs: timeout, bodyTimeoutMs: timeout } : {}),
   });
 
@@ -260,6 +273,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // out, and the connection to it is asked about) — test/e2e/library-unknown-host.test.ts
     admission: { couldAllowHost: (host) => policy.couldResolveHost(host) || (unknownHosts?.mayDeferName(host) ?? false) },
     onQuery: (event) => events.emit('dns', event),
+    // Report mode lets data out by design: A/AAAA for a name no rule allows is resolved upstream
+    // (only those types) and gets a synthetic address — test/e2e/monitor-mode.test.ts.
+    ...(monitor ? { monitor: { exists: (name: string) => resolver.exists(name) } } : {}),
   });
   let dnsServer: DnsServer | null = null;
   const jailEndpoints = new Set<JailEndpoints>();
@@ -358,6 +374,9 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       },
       reportReloadFailure(reason: string) {
         events.emit('policyReload', { kind: 'policy-reload', outcome: 'failed', reason });
+      },
+      reopenAuditLog() {
+        auditLog?.reopen();
       },
       acceptRedirectedConnection(socket: net.Socket, destination: OriginalDestination) {
         acceptRedirected(socket, destination, 'jail');
