@@ -159,6 +159,20 @@ describe('loadOrCreateCertificateAuthority', () => {
       expect(fs.readdirSync(work)).toEqual([]);
     });
 
+    it('a file where the directory should be (--ca-dir /etc/passwd), with a message and no stack', async () => {
+      const file = path.join(work, 'passwd');
+      fs.writeFileSync(file, 'root:x:0:0::/root:/bin/sh\n');
+      expect(await caError(file)).toEqual({
+        code: ErrorCodes.CA_INVALID,
+        message: `${file} is not a directory; give --ca-dir (or SRT_GW_CA_DIR) a directory`,
+      });
+    });
+
+    it('a directory below a file', async () => {
+      fs.writeFileSync(path.join(work, 'file'), '');
+      expect((await caError(path.join(work, 'file', 'ca'))).message).toMatch(/is not a directory; give --ca-dir/);
+    });
+
     it('a certificate and key that do not match', async () => {
       const dir = path.join(work, 'ca');
       writeCa(dir, pkcs8(newKey()), createCaCertificatePem(newKey()));

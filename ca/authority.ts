@@ -133,7 +133,7 @@ function loadCertificateAuthority(dir: string): CertificateAuthority {
   if ((certStat.mode & 0o022) !== 0) {
     throw caInvalid(`${CA_CERT_FILE} is writable by group/others (mode ${octal(certStat.mode)}); run: chmod 644 ${certPath}`);
   }
-  const certPem = readFileSync(certPath, 'utf8');
+  const certPem = readCaFile(certPath);
   let certificate: crypto.X509Certificate;
   try {
     certificate = new crypto.X509Certificate(certPem);
@@ -175,7 +175,7 @@ function readCaKey(dir: string): crypto.KeyObject {
   if ((keyStat.mode & 0o022) !== 0) {
     throw caInvalid(`${CA_KEY_FILE} is writable by group/others (mode ${octal(keyStat.mode)}); run: chmod 600 ${keyPath}`);
   }
-  const keyPem = readFileSync(keyPath, 'utf8');
+  const keyPem = readCaFile(keyPath);
   try {
     const key = crypto.createPrivateKey(keyPem);
     signerFor(key);
@@ -186,10 +186,17 @@ function readCaKey(dir: string): crypto.KeyObject {
 }
 
 function ensureDirectory(dir: string): void {
-  const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
-  if (created !== undefined) chmodSync(dir, 0o700); // the umask may have taken bits off; never adds any
-  const dirStat = statSync(dir);
-  if (!dirStat.isDirectory()) throw caInvalid(`${dir} is not a directory; point SRT_GW_CA_DIR at a directory`);
+  let dirStat;
+  try {
+    const created = mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (created !== undefined) chmodSync(dir, 0o700); // the umask may have taken bits off; never adds any
+    dirStat = statSync(dir);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw caInvalid(`${dir} is not a directory; give --ca-dir (or SRT_GW_CA_DIR) a directory`, error);
+    throw caInvalid(`cannot use ${dir} as the CA directory (${code ?? (error as Error).message}); give --ca-dir (or SRT_GW_CA_DIR) a directory you own`, error);
+  }
+  if (!dirStat.isDirectory()) throw caInvalid(`${dir} is not a directory; give --ca-dir (or SRT_GW_CA_DIR) a directory`);
   // SECURITY: whoever can write the directory can swap ca.pem/ca-key.pem for their own and so
   // control what the gateway's leaves chain to — ca/authority.test.ts "refuses a writable dir"
   if ((dirStat.mode & 0o022) !== 0) {
@@ -300,6 +307,14 @@ function exists(filePath: string): boolean {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw caInvalid(`cannot read ${filePath} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, error);
+  }
+}
+
+function readCaFile(filePath: string): string {
+  try {
+    return readFileSync(filePath, 'utf8');
+  } catch (error) {
+    throw caInvalid(`cannot read ${filePath} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); srt-gw runs as the user who owns the CA: check the file's owner and mode (chmod 600 for the key)`, error);
   }
 }
 
