@@ -54,3 +54,65 @@ describe('--allow-local-binding', () => {
     expect(notices.some((notice) => notice.includes('carried over as jail.allowLocalBinding'))).toBe(true);
   });
 });
+
+describe('policies srt-gw run finds on its own are obeyed only once trusted', () => {
+  const stateHome = join(root, 'state');
+  const env = { XDG_STATE_HOME: stateHome };
+  const trusted = async (file: string, text: string) => {
+    const { PolicyTrustStore } = await import('./policy-trust.js');
+    const store = PolicyTrustStore.open(env, home);
+    store.trust(file, text);
+    store.save(env, home);
+  };
+
+  function project(name: string, files: Record<string, string>): string {
+    const dir = join(root, name);
+    mkdirSync(dir);
+    for (const [file, text] of Object.entries(files)) writeFileSync(join(dir, file), text);
+    return dir;
+  }
+
+  test('an untrusted ./.srt-gw.yaml is refused, naming the command that trusts it', async () => {
+    const dir = project('untrusted', { '.srt-gw.yaml': 'version: 1\nrules:\n  - { id: all, host: "*" }\n' });
+    await expect(runPolicyFromFlags({ allow: [] }, dir, home, env)).rejects.toMatchObject({
+      code: 'SRTGW_POLICY_UNTRUSTED',
+      message: expect.stringContaining(`srt-gw policy trust ${join(dir, '.srt-gw.yaml')}`),
+    });
+  });
+
+  test('trusted, it loads; changed after, it is refused as changed', async () => {
+    const text = 'version: 1\nrules:\n  - { id: api, host: api.example.test }\n';
+    const dir = project('trusted', { '.srt-gw.yaml': text });
+    await trusted(join(dir, '.srt-gw.yaml'), text);
+    expect((await runPolicyFromFlags({ allow: [] }, dir, home, env)).policy.rules.map((rule) => rule.id)).toEqual(['api']);
+    writeFileSync(join(dir, '.srt-gw.yaml'), `${text}  - { id: all, host: "*" }\n`);
+    await expect(runPolicyFromFlags({ allow: [] }, dir, home, env)).rejects.toThrow(/changed since you trusted it/);
+  });
+
+  test('a trusted file that extends an untrusted one is refused', async () => {
+    const text = 'version: 1\nextends: [base.yaml]\nrules: []\n';
+    const dir = project('extends', { '.srt-gw.yaml': text, 'base.yaml': 'version: 1\nrules:\n  - { id: all, host: "*" }\n' });
+    await trusted(join(dir, '.srt-gw.yaml'), text);
+    await expect(runPolicyFromFlags({ allow: [] }, dir, home, env)).rejects.toThrow(new RegExp(`${join(dir, 'base.yaml')} is not trusted`));
+  });
+
+  test('an untrusted ./.srt.json is refused too', async () => {
+    const dir = project('srt-json', { '.srt.json': JSON.stringify({ network: { allowedDomains: ['*'] } }) });
+    await expect(runPolicyFromFlags({ allow: [] }, dir, home, env)).rejects.toMatchObject({ code: 'SRTGW_POLICY_UNTRUSTED' });
+  });
+
+  test('the same file named with --policy is trust for that run', async () => {
+    const dir = project('explicit', { '.srt-gw.yaml': 'version: 1\nrules:\n  - { id: api, host: api.example.test }\n' });
+    const { policy } = await runPolicyFromFlags({ policy: join(dir, '.srt-gw.yaml'), allow: [] }, dir, home, env);
+    expect(policy.rules.map((rule) => rule.id)).toEqual(['api']);
+  });
+
+  test("~/.config/srt-gw/policy.yaml needs no record: no jail can write srt-gw's config directory", async () => {
+    const ownHome = join(root, 'own-home');
+    mkdirSync(join(ownHome, '.config', 'srt-gw'), { recursive: true });
+    writeFileSync(join(ownHome, '.config', 'srt-gw', 'policy.yaml'), 'version: 1\nrules:\n  - { id: api, host: api.example.test }\n');
+    const dir = project('home-policy', {});
+    const { policy } = await runPolicyFromFlags({ allow: [] }, dir, ownHome, env);
+    expect(policy.rules.map((rule) => rule.id)).toEqual(['api']);
+  });
+});

@@ -3,11 +3,13 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { policyCandidates, srtSettingsCandidate } from '../jail/run.js';
 import { allowHostRule } from '../policies/allow-host-rule.js';
 import { policyFiles } from '../policies/policy-files.js';
 import type { Policy } from '../policies/types.js';
+import { PolicyTrustStore } from './policy-trust.js';
 
 // The YAML parser and the schema load only when a policy file is read: `srt-gw run --allow H`
 // and a run with no policy start without them.
@@ -64,12 +66,44 @@ export async function runPolicyFromFlags(
   flags: { policy?: string; srtSettings?: string; allow: readonly string[]; allowLocalBinding?: boolean },
   cwd: string,
   home: string = homedir(),
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<RunPolicy> {
-  const found = await runPolicyFromFiles(flags, cwd, home);
+  const found = await runPolicyFromFiles(flags, cwd, home, env);
   return { ...found, policy: withLocalBinding(found.policy, flags.allowLocalBinding) };
 }
 
-async function runPolicyFromFiles(flags: { policy?: string; srtSettings?: string; allow: readonly string[] }, cwd: string, home: string): Promise<RunPolicy> {
+/**
+ * SECURITY: a policy srt-gw finds on its own may have been written by an earlier jail (the
+ * working tree is writable there); it and every file it extends must be trusted in their exact
+ * content, except files in srt-gw's own config directory, which no jail can write —
+ * test/e2e/policy-trust.test.ts.
+ */
+function discoveredFileCheck(home: string, env: NodeJS.ProcessEnv): (path: string, text: string) => void {
+  const trust = PolicyTrustStore.open(env, home);
+  const configDirectory = join(home, '.config', 'srt-gw');
+  return (path, text) => trust.check(path, text, configDirectory);
+}
+
+async function loadDiscoveredPolicy(path: string, check: (path: string, text: string) => void): Promise<Policy> {
+  const text = await readPolicyText(path);
+  check(path, text);
+  return (await import('../policies/loader.js')).parsePolicy(text, path, { onExtendedFile: check });
+}
+
+async function readPolicyText(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    throw new SrtGwError(ErrorCodes.POLICY_UNREADABLE, `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
+  }
+}
+
+async function runPolicyFromFiles(
+  flags: { policy?: string; srtSettings?: string; allow: readonly string[] },
+  cwd: string,
+  home: string,
+  env: NodeJS.ProcessEnv,
+): Promise<RunPolicy> {
   if (flags.policy && flags.srtSettings) {
     throw new SrtGwError(ErrorCodes.CONFIG_INVALID, 'give either --policy or --srt-settings, not both');
   }
@@ -77,14 +111,14 @@ async function runPolicyFromFiles(flags: { policy?: string; srtSettings?: string
     const policy = await loadPolicyFile(flags.policy);
     return { policy: withAllowedHosts(policy, flags.allow), files: filesOf(policy, flags.policy), notices: [] };
   }
-  if (flags.srtSettings) return fromSrtSettings(flags.srtSettings, flags.allow, false);
+  if (flags.srtSettings) return fromSrtSettings(flags.srtSettings, flags.allow, null);
   const found = policyCandidates(cwd, home).find((candidate) => existsSync(candidate));
   if (found) {
-    const policy = await loadPolicyFile(found);
+    const policy = await loadDiscoveredPolicy(found, discoveredFileCheck(home, env));
     return { policy: withAllowedHosts(policy, flags.allow), files: filesOf(policy, found), notices: [`srt-gw: policy ${found}`] };
   }
   const srtFile = srtSettingsCandidate(cwd);
-  if (existsSync(srtFile)) return fromSrtSettings(srtFile, flags.allow, true);
+  if (existsSync(srtFile)) return fromSrtSettings(srtFile, flags.allow, discoveredFileCheck(home, env));
   const notices =
     flags.allow.length > 0
       ? []
@@ -94,13 +128,16 @@ async function runPolicyFromFiles(flags: { policy?: string; srtSettings?: string
   return { policy: withAllowedHosts({ version: 1, rules: [] }, flags.allow), files: [], notices };
 }
 
-async function fromSrtSettings(file: string, allow: readonly string[], discovered: boolean): Promise<RunPolicy> {
+/** `check` is set for a settings file srt-gw found on its own (see discoveredFileCheck). */
+async function fromSrtSettings(file: string, allow: readonly string[], check: ((path: string, text: string) => void) | null): Promise<RunPolicy> {
+  const discovered = check !== null;
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
     throw new SrtGwError(ErrorCodes.POLICY_UNREADABLE, `cannot read srt settings ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
   }
+  check?.(file, text);
   const { importSrtSettingsText, renderSrtImport } = await import('../policies/srt-settings.js');
   const { parsePolicy } = await import('../policies/loader.js');
   const imported = importSrtSettingsText(text, file);

@@ -2,6 +2,7 @@
 // `.srt.json` (picked up when no srt-gw policy exists) jail a command as srt documents —
 // allowedDomains reachable, deniedDomains and everything else refused, filesystem.denyRead
 // hidden — with a warning for each setting that maps differently; an srt-gw policy wins.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand, missingRoot } from '../support/capabilities.js';
 import { startFakeHttpsServer, type FakeHttpsServer } from '../support/fake-https-server.js';
 import { createJailWorkdir, describeRun, jailTestEnv } from '../support/jail-run.js';
-import { ensureBuilt, srtGwRun, type SrtGwRunResult } from '../support/srt-gw-run.js';
+import { CLI_PATH, ensureBuilt, srtGwRun, type SrtGwRunResult } from '../support/srt-gw-run.js';
 import { createTestPki, type TestPki } from '../support/test-pki.js';
 
 const skip = capabilityGate(missingRoot(), missingCommand('bwrap'), missingCommand('nft'), missingCommand('curl'), missingCommand('git'));
@@ -64,6 +65,11 @@ describe.skipIf(skip !== null)('srt-gw run with srt settings', () => {
     return result;
   }
 
+  /** `srt-gw policy trust FILE` as the runs' user: a discovered file is obeyed only once trusted. */
+  function trust(file: string): void {
+    execFileSync(process.execPath, [CLI_PATH, 'policy', 'trust', file], { env: jailTestEnv({ HOME: home }), stdio: 'pipe' });
+  }
+
   function projectWithSecret(name: string): string {
     const cwd = createJailWorkdir(root, name);
     mkdirSync(join(cwd, 'secrets'));
@@ -94,6 +100,7 @@ describe.skipIf(skip !== null)('srt-gw run with srt settings', () => {
   it('a project\'s .srt.json is picked up when no srt-gw policy exists', async () => {
     const cwd = projectWithSecret('discovered');
     writeFileSync(join(cwd, '.srt.json'), srtSettings('./secrets'));
+    trust(join(cwd, '.srt.json'));
     const result = await run(cwd, [], 'discovered');
     expectSrtSemantics(result);
     expect(result.stderr).toContain(`srt-gw: no srt-gw policy; using srt settings ${join(cwd, '.srt.json')}`);
@@ -103,6 +110,7 @@ describe.skipIf(skip !== null)('srt-gw run with srt settings', () => {
     const cwd = projectWithSecret('both');
     writeFileSync(join(cwd, '.srt.json'), srtSettings('./secrets'));
     writeFileSync(join(cwd, '.srt-gw.yaml'), `version: 1\nrules:\n  - { id: other-only, host: ${OTHER} }\n`);
+    trust(join(cwd, '.srt-gw.yaml'));
     const result = await run(cwd, [], 'both');
     expect(result.stderr).toContain(`srt-gw: policy ${join(cwd, '.srt-gw.yaml')}`);
     expect(result.stdout).toContain(`${OTHER}=200`);
