@@ -207,16 +207,6 @@ describe('decide', () => {
     const cli = compilePolicy({ version: 1, rules: [allowHostRule('Registry.NPMJS.org')] });
     expect(cli.decide(request('registry.npmjs.org', 'PUT', '/-/x', 8080))).toEqual(allow('cli-allow-registry.npmjs.org'));
   });
-
-  test('decide keeps up with the gateway (well over 10k requests per second)', () => {
-    const hosts = ['api.example.test', 'img.cdn.example.test', 'evil.test', '203.0.113.9'];
-    const paths = ['/v1/models?x=1', '/v1/files/a', '/a/b/c.png', '/v1/%2e%2e/admin'];
-    const rounds = 50_000;
-    const started = performance.now();
-    for (let i = 0; i < rounds; i++) compiled.decide(request(hosts[i % 4] ?? '', 'GET', paths[i % 4] ?? '/'));
-    const perSecond = rounds / ((performance.now() - started) / 1000);
-    expect(perSecond).toBeGreaterThan(20_000);
-  });
 });
 
 describe('couldAllowHost', () => {
