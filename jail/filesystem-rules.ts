@@ -54,7 +54,7 @@ export interface FilesystemContext {
 
 /** What the command can do with a path inside the jail. */
 export type FilesystemAccess =
-  /** Not readable: an empty directory or file with mode 000 covers it. */
+  /** Content not readable: an empty read-only directory or file covers it (absent when it does not exist). */
   | 'hidden'
   | 'read-only'
   | 'read-write'

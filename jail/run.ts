@@ -2,25 +2,27 @@
 // gateway on private sockets, builds the jail's files (trust bundle, filesystem rules), runs the
 // command, and on every exit path closes the gateway and removes what the run created.
 import type { StdioOptions } from 'node:child_process';
-import { readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { buildTrustBundle, MACOS_SYSTEM_CA_BUNDLE, SYSTEM_CA_BUNDLE } from '../ca/trust-bundle.js';
 import { defaultCaDir } from '../ca/paths.js';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { PACKAGE_ROOT } from '../package-root.js';
 import type { Gateway, GatewayOptions, JailEndpoints } from '../gateway/gateway.js';
+import type { ObservedTraffic } from '../gateway/observed-traffic.js';
 import type { Policy } from '../policies/types.js';
 import { credentialPlaceholders, credentialSecretFiles } from '../policies/credentials.js';
 import { DenialCollector, type Denial } from './denial-summary.js';
-import { resolveFilesystemRules, type ResolvedFilesystemRules } from './filesystem-rules.js';
+import { resolveFilesystemRules } from './filesystem-rules.js';
 import type { Jail, JailedProcess, PreparedJail } from './jail.js';
 import { jailEnvironment } from './jail-environment.js';
-import { bwrapMountPointsCreated } from './linux/bwrap-filesystem.js';
+import { CreatedMountPoints, sweepCreatedMountPoints } from './linux/created-mount-points.js';
 import { LinuxJail } from './linux/linux-jail.js';
 import { NATIVE_BUILD_DIR } from './linux/native-helpers.js';
 import type { MacosJailedProcess } from './macos/macos-jail.js';
-import { RunDirectory } from './run-directory.js';
+import { RunDirectory, sweepLeftovers } from './run-directory.js';
+import { ensureStateDirectory } from './state-directory.js';
 
 /** What a run is given besides its command and policy: shared by runInJail and the library's run(). */
 export interface JailRunSettings {
@@ -61,6 +63,11 @@ export interface RunInJailOptions extends JailRunSettings {
   onStart?: (started: { process: JailedProcess; gateway: Gateway }) => void;
   /** Default: the platform's jail. */
   jail?: Jail;
+  /**
+   * Write a draft policy from this run's requests here once it ends (atomically), as
+   * `srt-gw run --write-policy FILE` does: gateway/observed-traffic.ts.
+   */
+  writePolicy?: string;
 }
 
 export interface RunResult {
@@ -89,28 +96,55 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
   const policy = options.policy ?? shared?.policy.policy;
   if (!policy) throw new SrtGwError(ErrorCodes.CONFIG_INVALID, 'run needs a policy (or a started gateway to run through)');
   const cwd = resolve(options.cwd ?? process.cwd());
-  const caDir = shared ? shared.ca.dir : (options.caDir ?? defaultCaDir(options.env ?? process.env));
+  // Relative paths given to a run (the CLI's flags, the library's options) start from the
+  // caller's directory, as they would for any other program: the jail's rules need them absolute.
+  const caDir = shared ? shared.ca.dir : resolve(options.caDir ?? defaultCaDir(options.env ?? process.env));
+  const auditLog = typeof options.auditLog === 'string' ? resolve(options.auditLog) : (options.auditLog ?? false);
+  const upstreamCaFiles = options.upstreamCaFiles?.map((file) => resolve(file));
   const hostEnv = options.env ?? process.env;
   const filesystem = resolveFilesystemRules(policy.filesystem, {
     home: homedir(),
     cwd,
     // SECURITY: the CA key and the files injected secrets are read from never enter the jail,
     // whatever allowRead says — test/e2e/jail-credentials.test.ts.
-    alwaysHidden: [caDir, ...credentialSecretFiles(policy)],
-    alwaysReadOnly: options.policyFiles ?? [],
+    // SECURITY: the audit log is the record of what the command did; a command that could
+    // read or rewrite it could learn other runs' traffic or erase its own — test/e2e/run-paths.test.ts.
+    // SECURITY: the state directory records which policy files the user trusted; a jail that
+    // could write it would trust its own planted policy — test/e2e/policy-trust.test.ts.
+    alwaysHidden: [
+      caDir,
+      ensureStateDirectory(hostEnv),
+      ...credentialSecretFiles(policy),
+      ...(typeof auditLog === 'string' ? [createAuditLogFile(auditLog)] : []),
+    ],
+    alwaysReadOnly: (options.policyFiles ?? []).map((file) => resolve(file)),
     ownCode: [join(PACKAGE_ROOT, 'dist'), NATIVE_BUILD_DIR],
     platform: jail.platform,
   });
 
   const runDirectory = RunDirectory.create();
+  // Directories of killed runs go while this one starts; awaited below, so none outlives the run.
+  const sweep = sweepLeftovers(runDirectory.parent);
+  let mountPoints: CreatedMountPoints | null = null;
+  let mountPointSweep: Promise<string[]> | null = null;
+  /** Set while the command's jail may still run: its mount points must stay until it has ended. */
+  let running: JailedProcess | null = null;
   let gateway: Gateway | null = shared;
   let endpoints: JailEndpoints | null = null;
   let collector: DenialCollector | null = null;
+  let observed: ObservedTraffic | null = null;
+  let result: RunResult;
   let prepared: PreparedJail | null = null;
   try {
     // The jail is built while the gateway starts (bwrap, the network rules, the helpers); its
     // command waits until start() below. The trust bundle is filled in once the CA is loaded.
     const caBundle = runDirectory.writeJailFile('ca-bundle.pem', '');
+    if (jail.platform === 'linux') {
+      // Runs killed with SIGKILL could not remove their mount points: they go while this one
+      // starts (awaited below). This run records its own before bubblewrap makes them.
+      mountPointSweep = sweepCreatedMountPoints(runDirectory.parent);
+      mountPoints = CreatedMountPoints.record(filesystem, runDirectory.path);
+    }
     prepared = jail.prepare({
       command: options.command,
       args: options.args ?? [],
@@ -121,16 +155,17 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
       runDirectory,
       stdio: options.stdio,
       allowLocalBinding: policy.jail?.allowLocalBinding === true,
+      allowUnixSockets: policy.jail?.allowUnixSockets ?? [],
     });
     // The gateway's code (tls, http, dns and the rest) loads only now, while bubblewrap builds
     // the jail on the other core, instead of before the jail could start.
     gateway ??= await (await import('../gateway/gateway.js')).startGateway({
       policy,
       caDir,
-      upstreamCaFiles: options.upstreamCaFiles,
+      upstreamCaFiles,
       resolve: options.resolve,
       dnsUpstream: options.dnsUpstream,
-      auditLog: options.auditLog ?? false,
+      auditLog,
       metrics: options.metrics,
       monitor: options.monitor,
       upstreamTimeoutMs: options.upstreamTimeoutMs,
@@ -144,13 +179,16 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     endpoints = opened;
     // On macOS the jail reaches the gateway's explicit proxy, where runs cannot be told apart.
     collector = new DenialCollector(gateway.events, shared && jail.platform === 'linux' ? { clientLabel } : {});
+    if (options.writePolicy !== undefined) {
+      observed = new (await import('../gateway/observed-traffic.js')).ObservedTraffic(gateway.events, shared && jail.platform === 'linux' ? { clientLabel } : {});
+    }
     const systemBundle = jail.platform === 'darwin' ? MACOS_SYSTEM_CA_BUNDLE : SYSTEM_CA_BUNDLE;
     runDirectory.rewriteJailFile(caBundle, buildTrustBundle(readFileSync(gateway.ca.certPath, 'utf8'), systemBundle));
-    const jailed = prepared.start({
+    const jailed = (running = prepared.start({
       acceptRedirected: (socket, destination) => opened.acceptRedirected(socket, destination),
       dnsSocket: opened.dnsSocket,
       proxyAddress: gateway.proxyAddress,
-    });
+    }));
     prepared = null;
     options.onStart?.({ process: jailed, gateway });
     // A command that is still running after 50 ms will likely make a request: load the upstream
@@ -160,11 +198,12 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     const warm = setTimeout(() => void started.prepareUpstream().catch(() => undefined), 50);
     warm.unref();
     const exitCode = await jailed.exited;
+    running = null;
     clearTimeout(warm);
     const { denials, omitted } = collector.denials();
     // On macOS the kernel's own refusals (Seatbelt's log) join the gateway's.
     const platform = 'violations' in jailed ? await (jailed as MacosJailedProcess).violations() : { denials: [], omitted: 0 };
-    return { exitCode, denials: [...denials, ...platform.denials], omittedDenials: omitted + platform.omitted };
+    result = { exitCode, denials: [...denials, ...platform.denials], omittedDenials: omitted + platform.omitted };
   } finally {
     // The gateway failed to start: the held command never runs.
     await prepared?.abort();
@@ -172,21 +211,28 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     await endpoints?.close();
     if (!shared) await gateway?.close();
     runDirectory.dispose();
-    if (jail.platform === 'linux') removeCreatedMountPoints(filesystem);
+    await sweep;
+    // SECURITY: removing a mount point detaches the protection mounted on it, so only once the
+    // jail has ended (bwrap exited; its whole jail dies with it) — test/e2e/jail-leftovers.test.ts.
+    const created = mountPoints;
+    if (running === null) await created?.remove();
+    else void running.exited.then(() => created?.remove(), () => created?.remove());
+    await mountPointSweep;
+    observed?.stop();
   }
+  // Once the gateway has closed, so the requests that ended with the command are in it too.
+  if (observed && options.writePolicy !== undefined) observed.writeDraft(options.writePolicy, `the command ${basename(options.command)}`);
+  return result;
 }
 
-/** bubblewrap creates mount points for protections of paths that did not exist; remove the ones still empty. */
-function removeCreatedMountPoints(filesystem: ResolvedFilesystemRules): void {
-  for (const path of bwrapMountPointsCreated(filesystem)) {
-    try {
-      const stat = statSync(path);
-      if (stat.isDirectory()) rmdirSync(path);
-      else if (stat.isFile() && stat.size === 0) rmSync(path);
-    } catch {
-      // gone, not empty, or not ours: leave it
-    }
+/** The audit log exists before the jail is built, so that the jail hides a file and creates no mount point for it. */
+function createAuditLogFile(path: string): string {
+  try {
+    closeSync(openSync(path, 'a', 0o600));
+  } catch (error) {
+    throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `--log ${path}: cannot open the audit log (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, { cause: error });
   }
+  return path;
 }
 
 /** Where `srt-gw run` looks for a policy when none is named, in order. */

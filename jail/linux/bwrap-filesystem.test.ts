@@ -29,7 +29,7 @@ file(join(ROOT, 'no-repo/readme'));
 file(join(ROOT, 'repo-without-hooks/.git/HEAD'));
 file(join(ROOT, 'empty-home/.keep'));
 file(join(CA, 'ca-key.pem'));
-writeFileSync(EMPTY, '', { mode: 0o000 });
+writeFileSync(EMPTY, '', { mode: 0o444 });
 
 type Lists = Partial<Record<FilesystemPolicyKey, readonly string[]>>;
 
@@ -39,7 +39,7 @@ function resolve(lists: Lists = {}, context: Partial<FilesystemContext> = {}): R
   return resolveFilesystemRules(policy, { home: HOME, cwd: PROJECT, alwaysHidden: [CA], alwaysReadOnly: [], ...context });
 }
 
-/** One line per mount, ROOT written as "$R": "bind $R/home/project", "tmpfs 0000 $R/home/.ssh", "empty-file $R/home/.netrc". */
+/** One line per mount, ROOT written as "$R": "bind $R/home/project", "tmpfs 0555 $R/home/.ssh", "empty-file $R/home/.netrc". */
 function mountLines(args: readonly string[]): string[] {
   const short = (path: string) => path.replace(ROOT, '$R');
   const lines: string[] = [];
@@ -100,20 +100,19 @@ interface MountCase {
 const cases: MountCase[] = [
   { name: 'the host root read-only, fresh /dev and /proc, private /tmp and /run come first', inOrder: BASE },
   { name: 'cwd is bound writable after the private /tmp', inOrder: ['tmpfs /tmp', 'bind $R/home/project'] },
-  { name: 'a hidden directory is an empty tmpfs with mode 000, made read-only at the end', inOrder: ['tmpfs 0000 $R/home/.ssh', 'remount-ro $R/home/.ssh'] },
-  { name: 'a hidden file is the empty mode-000 file bound read-only', inOrder: ['empty-file $R/home/.netrc'] },
-  { name: 'the CA directory is hidden', inOrder: ['tmpfs 0000 $R/state/ca', 'remount-ro $R/state/ca'] },
+  { name: 'a hidden directory is an empty tmpfs (mode 0555), made read-only at the end', inOrder: ['tmpfs 0555 $R/home/.ssh', 'remount-ro $R/home/.ssh'] },
+  { name: 'a hidden file is the empty readable file bound read-only', inOrder: ['empty-file $R/home/.netrc'] },
+  { name: 'the CA directory is hidden', inOrder: ['tmpfs 0555 $R/state/ca', 'remount-ro $R/state/ca'] },
   {
-    name: 'allowRead inside a hidden directory: traversable tmpfs (0111), then the path bound back read-only',
+    name: 'allowRead inside a hidden directory: the empty tmpfs, then the path bound back read-only',
     lists: { allowRead: ['~/.aws/config'] },
-    inOrder: ['tmpfs 0111 $R/home/.aws', 'ro-bind $R/home/.aws/config', 'remount-ro $R/home/.aws'],
-    absent: ['tmpfs 0000 $R/home/.aws'],
+    inOrder: ['tmpfs 0555 $R/home/.aws', 'ro-bind $R/home/.aws/config', 'remount-ro $R/home/.aws'],
   },
   {
     name: 'allowRead that reopens a whole hidden directory needs no mount at all',
     lists: { allowRead: ['~/.aws'] },
     inOrder: [],
-    absent: ['tmpfs 0000 $R/home/.aws', 'tmpfs 0111 $R/home/.aws', 'ro-bind $R/home/.aws'],
+    absent: ['tmpfs 0555 $R/home/.aws', 'ro-bind $R/home/.aws'],
   },
   { name: 'existing .git/hooks in cwd is bound read-only after cwd', inOrder: ['bind $R/home/project', 'ro-bind $R/home/project/.git/hooks'] },
   {
@@ -141,12 +140,12 @@ const cases: MountCase[] = [
   {
     name: 'a missing hidden directory in a writable home is blocked so it cannot be created',
     context: { home: join(ROOT, 'empty-home'), cwd: join(ROOT, 'empty-home') },
-    inOrder: ['bind $R/empty-home', 'tmpfs 0000 $R/empty-home/.ssh', 'remount-ro $R/empty-home/.ssh'],
+    inOrder: ['bind $R/empty-home', 'tmpfs 0555 $R/empty-home/.ssh', 'remount-ro $R/empty-home/.ssh'],
   },
   {
     name: 'a missing hidden path outside any writable directory is left alone',
     inOrder: [],
-    absent: ['tmpfs 0000 $R/home/.kube', 'empty-file $R/home/.pgpass'],
+    absent: ['tmpfs 0555 $R/home/.kube', 'empty-file $R/home/.pgpass'],
   },
   {
     name: 'missing parents of a protected path in a writable directory are blocked (they cannot be pinned)',
@@ -157,13 +156,13 @@ const cases: MountCase[] = [
   { name: 'allowWrite is bound writable', lists: { allowWrite: ['~/.npm'] }, inOrder: ['bind $R/home/.npm'] },
   { name: 'denyWrite under allowWrite is bound read-only after it', lists: { allowWrite: ['~/.npm'], denyWrite: ['~/.npm/secret.env'] }, inOrder: ['bind $R/home/.npm', 'ro-bind $R/home/.npm/secret.env'] },
   { name: 'denyWrite above an allowWrite: the allowWrite is never bound writable', lists: { denyWrite: ['~/.npm'], allowWrite: ['~/.npm/index'] }, inOrder: [], absent: ['bind $R/home/.npm/index', 'bind $R/home/.npm'] },
-  { name: 'allowWrite inside a hidden directory is not bound', lists: { allowWrite: ['~/.aws/cli'] }, inOrder: ['tmpfs 0000 $R/home/.aws'], absent: ['bind $R/home/.aws/cli'] },
+  { name: 'allowWrite inside a hidden directory is not bound', lists: { allowWrite: ['~/.aws/cli'] }, inOrder: ['tmpfs 0555 $R/home/.aws'], absent: ['bind $R/home/.aws/cli'] },
   {
     name: 'allowWrite inside a hidden directory with allowRead is bound inside the hiding tmpfs',
     lists: { allowWrite: ['~/.aws/cli'], allowRead: ['~/.aws/cli'] },
-    inOrder: ['tmpfs 0111 $R/home/.aws', 'bind $R/home/.aws/cli', 'remount-ro $R/home/.aws'],
+    inOrder: ['tmpfs 0555 $R/home/.aws', 'bind $R/home/.aws/cli', 'remount-ro $R/home/.aws'],
   },
-  { name: 'a denyRead in cwd is hidden over the cwd bind', lists: { denyRead: ['src'] }, inOrder: ['bind $R/home/project', 'tmpfs 0000 $R/home/project/src'] },
+  { name: 'a denyRead in cwd is hidden over the cwd bind', lists: { denyRead: ['src'] }, inOrder: ['bind $R/home/project', 'tmpfs 0555 $R/home/project/src'] },
 ];
 
 describe('bwrapFilesystemArgs', () => {

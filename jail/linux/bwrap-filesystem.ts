@@ -3,38 +3,47 @@
 //
 // Layout: the host root read-only; a fresh /dev and /proc; private empty /tmp and /run; then the
 // rule points shallowest first — writable paths bound back (cwd after /tmp, so a cwd under /tmp
-// works), read-only paths bound read-only, hidden directories as empty tmpfs with mode 000
-// (0111 when an allowRead path below must stay reachable), hidden files as the caller's empty
-// mode-000 file bound read-only; last, the remounts that make those tmpfs read-only (bubblewrap
-// must still create mount points inside them until then; --remount-ro is not recursive, so the
-// binds inside keep their own mode).
+// works), read-only paths bound read-only, hidden directories as an empty tmpfs (mode 0555),
+// hidden files as the caller's empty readable file bound read-only; last, the remounts that make
+// those tmpfs read-only (bubblewrap must still create mount points inside them until then;
+// --remount-ro is not recursive, so the binds inside keep their own mode).
+//
+// A hidden path reads as empty, not as "Permission denied": tools that read ~/.netrc or ~/.npmrc
+// when it exists (wget, curl --netrc-optional, pip, npm, git's credential helpers) carry on without
+// its content instead of failing. A hidden or read-only path that does not exist is left out where
+// its parent is read-only in the jail: it does not exist there either (ENOENT), and creating it
+// fails (EROFS).
 //
 // A protected path that does not exist yet in a writable directory (.git/hooks in a repository
-// without hooks, ~/.bashrc when cwd is home) is still mounted over — an empty read-only tmpfs for
-// a directory, the empty file for a file — so the command cannot create it. bubblewrap creates
-// the empty mount point on the host as it would for any mount; bwrapMountPointsCreated() lists
-// those paths so the caller can remove them after the run if they are still empty. Writable
-// directories above a protected path are bound onto themselves ("anchors"): a mount point cannot
-// be renamed or removed (EBUSY), so `mv .git x; mkdir .git` cannot shed the protection. A missing
-// directory above a protected path (.git where there is no repository yet) cannot be bound, so it
-// is blocked instead: an empty read-only directory, with the protected paths below it inside.
+// without hooks, .mcp.json in a project, ~/.bashrc when cwd is home) is still mounted over — an
+// empty read-only tmpfs for a directory, the empty file for a file — so the command cannot create
+// it: no mount can stop one name from being created in a writable directory without a mount point
+// there. bubblewrap creates that empty mount point on the host, as it would for any mount;
+// bwrapMountPointsCreated() lists those paths so the caller can record them before the run and
+// remove them after it (jail/linux/created-mount-points.ts). Writable directories above a
+// protected path are bound onto themselves ("anchors"): a mount point cannot be renamed or removed
+// (EBUSY), so `mv .git x; mkdir .git` cannot shed the protection. A missing directory above a
+// protected path (.git where there is no repository yet) cannot be bound, so it is blocked
+// instead: an empty read-only directory, with the protected paths below it inside.
 //
 // SECURITY: the mounts only hold if the command has no capabilities in the jail's user namespace.
-// With CAP_SYS_ADMIN it could unmount the tmpfs over ~/.ssh; with CAP_DAC_OVERRIDE mode 000 means
-// nothing. bubblewrap started by real root keeps every capability unless given `--cap-drop ALL`
-// — test/e2e/jail-filesystem.test.ts proves both.
+// With CAP_SYS_ADMIN it could unmount the tmpfs over ~/.ssh. bubblewrap started by real root keeps
+// every capability unless given `--cap-drop ALL` — test/e2e/jail-filesystem.test.ts proves both.
 import { ErrorCodes, SrtGwError } from '../../errors.js';
 import { filesystemAccess, isWithin, type FilesystemAccess, type FilesystemPoint, type ResolvedFilesystemRules } from '../filesystem-rules.js';
 
 export interface BwrapFilesystemOptions {
-  /** An existing empty file, mode 0000, owned by the user, that the caller creates (outside every writable path). */
+  /**
+   * An existing empty file, mode 0444, that the caller creates outside every writable path: every
+   * hidden file and every blocked missing file reads as this one, empty and unwritable.
+   */
   emptyFile: string;
 }
 
 /** What a mount does; `createsOnHost` when bubblewrap must create its mount point in a host directory. */
 type MountStep =
   | { op: 'bind' | 'ro-bind'; path: string; createsOnHost: false }
-  | { op: 'hide-directory'; path: string; mode: '0000' | '0111'; createsOnHost: boolean }
+  | { op: 'hide-directory'; path: string; createsOnHost: boolean }
   | { op: 'block-directory'; path: string; createsOnHost: boolean }
   | { op: 'empty-file'; path: string; createsOnHost: boolean };
 
@@ -67,9 +76,6 @@ export function bwrapFilesystemArgs(rules: ResolvedFilesystemRules, options: Bwr
         args.push(`--${step.op}`, path, path);
         break;
       case 'hide-directory':
-        args.push('--perms', step.mode, '--tmpfs', path);
-        remounts.push(path);
-        break;
       case 'block-directory':
         args.push('--perms', '0555', '--tmpfs', path);
         remounts.push(path);
@@ -94,13 +100,18 @@ export function bwrapMountPointsCreated(rules: ResolvedFilesystemRules): string[
     .reverse();
 }
 
+/** Every path the rules mount something on (existing ones included). */
+export function bwrapMountPaths(rules: ResolvedFilesystemRules): string[] {
+  return mountSteps(rules).map((step) => step.path);
+}
+
 function mountSteps(rules: ResolvedFilesystemRules): MountStep[] {
   const mounted = new Map<string, FilesystemAccess>(BASE_LAYOUT.map((base) => [base.path, base.access]));
   const steps: MountStep[] = [];
   const tmpfsPaths = new Set<string>();
   for (const point of rules.points) {
     if (mounted.has(point.path)) continue;
-    const step = stepFor(point, inheritedAccess(mounted, point.path), rules.points);
+    const step = stepFor(point, inheritedAccess(mounted, point.path));
     if (step === undefined) continue;
     // A mount point inside one of our own tmpfs mounts is made there, not on the host.
     if (step.createsOnHost && [...tmpfsPaths].some((tmpfs) => isWithin(point.path, tmpfs))) step.createsOnHost = false;
@@ -112,7 +123,7 @@ function mountSteps(rules: ResolvedFilesystemRules): MountStep[] {
 }
 
 /** The mount a point needs, given the access the mounts above it already give; undefined for none. */
-function stepFor(point: FilesystemPoint, inherited: FilesystemAccess, points: readonly FilesystemPoint[]): MountStep | undefined {
+function stepFor(point: FilesystemPoint, inherited: FilesystemAccess): MountStep | undefined {
   const path = point.path;
   // A missing path can only appear where the command can write; elsewhere nothing needs blocking.
   const creatable = inherited === 'read-write';
@@ -122,11 +133,12 @@ function stepFor(point: FilesystemPoint, inherited: FilesystemAccess, points: re
     case 'hidden':
       // Inside a hidden or private directory the host's content is already out of sight.
       if (inherited === 'hidden' || inherited === 'private' || (!point.exists && !creatable)) return undefined;
+      // SECURITY: an empty file or directory of our own covers the host's, read-only: its content
+      // never shows, and nothing written reaches the host — test/e2e/jail-filesystem.test.ts
+      // "a hidden file (~/.netrc) reads as empty ..." and "~/.ssh lists as empty ...". Only the
+      // paths allowRead reopens appear inside it, as mount points.
       if (point.kind === 'file') return { op: 'empty-file', path, createsOnHost: !point.exists };
-      // SECURITY: mode 000 makes reads fail with EACCES, not look like an empty directory; 0111
-      // only where an allowRead path below must stay reachable — test/e2e/jail-filesystem.test.ts
-      // "reading ~/.ssh/id_rsa fails ..." and "~/.aws/config is readable after allowRead ...".
-      return { op: 'hide-directory', path, mode: reopensBelow(point, points) ? '0111' : '0000', createsOnHost: !point.exists };
+      return { op: 'hide-directory', path, createsOnHost: !point.exists };
     case 'read-only':
       if (inherited === 'private') return undefined;
       if (point.exists) return inherited === 'read-only' ? undefined : { op: 'ro-bind', path, createsOnHost: false };
@@ -141,12 +153,6 @@ function stepFor(point: FilesystemPoint, inherited: FilesystemAccess, points: re
       if (inherited === 'read-write' && !point.anchor) return undefined;
       return { op: 'bind', path, createsOnHost: false };
   }
-}
-
-function reopensBelow(hidden: FilesystemPoint, points: readonly FilesystemPoint[]): boolean {
-  return points.some(
-    (point) => point.path !== hidden.path && point.exists && (point.access === 'read-only' || point.access === 'read-write') && isWithin(point.path, hidden.path),
-  );
 }
 
 function inheritedAccess(mounted: ReadonlyMap<string, FilesystemAccess>, path: string): FilesystemAccess {

@@ -66,7 +66,7 @@ rules:
       // decoded into a private file by shell builtins, so no command line carries them.
       `printf '%s\\n' "$(echo ${Buffer.from(ENV_SECRET).toString('base64')} | base64 -d)" "$(echo ${Buffer.from(FILE_SECRET).toString('base64')} | base64 -d)" > /tmp/needles`,
       `echo "procs=$(cat /proc/[0-9]*/environ /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' '\\n' | grep -c -F -f /tmp/needles)"`,
-      'cat token.txt || echo "token=unreadable"',
+      'echo "token=[$(cat token.txt)]"',
       `curl -sS ${upstream.url(API, '/echo')} -H "x-api-key: $EXAMPLE_API_KEY"; echo`,
       `curl -sS -o /dev/null -w "attacker=%{http_code}\\n" -H "x-api-key: ${ATTACKER_KEY}" --data-binary stolen-data ${upstream.url(API, '/upload')}`,
     ].join('; ');
@@ -96,9 +96,9 @@ rules:
     expect(result.stdout).toMatch(/^procs=0$/m);
   });
 
-  it('the file a secret is injected from is hidden, though it lies in the working directory', () => {
-    expect(result.stdout).toMatch(/^token=unreadable$/m);
-    expect(result.stderr).toMatch(/token\.txt: Permission denied/);
+  it('the file a secret is injected from is hidden (it reads as empty), though it lies in the working directory', () => {
+    expect(result.stdout).toMatch(/^token=\[\]$/m);
+    expect(result.stdout).not.toContain(FILE_SECRET);
   });
 
   it('the upstream receives the real secrets in place of the placeholder', () => {

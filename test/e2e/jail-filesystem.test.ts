@@ -1,5 +1,5 @@
 // The jail's filesystem rules in a real bubblewrap, as root and as an unprivileged user: secrets
-// are unreadable, protected files unwritable, /tmp and /run private, cwd writable. Arguments come
+// read as empty files and directories, protected files unwritable, /tmp and /run private, cwd writable. Arguments come
 // from resolveFilesystemRules() + bwrapFilesystemArgs(), exactly as `srt-gw run` builds them.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
@@ -55,7 +55,7 @@ function makeFixture(name: string, uid: number): Fixture {
   const emptyFile = join(base, 'empty');
   writeFileSync(emptyFile, '');
   execFileSync('chown', ['-R', `${uid}:${uid}`, base]);
-  chmodSync(emptyFile, 0o000);
+  chmodSync(emptyFile, 0o444);
   const policy: FilesystemPolicy = {
     denyRead: [],
     allowRead: [{ path: '~/.aws/config', baseDirectory: cwd }],
@@ -122,24 +122,29 @@ afterAll(() => {
 describe.skipIf(skip !== null).each(['root', 'nobody'] as const)('jail filesystem as %s', (who) => {
   const fixture = () => fixtures.get(who)!;
 
-  it('reading ~/.ssh/id_rsa fails with "Permission denied"', () => {
+  it('reading ~/.ssh/id_rsa fails: the hidden directory has no such file', () => {
     const result = runInJail(who, 'cat "$HOME/.ssh/id_rsa"');
     expect(result.status).not.toBe(0);
-    expect(result.stderr).toContain('Permission denied');
+    expect(result.stderr).toContain('No such file or directory');
     expect(result.stdout).not.toContain(SECRET);
   });
 
-  it('listing ~/.ssh fails too, so not even key names leak', () => {
-    const result = runInJail(who, 'ls "$HOME/.ssh"');
-    expect(result.status).not.toBe(0);
-    expect(result.stderr).toContain('Permission denied');
+  it('~/.ssh lists as empty, so not even key names leak, and nothing can be written into it', () => {
+    const result = runInJail(who, 'ls -A "$HOME/.ssh"; echo "ls=$?"; echo key > "$HOME/.ssh/authorized_keys"');
+    expect(result.stdout).toBe('ls=0\n');
+    expect(result.stderr).toMatch(/authorized_keys: Read-only file system/);
   });
 
-  it('a hidden file (~/.netrc) reads as "Permission denied" and cannot be made readable', () => {
-    const result = runInJail(who, 'cat "$HOME/.netrc"; chmod 644 "$HOME/.netrc"; cat "$HOME/.netrc"');
+  it('a hidden file (~/.netrc) reads as empty, and cannot be written, replaced or made to show the secret', () => {
+    const result = runInJail(
+      who,
+      'cat "$HOME/.netrc"; echo "cat=$?"; chmod 644 "$HOME/.netrc"; echo x > "$HOME/.netrc"; rm -f "$HOME/.netrc"; cat "$HOME/.netrc"; wc -c < "$HOME/.netrc"',
+    );
     expect(result.stdout).not.toContain(SECRET);
-    expect(result.stderr).toContain('Permission denied');
+    expect(result.stdout).toBe('cat=0\n0\n');
     expect(result.stderr).toMatch(/chmod: .*Read-only file system/);
+    expect(result.stderr).toMatch(/\.netrc: Read-only file system/);
+    expect(result.stderr).toMatch(/rm: .*(Read-only file system|Permission denied)/);
   });
 
   it('~/.aws/config is readable after allowRead; ~/.aws/credentials is still not', () => {
@@ -154,14 +159,14 @@ describe.skipIf(skip !== null).each(['root', 'nobody'] as const)('jail filesyste
   it('a symlink in cwd pointing into ~/.ssh leads to the hidden directory', () => {
     const result = runInJail(who, 'ln -s "$HOME/.ssh" peek && cat peek/id_rsa');
     expect(result.status).not.toBe(0);
-    expect(result.stderr).toContain('Permission denied');
+    expect(result.stderr).toContain('No such file or directory');
     expect(result.stdout).not.toContain(SECRET);
   });
 
   it('the CA directory is hidden', () => {
-    const result = runInJail(who, `cat ${fixture().ca}/ca-key.pem`);
-    expect(result.status).not.toBe(0);
-    expect(result.stderr).toContain('Permission denied');
+    const result = runInJail(who, `cat ${fixture().ca}/ca-key.pem; ls -A ${fixture().ca}`);
+    expect(result.stderr).toContain('No such file or directory');
+    expect(result.stdout).toBe('');
   });
 
   it('writing a file in cwd works, and the host sees it', () => {
@@ -217,9 +222,10 @@ describe.skipIf(skip !== null).each(['root', 'nobody'] as const)('jail filesyste
   });
 
   it('the hiding mounts cannot be undone from inside', () => {
-    const result = runInJail(who, 'umount "$HOME/.ssh"; cat "$HOME/.ssh/id_rsa"');
+    const result = runInJail(who, 'umount "$HOME/.ssh"; umount "$HOME/.netrc"; cat "$HOME/.ssh/id_rsa" "$HOME/.netrc"');
     expect(result.stdout).not.toContain(SECRET);
-    expect(result.stderr).toContain('Permission denied');
+    expect(result.stderr).toMatch(/umount: .*\.ssh/);
+    expect(result.stderr).toContain('No such file or directory');
   });
 });
 
