@@ -112,6 +112,14 @@ addUpstreamOptions(runCommand).action(async (command: string, args: string[], fl
   });
 
 program
+  .command('demo')
+  .description('Show the main job offline: a local upstream, a small policy, and a program in the jail that is allowed one request and denied two')
+  .action(async () => {
+    const { demo } = await import('./demo.js');
+    process.exitCode = await demo();
+  });
+
+program
   .command('doctor')
   .description('Check what srt-gw run needs here (bubblewrap, user namespaces, nftables, native helpers, CA) and say what to fix')
   .option('--ca-dir <dir>', 'CA directory (default: $SRT_GW_CA_DIR or ~/.config/srt-gw/ca)')
