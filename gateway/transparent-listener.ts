@@ -8,15 +8,17 @@
 import { chmodSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { ErrorCodes, isSrtGwError } from '../errors.js';
 import { normalizeHost } from '../policies/host.js';
 import type { CompiledPolicy } from '../policies/match.js';
 import { newConnectionId, type ConnectionContext } from './connection-context.js';
 import type { SyntheticAddressPool } from './dns/synthetic-pool.js';
-import type { UpstreamResolver } from './dns/upstream-resolver.js';
+import type { ResolvedAddress, UpstreamResolver } from './dns/upstream-resolver.js';
 import type { GatewayEvents } from './events.js';
 import type { GatewayLimits } from './limits.js';
+import { denialResponse, writeRawResponse } from './responses.js';
 import { loadProxyHeaderParser, readProxyHeader, type OriginalDestination } from './proxy-protocol-header.js';
-import type { TunnelTerminator } from './tunnel-terminator.js';
+import { TLS_HANDSHAKE_RECORD, type TunnelTerminator } from './tunnel-terminator.js';
 import { isUnknownHost, type UnknownHostQuestions } from './unknown-host.js';
 
 export interface RedirectedConnectionOptions {
@@ -119,16 +121,74 @@ export function routeRedirectedConnection(
       });
       return;
     }
+    if (policy.couldAllowHost(host)) {
+      // HTTP rules name this host, on other ports only (or a deny rule covers this one): the
+      // program most likely speaks HTTP, so the HTTP policy explains the refusal, and a
+      // plain-HTTP client gets it as a 403 it can show instead of a bare reset.
+      const http = policy.decide({ host, port, method: 'GET', path: '/' });
+      const httpReason = syntheticName ? http.reason : `${http.reason} (the program connected to an address, not a name the gateway resolved)`;
+      events.emit('connect', { kind: 'connect', conn, client, host, port, decision: 'deny', rule: http.ruleId, reason: httpReason });
+      refuseWithHttpAnswer(socket, rest, http.ruleId, httpReason, options.limits.headersTimeoutMs);
+      return;
+    }
     deny(reason, tcp.ruleId);
     return;
   }
-  events.emit('connect', { kind: 'connect', conn, client, host, port, decision: 'allow', rule: tcp.ruleId, reason: tcp.reason });
-  relayTcp(options, socket, host, port, rest);
+  const allow = () => events.emit('connect', { kind: 'connect', conn, client, host, port, decision: 'allow', rule: tcp.ruleId, reason: tcp.reason });
+  // Resolved and checked before the decision is logged, so a refused destination is one deny line.
+  options.resolver.resolveDestination(host).then(
+    (addresses) => {
+      if (socket.destroyed) return;
+      allow();
+      relayTcp(socket, addresses, port, rest);
+    },
+    (error: unknown) => {
+      if (isSrtGwError(error, ErrorCodes.UPSTREAM_PRIVATE_DESTINATION)) {
+        deny(error.message, tcp.ruleId);
+        return;
+      }
+      // Not a decision: the rule allowed it, and the host did not resolve.
+      allow();
+      socket.destroy();
+    },
+  );
 }
 
-/** Opaque TCP for an explicit tcp rule: connect to the gateway's own resolution of the host. */
-function relayTcp(options: RedirectedConnectionOptions, socket: Duplex, host: string, port: number, rest: Buffer): void {
-  const upstream = net.connect({ host, port, lookup: options.resolver.lookup, noDelay: true });
+/**
+ * Answers a refused connection that carries plain HTTP with a 403 naming the rule and reason; a
+ * TLS ClientHello (no answer is possible without terminating it) or silence is closed as before.
+ */
+function refuseWithHttpAnswer(socket: Duplex, rest: Buffer, rule: string, reason: string, timeoutMs: number): void {
+  // Bounds the whole exchange: a client that sends nothing, or never stops sending, is cut off.
+  const timer = setTimeout(() => socket.destroy(), timeoutMs);
+  socket.once('close', () => clearTimeout(timer));
+  const answer = (first: Buffer) => {
+    if (first[0] === TLS_HANDSHAKE_RECORD) {
+      socket.destroy();
+      return;
+    }
+    writeRawResponse(socket, denialResponse(403, rule, reason));
+    // Whatever else the client sends (the rest of a body) is read and dropped: closing with
+    // unread bytes would reset the connection before the client reads the answer.
+    socket.on('data', () => undefined);
+    socket.resume();
+  };
+  if (rest.length > 0) {
+    answer(rest);
+    return;
+  }
+  socket.once('data', answer);
+  socket.resume();
+}
+
+/** Opaque TCP for an explicit tcp rule: connect to the addresses the gateway resolved and checked. */
+function relayTcp(socket: Duplex, addresses: readonly ResolvedAddress[], port: number, rest: Buffer): void {
+  // The lookup hands back the checked answer: the socket connects to exactly those addresses.
+  const lookup: net.LookupFunction = (_hostname, lookupOptions, callback) => {
+    if (lookupOptions.all === true) (callback as unknown as (error: null, all: readonly ResolvedAddress[]) => void)(null, addresses);
+    else callback(null, addresses[0]!.address, addresses[0]!.family);
+  };
+  const upstream = net.connect({ host: 'upstream.invalid', port, lookup, noDelay: true });
   upstream.on('error', () => socket.destroy());
   socket.on('error', () => upstream.destroy());
   upstream.once('connect', () => {

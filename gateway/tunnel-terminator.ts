@@ -15,7 +15,8 @@ import type { GatewayLimits } from './limits.js';
 import type { RequestPipeline } from './request-pipeline.js';
 import { denialResponse, writeRawResponse } from './responses.js';
 
-const TLS_HANDSHAKE_RECORD = 0x16;
+/** The first byte of a TLS connection (a handshake record); anything else is taken as plain HTTP. */
+export const TLS_HANDSHAKE_RECORD = 0x16;
 
 export interface TunnelTerminatorOptions {
   leafContexts: LeafContextCache;
@@ -39,7 +40,7 @@ export class TunnelTerminator {
   private readonly sweeper: ConnectionSweeper;
 
   constructor(private readonly options: TunnelTerminatorOptions) {
-    this.sweeper = new ConnectionSweeper({ idleMs: options.limits.idleTimeoutMs, keepAliveMs: options.limits.keepAliveTimeoutMs });
+    this.sweeper = new ConnectionSweeper({ idleMs: options.limits.idleTimeoutMs, keepAliveMs: options.limits.keepAliveTimeoutMs }, options.limits.sweepClock);
     this.plainServer = this.createPlainServer();
   }
 
@@ -89,10 +90,23 @@ export class TunnelTerminator {
       // server._sharedCreds, so setting it just before the emit gives this connection the
       // tunnel host's leaf — one shared server, no per-host servers.
       (this.tlsServer as unknown as { _sharedCreds: tls.SecureContext })._sharedCreds = leafContext;
+      // The TLS socket takes its half-open setting from the socket it wraps, and node's HTTP
+      // server (the explicit proxy) makes half-open ones. node's HTTP/2 session never ends a
+      // half-open socket: a client's close_notify and FIN would leave the session, the socket
+      // and its fd open until the idle sweep. Not half-open, the socket ends its side in turn
+      // (after what is still queued), as on a server that accepted the connection itself —
+      // test/e2e/h2-connection-release.test.ts
+      socket.allowHalfOpen = false;
       this.tlsServer.emit('connection', socket);
     } else {
       context.scheme = 'http';
       this.plainServer.emit('connection', socket);
+      // The bytes read to tell TLS from HTTP sit in the socket's buffer, and accept() may have
+      // paused it. node's HTTP server hands a fresh socket's later bytes straight to its parser
+      // (past the stream), and waits for 'data' events on one whose handle was already consumed
+      // (a CONNECT socket): either way only a flowing stream gives the parser those first
+      // bytes, so without this the request never arrives and times out.
+      socket.resume();
     }
   }
 
