@@ -1,6 +1,6 @@
 // The sweep's rules on a fake clock. Idle: no byte moved for the idle limit, whatever the
 // connection is doing. Keep-alive: last response written and no byte moved for the keep-alive
-// limit. test/e2e/connection-limits.test.ts runs them for real.
+// limit. test/e2e/connection-limits.test.ts runs them on real connections.
 import { EventEmitter } from 'node:events';
 import { describe, expect, test } from 'vitest';
 import { ConnectionSweeper, type SweepLimits } from './connection-sweeper.js';
@@ -18,7 +18,8 @@ class FakeSocket extends EventEmitter {
 
 function setup(limits: SweepLimits = { idleMs: 5000, keepAliveMs: 1000 }) {
   let now = 0;
-  const sweeper = new ConnectionSweeper(limits, () => now);
+  // The test runs every sweep itself: the clock's timer does nothing.
+  const sweeper = new ConnectionSweeper(limits, { now: () => now, every: () => () => undefined });
   const advance = (ms: number) => {
     for (let t = 0; t < ms; t += sweeper.sweepIntervalMs) {
       now += sweeper.sweepIntervalMs;
@@ -167,6 +168,35 @@ describe('ConnectionSweeper', () => {
     advance(60_000);
     expect(socket.destroyed).toBe(false);
     sweeper.close();
+  });
+
+  test("the clock's timer runs while connections are watched, at the sweep interval, and stops when none are", () => {
+    const timers: { intervalMs: number; sweep: () => void; stopped: boolean }[] = [];
+    const sweeper = new ConnectionSweeper(
+      { idleMs: 5000, keepAliveMs: 1000 },
+      {
+        now: () => 0,
+        every(intervalMs, sweep) {
+          const timer = { intervalMs, sweep, stopped: false };
+          timers.push(timer);
+          return () => (timer.stopped = true);
+        },
+      },
+    );
+    expect(timers).toHaveLength(0);
+    const first = new FakeSocket();
+    const second = new FakeSocket();
+    sweeper.track(first);
+    sweeper.track(second);
+    expect(timers).toEqual([expect.objectContaining({ intervalMs: 100, stopped: false })]);
+    first.destroy();
+    second.destroy();
+    timers[0]!.sweep();
+    expect(timers[0]!.stopped).toBe(true);
+    sweeper.track(new FakeSocket());
+    expect(timers).toHaveLength(2);
+    sweeper.close();
+    expect(timers[1]!.stopped).toBe(true);
   });
 
   test('the sweep interval is a tenth of the shorter limit, between 100 ms and 1 s', () => {

@@ -30,6 +30,26 @@ export interface SweptSocket {
   off(event: 'close', listener: () => void): unknown;
 }
 
+/**
+ * The sweeper's time: a clock and a timer that runs the sweep. The gateway uses the real ones;
+ * a test passes its own (GatewayLimits.sweepClock) to drive time instead of waiting for it.
+ */
+export interface SweepClock {
+  /** Milliseconds on a monotonic clock. */
+  now(): number;
+  /** Calls `sweep` every `intervalMs` until the returned function is called. */
+  every(intervalMs: number, sweep: () => void): () => void;
+}
+
+export const REAL_SWEEP_CLOCK: SweepClock = {
+  now: () => performance.now(),
+  every(intervalMs, sweep) {
+    // Never what keeps a process alive.
+    const timer = setInterval(sweep, intervalMs).unref();
+    return () => clearInterval(timer);
+  },
+};
+
 export interface SweepLimits {
   /** No byte either way for this long closes a connection; 0 or Infinity: never. */
   idleMs: number;
@@ -53,17 +73,18 @@ export class ConnectionSweeper {
   readonly #connections = new Map<SweptSocket, ConnectionState>();
   readonly #idleMs: number;
   readonly #keepAliveMs: number;
-  readonly #now: () => number;
-  #timer: NodeJS.Timeout | null = null;
+  readonly #clock: SweepClock;
+  /** Stops the running sweep timer; null while no connection is watched. */
+  #stopTimer: (() => void) | null = null;
 
   /**
    * Connections are closed between a limit and the limit plus one sweep interval after their
    * last activity; the interval is a tenth of the shorter limit, at least 100 ms, at most 1 s.
    */
-  constructor(limits: SweepLimits, now: () => number = () => performance.now()) {
+  constructor(limits: SweepLimits, clock: SweepClock = REAL_SWEEP_CLOCK) {
     this.#idleMs = limitOrNever(limits.idleMs);
     this.#keepAliveMs = limitOrNever(limits.keepAliveMs);
-    this.#now = now;
+    this.#clock = clock;
   }
 
   get sweepIntervalMs(): number {
@@ -80,10 +101,10 @@ export class ConnectionSweeper {
     if (this.#idleMs === Number.POSITIVE_INFINITY && this.#keepAliveMs === Number.POSITIVE_INFINITY) return;
     if (this.#connections.has(socket)) return;
     const onClose = () => this.#connections.delete(socket);
-    const now = this.#now();
+    const now = this.#clock.now();
     this.#connections.set(socket, { lastResponse: null, bytesSeen: socket.bytesRead + socket.bytesWritten, lastMoved: now, lastBusy: now, onClose });
     socket.once('close', onClose);
-    this.#timer ??= setInterval(() => this.sweep(), this.sweepIntervalMs).unref();
+    this.#stopTimer ??= this.#clock.every(this.sweepIntervalMs, () => this.sweep());
   }
 
   /** Called for every HTTP/1.1 request, with the response that answers it. */
@@ -104,7 +125,7 @@ export class ConnectionSweeper {
 
   /** One pass: closes the connections past a limit. Runs on a timer; public for tests. */
   sweep(): void {
-    const now = this.#now();
+    const now = this.#clock.now();
     for (const [socket, state] of this.#connections) {
       const bytes = socket.bytesRead + socket.bytesWritten;
       if (bytes !== state.bytesSeen) {
@@ -121,16 +142,16 @@ export class ConnectionSweeper {
         socket.destroy();
       }
     }
-    if (this.#connections.size === 0 && this.#timer !== null) {
-      clearInterval(this.#timer);
-      this.#timer = null;
+    if (this.#connections.size === 0 && this.#stopTimer !== null) {
+      this.#stopTimer();
+      this.#stopTimer = null;
     }
   }
 
   /** Stops the timer; the connections are closed by their owners. */
   close(): void {
-    if (this.#timer !== null) clearInterval(this.#timer);
-    this.#timer = null;
+    this.#stopTimer?.();
+    this.#stopTimer = null;
     this.#connections.clear();
   }
 }

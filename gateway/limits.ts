@@ -1,4 +1,6 @@
 // Resource bounds for client connections: no slowloris, no unbounded headers or sessions.
+import type { SweepClock } from './connection-sweeper.js';
+
 export interface GatewayLimits {
   /** Largest request head accepted (bytes); larger → 431 and the connection closes. */
   maxHeaderBytes: number;
@@ -14,6 +16,11 @@ export interface GatewayLimits {
   maxConnections: number;
   /** Concurrent streams per HTTP/2 connection. */
   maxConcurrentStreams: number;
+  /**
+   * The clock and timer the keep-alive and idle limits are timed with. Default: the real ones;
+   * a test passes its own to move time on instead of waiting for it.
+   */
+  sweepClock?: SweepClock;
 }
 
 export const DEFAULT_LIMITS: GatewayLimits = {

@@ -4,6 +4,7 @@
 // end of the loop turn beside others; a sink that is full pauses the upstream.
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { settledCount } from '../test/support/settled-count.js';
 import { startUpstream, type Upstream } from '../test/support/upstream.js';
 import { UpstreamClient, type LookupFunction, type ResponseSink } from './upstream-client.js';
 
@@ -130,26 +131,45 @@ describe('UpstreamClient responses', () => {
     expect(await client.forward(target, request('/small'), alone)).toMatchObject({ ok: true });
     expect(alone.writableFinished).toBe(true); // ended before forward() resolved
 
-    const slowSink = collectingSink();
-    const slow = client.forward(target, request('/delay?ms=300'), slowSink); // still in flight below
-    const beside = collectingSink();
-    expect(await client.forward(target, request('/small'), beside)).toMatchObject({ ok: true });
-    expect(beside.writableFinished).toBe(false); // queued with the turn's other ends
-    await new Promise((resolve) => setImmediate(resolve));
-    expect(beside.writableFinished).toBe(true);
-    expect(await slow).toMatchObject({ ok: true });
-    expect(slowSink.writableFinished).toBe(true);
+    // An upstream that answers when the test says so: that exchange is in flight below for sure.
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let asked!: () => void;
+    const askedHeld = new Promise<void>((resolve) => (asked = resolve));
+    const held = net.createServer((socket) =>
+      socket.once('data', () => {
+        asked();
+        void released.then(() => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok'));
+      }),
+    );
+    await new Promise<void>((resolve) => held.listen(0, '127.0.0.1', resolve));
+    const heldPort = (held.address() as net.AddressInfo).port;
+    try {
+      const slowSink = collectingSink();
+      const slow = client.forward({ scheme: 'http', host: 'a.test', port: heldPort }, { method: 'GET', path: '/held', headers: ['host', `a.test:${heldPort}`], body: null }, slowSink);
+      await askedHeld;
+      const beside = collectingSink();
+      expect(await client.forward(target, request('/small'), beside)).toMatchObject({ ok: true });
+      expect(beside.writableFinished).toBe(false); // queued with the turn's other ends
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(beside.writableFinished).toBe(true);
+      release();
+      expect(await slow).toMatchObject({ ok: true });
+      expect(slowSink.writableFinished).toBe(true);
+    } finally {
+      release();
+      held.close();
+    }
   });
 
-  it('stops reading from the upstream while the sink is full, and reads on after its drain', async () => {
+  // The 30 s deadline of settledCount, not the unit tests' 5 s, is the one that catches a hang.
+  it('stops reading from the upstream while the sink is full, and reads on after its drain', { timeout: 60_000 }, async () => {
     const total = 32 * 1024 * 1024;
     const sink = collectingSink();
     sink.accepting = false;
     const forwarded = client.forward({ scheme: 'http', host: 'a.test', port: upstream.port }, { method: 'GET', path: `/bytes?n=${total}`, headers: ['host', `a.test:${upstream.port}`], body: null }, sink);
-    await new Promise((resolve) => setTimeout(resolve, 500));
-    // A few socket reads at most; without the pause all 32 MiB would be in by now.
-    expect(sink.bytes).toBeGreaterThan(0);
-    expect(sink.bytes).toBeLessThan(1024 * 1024);
+    // A few socket reads at most, then nothing; without the pause all 32 MiB would come in.
+    expect(await settledCount(() => sink.bytes)).toBeLessThan(1024 * 1024);
     sink.accepting = true;
     sink.drain();
     const result = await forwarded;

@@ -73,7 +73,7 @@ describe('parseDnsQuery', () => {
     expect(parseDnsQuery(packet)).toMatchObject({ kind: 'error', rcode: 'FORMERR' });
   });
 
-  it('random and truncated packets never throw and stay fast', () => {
+  it('random and truncated packets never throw', () => {
     const valid = query('api.example.test', 'A', { additionals: [optRecord(1232)] });
     const packets: Buffer[] = [];
     for (let i = 0; i < 10_000; i++) {
@@ -88,8 +88,8 @@ describe('parseDnsQuery', () => {
         packets.push(shaped);
       }
     }
+    // How fast they are parsed is measured in dns-message.bench.ts.
     let thrown = 0;
-    const started = performance.now();
     for (const packet of packets) {
       try {
         parseDnsQuery(packet);
@@ -97,9 +97,7 @@ describe('parseDnsQuery', () => {
         thrown++;
       }
     }
-    const perPacketMs = (performance.now() - started) / packets.length;
     expect(thrown).toBe(0);
-    expect(perPacketMs).toBeLessThan(0.1);
     for (let cut = 0; cut <= valid.length; cut++) {
       expect(parseDnsQuery(valid.subarray(0, cut)).kind).toBe(cut === valid.length ? 'query' : 'drop');
     }

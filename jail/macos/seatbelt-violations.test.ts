@@ -118,6 +118,28 @@ describe('seatbeltLogStreamArgs', () => {
   });
 });
 
+/** Only a hang takes this long. */
+const HANG_MS = 20_000;
+
+function isGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/** Polls until `pid` has exited and been reaped; false if it is still there after HANG_MS. */
+async function processGone(pid: number): Promise<boolean> {
+  const deadline = Date.now() + HANG_MS;
+  while (!isGone(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return true;
+}
+
 describe('SeatbeltViolationMonitor (with a stand-in `log` program)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'srt-gw-fake-log-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -126,12 +148,13 @@ describe('SeatbeltViolationMonitor (with a stand-in `log` program)', () => {
     const script = join(dir, `log-${Math.random().toString(36).slice(2)}`);
     const data = join(`${script}.out`);
     writeFileSync(data, lines.map((line) => `${line}\n`).join(''));
-    writeFileSync(script, `#!/bin/sh\nprintf '%s\\n' "$@" > '${script}.args'\necho 'Filtering the log data using "..."'\ncat '${data}'\nexec sleep 30\n`);
+    // Then it runs on, as `log stream` does, until it is stopped (its pid in .pid: exec keeps it).
+    writeFileSync(script, `#!/bin/sh\necho $$ > '${script}.pid'\nprintf '%s\\n' "$@" > '${script}.args'\necho 'Filtering the log data using "..."'\ncat '${data}'\nexec sleep 600\n`);
     chmodSync(script, 0o755);
     return script;
   }
 
-  it('collects this run\'s violations until stopped, then stops `log`', async () => {
+  it('collects this run\'s violations until stopped, then stops `log`', { timeout: 2 * HANG_MS }, async () => {
     const logCommand = fakeLog([
       event(`Sandbox: curl(4242) deny(1) network-outbound 203.0.113.9:443\n${TAG}`),
       event(`2 duplicate reports for Sandbox: curl(4242) deny(1) network-outbound 203.0.113.9:443\n${TAG}`),
@@ -139,9 +162,14 @@ describe('SeatbeltViolationMonitor (with a stand-in `log` program)', () => {
       event(`Sandbox: cat(8) deny(1) file-read-data /Users/dev/.ssh/id_ed25519\nsrt-gw-someoneelse`),
     ]);
     const monitor = new SeatbeltViolationMonitor({ tag: TAG, logCommand, drainMs: 500, explainPath: () => 'hidden by default: SSH keys (~/.ssh)' });
-    const started = Date.now();
     const { denials, omitted } = await monitor.stop();
-    expect(Date.now() - started).toBeLessThan(5_000);
+    // `log` was stopped, not left to run (or waited for).
+    const logPid = Number(readFileSync(`${logCommand}.pid`, 'utf8'));
+    try {
+      expect(await processGone(logPid)).toBe(true);
+    } finally {
+      if (!isGone(logPid)) process.kill(logPid, 'SIGKILL');
+    }
     expect(omitted).toBe(0);
     expect(denials.map((d) => [d.kind, d.host, d.port, d.count, d.reason.slice(0, 24)])).toEqual([
       ['connection', '203.0.113.9', 443, 3, 'only the srt-gw gateway '],
@@ -152,10 +180,13 @@ describe('SeatbeltViolationMonitor (with a stand-in `log` program)', () => {
     expect((await monitor.stop()).denials).toHaveLength(2);
   });
 
-  it('a missing `log` program reports nothing and does not hold up the run', async () => {
-    const monitor = new SeatbeltViolationMonitor({ tag: TAG, logCommand: join(dir, 'no-such-log') });
-    const started = Date.now();
-    expect(await monitor.stop()).toEqual({ denials: [], omitted: 0 });
-    expect(Date.now() - started).toBeLessThan(1_500);
+  it('a missing `log` program reports nothing and does not hold up the run', { timeout: 2 * HANG_MS }, async () => {
+    // A drain no run could wait for: stop() must see that `log` never started and skip it.
+    const monitor = new SeatbeltViolationMonitor({ tag: TAG, logCommand: join(dir, 'no-such-log'), drainMs: 3_600_000 });
+    await new Promise((resolve) => setImmediate(resolve)); // the spawn's failure is reported on the next tick
+    let timer: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([monitor.stop(), new Promise((resolve) => (timer = setTimeout(() => resolve('still waiting'), HANG_MS)))]);
+    clearTimeout(timer);
+    expect(outcome).toEqual({ denials: [], omitted: 0 });
   });
 });

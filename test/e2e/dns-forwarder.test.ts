@@ -588,14 +588,14 @@ describe.skipIf(skip !== null)('native DNS forwarder in a network namespace', ()
   });
 
   it('drops queries when the gateway is absent (fail closed): dig gets no reply, UDP or TCP', async () => {
-    const started = Date.now();
+    // dig's own timeout (1 s, one try) ends each query: a forwarder that held them longer, or
+    // answered, would show in the exit code and status, not in how long this takes.
     const udp = await dig(absentJail, ['+time=1', '+tries=1', `@${NOWHERE_V4}`, ALLOWED, 'A']);
     expect(udp.code).toBe(9); // "no reply from server"
     expect(udp.status).toBe('');
     const tcp = await dig(absentJail, ['+tcp', '+time=1', '+tries=1', `@${NOWHERE_V4}`, ALLOWED, 'A']);
     expect(tcp.code).toBe(9);
     expect(tcp.status).toBe('');
-    expect(Date.now() - started).toBeLessThan(10_000);
     expect(absentJail.process.exitCode).toBeNull(); // still running, still refusing
   });
 
