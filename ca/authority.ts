@@ -210,7 +210,15 @@ function ensureDirectory(dir: string): void {
  */
 async function linkNewFile(dir: string, name: string, contents: string, mode: number): Promise<boolean> {
   const temporary = path.join(dir, `${TEMP_PREFIX}${process.pid}-${crypto.randomBytes(6).toString('hex')}-${name}`);
-  const handle = await fs.open(temporary, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, mode);
+  let handle;
+  try {
+    handle = await fs.open(temporary, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, mode);
+  } catch (error) {
+    throw caInvalid(
+      `cannot create the CA in ${dir} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}); give --ca-dir (or SRT_GW_CA_DIR) a directory you own`,
+      error,
+    );
+  }
   try {
     try {
       await handle.writeFile(contents);
