@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // `npm run bench`: the same HTTPS load, in one run, straight to a local upstream and through
 // srt-gw and the peers a user would pick instead (squid ssl-bump, mitmproxy) when installed.
-// Prints a table with each system's ratio to direct, CPU per request and peak RSS, checks the
-// targets of issue 3 section 6, and writes everything as JSON to bench/results/.
+// Prints a table with each system's ratio to direct, CPU per request and peak RSS, checks
+// srt-gw's performance targets (evaluateTargets), and writes everything as JSON to bench/results/.
 // Method and caveats: bench/README.md. Expects dist/ to be built (the npm script builds it).
 import { execFileSync } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -738,7 +738,7 @@ async function main() {
   }
   if (targets.length) {
     out.push('');
-    out.push('Targets (issue 3, section 6), informational:');
+    out.push('Targets, informational:');
     out.push(table(['target', 'measured', 'goal', 'result'], targets.map((t) => [t.label, t.measured, t.goal, t.result]), 3));
   }
   for (const [id, info] of Object.entries(systems)) {

@@ -1,6 +1,6 @@
 // Leaf certificates for the hosts the gateway terminates TLS for. All leaves of one CA instance
 // share one in-memory P-256 key, so a never-seen name costs one ECDSA signature, not a key
-// generation (per-host RSA keygen is ~170 ms on the event loop; see research/deps.md section 3).
+// generation (per-host RSA keygen is ~170 ms on the event loop; docs/design.md, "Certificates").
 import crypto from 'node:crypto';
 import net from 'node:net';
 import type { Asn1 } from './asn1.js';

@@ -1,7 +1,8 @@
-// The README's library examples cannot rot: each ```js example block is written to a file that
-// imports 'srt-gw' as an installed package would (node_modules/srt-gw → this repository, so its
-// package.json `exports` map is what resolves), run with node, and its stdout compared with the
-// ```text output block under it. Blocks marked `jail` need what srt-gw run needs.
+// The library examples of README.md and docs/library.md cannot rot: each ```js example block is
+// written to a file that imports 'srt-gw' as an installed package would (node_modules/srt-gw →
+// this repository, so its package.json `exports` map is what resolves), run with node, and its
+// stdout compared with the ```text output block under it. Blocks marked `jail` need what srt-gw
+// run needs.
 import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,21 +23,21 @@ interface Example {
   jail: boolean;
 }
 
-/** Every ```js example block of the README with the ```text output block that must follow it. */
-function readmeExamples(readme: string): Example[] {
+/** Every ```js example block of a markdown file with the ```text output block that must follow it. */
+function markdownExamples(file: string, text: string): Example[] {
   const examples: Example[] = [];
   const block = /^```js example( jail)?\n([\s\S]*?)^```\n\s*(```text output\n([\s\S]*?)^```\n)?/gm;
-  for (const match of readme.matchAll(block)) {
-    const line = readme.slice(0, match.index).split('\n').length;
-    if (match[3] === undefined) throw new Error(`README.md:${line}: a js example block must be followed by a text output block`);
-    examples.push({ name: `README.md:${line}`, code: match[2]!, output: match[4]!, jail: match[1] !== undefined });
+  for (const match of text.matchAll(block)) {
+    const line = text.slice(0, match.index).split('\n').length;
+    if (match[3] === undefined) throw new Error(`${file}:${line}: a js example block must be followed by a text output block`);
+    examples.push({ name: `${file}:${line}`, code: match[2]!, output: match[4]!, jail: match[1] !== undefined });
   }
   return examples;
 }
 
-const examples = readmeExamples(readFileSync(join(REPO_ROOT, 'README.md'), 'utf8'));
+const examples = ['README.md', 'docs/library.md'].flatMap((file) => markdownExamples(file, readFileSync(join(REPO_ROOT, file), 'utf8')));
 
-describe('README library examples', () => {
+describe('library examples in README.md and docs/library.md', () => {
   let dir: string;
   let work: string;
 
@@ -58,7 +59,7 @@ describe('README library examples', () => {
     expect(examples.filter((e) => e.jail).length).toBeGreaterThanOrEqual(2);
   });
 
-  it.for(examples)('$name runs and prints what the README says', async (example, { skip }) => {
+  it.for(examples)('$name runs and prints what the docs say', async (example, { skip }) => {
     if (example.jail && skipJail !== null) skip(skipJail);
     const file = join(dir, `example-${example.name.replace(/\W/g, '-')}.mjs`);
     writeFileSync(file, example.code);
