@@ -8,7 +8,8 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['{gateway,ca,policies,jail,cli}/**/*.test.ts', '*.test.ts'],
+          // The fuzz targets' corpus replay runs with the unit tests: every target, every time.
+          include: ['{gateway,ca,policies,jail,cli}/**/*.test.ts', '*.test.ts', 'test/fuzz-corpus.test.ts'],
           environment: 'node',
         },
       },

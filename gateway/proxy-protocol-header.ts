@@ -71,7 +71,14 @@ export function readProxyHeader(socket: Duplex, timeoutMs: number): Promise<{ de
 
 function parseDestination(header: Buffer): OriginalDestination {
   if (proxyProtocol === null) throw new Error('the PROXY header parser is not loaded (call loadProxyHeaderParser first)');
-  const parsed = proxyProtocol.V2ProxyProtocol.parse(header);
+  let parsed: ReturnType<typeof proxyProtocol.V2ProxyProtocol.parse>;
+  try {
+    parsed = proxyProtocol.V2ProxyProtocol.parse(header);
+  } catch (error) {
+    // proxy-protocol-js throws plain {name, message} objects, not Errors: callers get an Error.
+    const message = (error as { message?: unknown } | null)?.message;
+    throw new Error(`malformed PROXY header: ${typeof message === 'string' ? message : String(error)}`, { cause: error });
+  }
   if (parsed.command !== proxyProtocol.Command.PROXY || parsed.transportProtocol !== proxyProtocol.TransportProtocol.STREAM) {
     throw new Error('PROXY header is not PROXY/STREAM (TCP)');
   }
