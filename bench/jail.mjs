@@ -3,7 +3,7 @@
 // bare `true` and a bare bwrap, the peak RSS of the process tree, a new HTTPS connection + small
 // GET from inside the jail against the same request from the host straight to the upstream, and
 // kept-alive requests/s from inside the jail against the same gateway as an explicit proxy.
-// Checks the targets of issue 5 and writes JSON to bench/results/. Method: bench/README.md.
+// Checks its targets (TARGETS below) and writes JSON to bench/results/. Method: bench/README.md.
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -32,6 +32,7 @@ const REPO_ROOT = resolve(BENCH_DIR, '..');
 const CLI = join(REPO_ROOT, 'dist', 'bin', 'srt-gw.js');
 const LOADGEN = join(BENCH_DIR, 'loadgen.mjs');
 const RESULTS_DIR = join(BENCH_DIR, 'results');
+const SRT_PACKAGE = '@anthropic-ai/sandbox-runtime';
 
 const TARGETS = {
   startupMedianMs: 150,
@@ -72,8 +73,9 @@ const percentile = (values, p) => {
   return sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 };
 
-// python3 runs each command and reports wall time and ru_maxrss from wait4: the largest resident
-// set of any process in the tree that was waited for (for `srt-gw run`, the node process).
+// python3 runs each command and reports wall time, CPU time (user + system of the whole tree: every
+// process in it was waited for by its parent) and ru_maxrss from wait4: the largest resident set of
+// any process in the tree (for `srt-gw run`, the node process).
 const TIMER = `
 import json, os, sys, time
 start = time.monotonic()
@@ -81,7 +83,7 @@ pid = os.fork()
 if pid == 0:
     os.execvp(sys.argv[1], sys.argv[1:])
 _, status, usage = os.wait4(pid, 0)
-print(json.dumps({"ms": (time.monotonic() - start) * 1000, "maxRssKb": usage.ru_maxrss, "status": os.waitstatus_to_exitcode(status)}))
+print(json.dumps({"ms": (time.monotonic() - start) * 1000, "cpuMs": (usage.ru_utime + usage.ru_stime) * 1000, "maxRssKb": usage.ru_maxrss, "status": os.waitstatus_to_exitcode(status)}))
 `;
 
 function timeCommand(argv, cwd, env) {
@@ -91,11 +93,47 @@ function timeCommand(argv, cwd, env) {
   return result;
 }
 
+/**
+ * srt (Anthropic's sandbox runtime), the optional peer for start-up: the srt on PATH, else the
+ * npm package installed into a directory of this bench (never added to package.json). Returns
+ * { argv, version } or { skipped: reason }: not installable, or installed but unable to run here
+ * (srt needs ripgrep and socat on Linux, and says so).
+ */
+function locateSrt(workDir, cwd) {
+  let srt = 'srt';
+  if (!commandExists('srt')) {
+    const prefix = join(workDir, 'srt');
+    try {
+      execFileSync('npm', ['install', '--prefix', prefix, '--no-audit', '--no-fund', '--loglevel=error', SRT_PACKAGE], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 180_000 });
+    } catch (error) {
+      return { skipped: `not installed, and npm install ${SRT_PACKAGE} failed (${tail(String(error.stderr ?? error.message)).trim().split('\n').at(-1)})` };
+    }
+    srt = join(prefix, 'node_modules', '.bin', 'srt');
+  }
+  let version = 'srt';
+  try {
+    version = `srt ${execFileSync(srt, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()}`;
+  } catch {
+    // an srt without --version still runs
+  }
+  // The same policy as srt-gw's --allow H row: that one host allowed, nothing else.
+  const settings = join(workDir, 'srt-settings.json');
+  writeFileSync(settings, JSON.stringify({ network: { allowedDomains: [UPSTREAM_NAME], deniedDomains: [] }, filesystem: { denyRead: [], allowRead: [], allowWrite: [], denyWrite: [] } }));
+  const argv = [srt, '--settings', settings, '--', 'true'];
+  try {
+    execFileSync(argv[0], argv.slice(1), { cwd, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8', timeout: 60_000 });
+  } catch (error) {
+    const said = String(error.stderr ?? '').trim().split('\n')[0] || error.message;
+    return { skipped: `${version} installed, but 'srt -- true' fails here: ${said}` };
+  }
+  return { argv, version };
+}
+
 function measureStartup(label, argv, options, cwd, env) {
   timeCommand(argv, cwd, env); // warm the page cache
   const runs = Array.from({ length: options.runs }, () => timeCommand(argv, cwd, env));
   const ms = runs.map((run) => run.ms);
-  return { label, runs: runs.length, medianMs: median(ms), p90Ms: percentile(ms, 90), minMs: Math.min(...ms), peakRssMb: Math.max(...runs.map((run) => run.maxRssKb)) / 1024 };
+  return { label, runs: runs.length, medianMs: median(ms), p90Ms: percentile(ms, 90), minMs: Math.min(...ms), cpuMedianMs: median(runs.map((run) => run.cpuMs)), peakRssMb: Math.max(...runs.map((run) => run.maxRssKb)) / 1024 };
 }
 
 /**
@@ -265,6 +303,8 @@ async function main() {
       measureStartup('srt-gw run -- true', [process.execPath, CLI, 'run', '-q', '--ca-dir', caDir, '--', 'true'], options, project),
       measureStartup('srt-gw run --allow H -- true', [process.execPath, CLI, 'run', ...ctx.runFlags, '--', 'true'], options, project),
     ];
+    const srt = locateSrt(workDir, project);
+    if (srt.argv) startup.push({ ...measureStartup('srt (allowedDomains H) -- true', srt.argv, options, project), version: srt.version });
     process.stderr.write('process tree of srt-gw run -- sleep 1...\n');
     const tree = await measureProcessTree([process.execPath, CLI, 'run', '-q', '--ca-dir', caDir, '--', 'sleep', '1'], project);
     const helpers = ['srt-gw-jail-ini', 'srt-gw-redirect', 'srt-gw-dns-forw'].map((name) => tree.peakRssMbByCommand[name] ?? NaN);
@@ -284,8 +324,9 @@ async function main() {
     ];
     const lines = [];
     lines.push(`srt-gw jail bench, ${new Date().toISOString()}: ${os.cpus()[0]?.model ?? 'cpu'} x${os.cpus().length}, node ${process.version}, ${pinning.note}`);
-    lines.push('', 'start-up (python3 wait4: wall ms and ru_maxrss)');
-    for (const s of startup) lines.push(`  ${s.label.padEnd(32)} median ${s.medianMs.toFixed(1).padStart(6)} ms  p90 ${s.p90Ms.toFixed(1).padStart(6)} ms  min ${s.minMs.toFixed(1).padStart(6)} ms  peak RSS ${s.peakRssMb.toFixed(1)} MB`);
+    lines.push('', 'start-up (python3 wait4: wall ms, user+system CPU ms of the process tree, ru_maxrss)');
+    for (const s of startup) lines.push(`  ${s.label.padEnd(32)} median ${s.medianMs.toFixed(1).padStart(6)} ms  p90 ${s.p90Ms.toFixed(1).padStart(6)} ms  min ${s.minMs.toFixed(1).padStart(6)} ms  CPU median ${s.cpuMedianMs.toFixed(1).padStart(6)} ms  peak RSS ${s.peakRssMb.toFixed(1)} MB${s.version ? `  (${s.version})` : ''}`);
+    if (srt.skipped) lines.push(`  srt: ${srt.skipped}, skipped`);
     lines.push('', 'process tree of srt-gw run -- sleep 1 (/proc smaps_rollup every 20 ms)');
     lines.push(`  whole tree, peak: ${tree.peakTreeRssMb.toFixed(1)} MB summed Rss, ${tree.peakTreePssMb.toFixed(1)} MB summed Pss`);
     lines.push(`  peak Rss by process: ${Object.entries(tree.peakRssMbByCommand).map(([name, mb]) => `${name} ${mb.toFixed(1)} MB`).join(', ')}`);
@@ -296,13 +337,13 @@ async function main() {
     lines.push(`  explicit proxy (srt-gw serve): ${keepAlive.explicitProxy.reqPerSec.toFixed(0)} req/s, p50 ${keepAlive.explicitProxy.p50Ms?.toFixed(2)} ms, p99 ${keepAlive.explicitProxy.p99Ms?.toFixed(2)} ms, errors ${keepAlive.explicitProxy.errors}`);
     lines.push(`  inside the jail (srt-gw run):  ${keepAlive.jail.reqPerSec.toFixed(0)} req/s, p50 ${keepAlive.jail.p50Ms?.toFixed(2)} ms, p99 ${keepAlive.jail.p99Ms?.toFixed(2)} ms, errors ${keepAlive.jail.errors}`);
     lines.push(`  rounds (jail / explicit): ${keepAlive.rounds.map((r) => `${r.jail.reqPerSec.toFixed(0)} / ${r.explicitProxy.reqPerSec.toFixed(0)} = ${(r.ratio * 100).toFixed(0)} %`).join('; ')}`);
-    lines.push('', 'targets (issue 5)');
+    lines.push('', 'targets');
     for (const [name, value, target, result] of targets) lines.push(`  ${name.padEnd(56)} ${value.padStart(10)}  ${target.padEnd(10)} ${result}`);
     process.stdout.write(lines.join('\n') + '\n');
 
     mkdirSync(RESULTS_DIR, { recursive: true });
     const file = join(RESULTS_DIR, `jail-${new Date().toISOString().replace(/[:.]/g, '-').replace(/-\d+Z$/, 'Z')}.json`);
-    writeFileSync(file, JSON.stringify({ startedAt: new Date().toISOString(), options, pinning, startup, tree, connections, keepAlive, targets }, null, 2) + '\n');
+    writeFileSync(file, JSON.stringify({ startedAt: new Date().toISOString(), options, pinning, startup, srt: srt.skipped ? { skipped: srt.skipped } : { version: srt.version }, tree, connections, keepAlive, targets }, null, 2) + '\n');
     process.stdout.write(`\nJSON: ${file}\n`);
   } finally {
     cleanup();

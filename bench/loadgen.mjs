@@ -4,12 +4,12 @@
 //
 // Why not wrk, h2load or autocannon: none of them can send its requests through an HTTP proxy
 // (no CONNECT support), so they could measure `direct` but not the proxies. A small,
-// callback-driven client in one Node process is enough here: it drove ~46k req/s direct on this
-// kind of machine in the research runs, and it is the same client for every system.
+// callback-driven client in one Node process is enough here: it drove ~46k req/s direct on a
+// 2-vCPU machine, and it is the same client for every system.
 //
-// The client does NOT verify the certificate it is shown (rejectUnauthorized: false, as in the
-// research runs): that keeps the proxies' CAs out of the client and costs the same everywhere.
-// The proxies themselves verify the upstream against its test CA.
+// The client does NOT verify the certificate it is shown (rejectUnauthorized: false): that keeps
+// the proxies' CAs out of the client and costs the same everywhere. The proxies themselves verify
+// the upstream against its test CA.
 //
 // Modes (--mode):
 //   keepalive  c workers, each: one connection (CONNECT once, TLS once), then sequential GETs

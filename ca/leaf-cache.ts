@@ -1,9 +1,11 @@
 // Per-host TLS SecureContexts for the gateway's SNICallback: a bounded LRU, so a handshake for a
 // known host costs a Map lookup and a new host costs one leaf signature plus loading that leaf
 // into a context made ahead of time.
-import tls from 'node:tls';
+// node:tls loads at the first handshake, not with the gateway (process.getBuiltinModule below).
+import type tls from 'node:tls';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import type { CertificateAuthority } from './authority.js';
+import { LEAF_BACKDATE_MS } from './leaf.js';
 
 export interface LeafContextCacheOptions {
   /** Bound on cached hosts (default 1000); the least recently used goes first. */
@@ -30,6 +32,8 @@ interface NativeSecureContext {
 interface Entry {
   context: tls.SecureContext;
   renewAtMs: number;
+  /** The leaf's notBefore (the issuing time less the backdating). */
+  validFromMs: number;
   /** Value of `inserted` when the entry was (re)inserted: how far it sits from the young end. */
   position: number;
 }
@@ -68,7 +72,11 @@ export class LeafContextCache {
   /** The SecureContext presenting a leaf for `host`; throws when `host` is not a valid leaf name. */
   secureContextFor(host: string): tls.SecureContext {
     const entry = this.entries.get(host);
-    if (entry !== undefined && entry.renewAtMs > Date.now()) {
+    const now = Date.now();
+    // Judged by the wall clock, as clients judge the leaf: one stepped back (NTP, a VM resumed)
+    // before a cached leaf's notBefore gets a new leaf, not one clients reject as not yet valid
+    // — test/e2e/faults.test.ts.
+    if (entry !== undefined && entry.renewAtMs > now && entry.validFromMs <= now) {
       // Map order is insertion order, and eviction takes the oldest. Moving an entry to the young
       // end on every hit would cost a delete and a set; doing it only once the entry has drifted
       // into the older half keeps most hits to one get, and a used entry still survives at least
@@ -82,7 +90,7 @@ export class LeafContextCache {
     this.onLookup?.(false);
     const leaf = this.ca.issueLeafCertificate(host);
     const context = this.contextWith(leaf.certPem, leaf.keyPem);
-    this.insert(host, { context, renewAtMs: leaf.notAfter.getTime() - LEAF_RENEW_BEFORE_MS, position: 0 });
+    this.insert(host, { context, renewAtMs: leaf.notAfter.getTime() - LEAF_RENEW_BEFORE_MS, validFromMs: now - LEAF_BACKDATE_MS, position: 0 });
     return context;
   }
 
@@ -99,7 +107,7 @@ export class LeafContextCache {
     // Only for the same key: OpenSSL silently drops a context's key when the certificate does not
     // match it, which would fail every handshake for the host.
     const native = spare !== null && spare.keyPem === keyPem ? nativeOf(spare.context) : null;
-    if (native === null) return tls.createSecureContext({ cert: certPem, key: keyPem, minVersion: 'TLSv1.2' });
+    if (native === null) return process.getBuiltinModule('node:tls').createSecureContext({ cert: certPem, key: keyPem, minVersion: 'TLSv1.2' });
     native.setCert(certPem);
     return spare!.context;
   }
@@ -110,7 +118,7 @@ export class LeafContextCache {
     this.spareScheduled = true;
     setImmediate(() => {
       this.spareScheduled = false;
-      if (this.spare === null) this.spare = { context: tls.createSecureContext({ key: keyPem, minVersion: 'TLSv1.2' }), keyPem };
+      if (this.spare === null) this.spare = { context: process.getBuiltinModule('node:tls').createSecureContext({ key: keyPem, minVersion: 'TLSv1.2' }), keyPem };
     }).unref();
   }
 

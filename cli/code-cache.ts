@@ -5,9 +5,9 @@
 //
 // The cache is code V8 runs: it is only ever read from, and written to, the directory of the file
 // itself (whoever can write there can already change the code), never a shared temporary one.
-import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import Module, { createRequire } from 'node:module';
-import { dirname } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 
 /** What became of the cache: read and accepted, present but refused, not there, or not asked for. */
@@ -73,14 +73,42 @@ export function compileWithCodeCache(file: string, cacheFile: string | null): Co
       if (cacheFile === null) return false;
       // Written beside and renamed over: a concurrent start reads an old cache or a new one, never half of one.
       const temporary = `${cacheFile}.${process.pid}.tmp`;
+      let fd: number;
       try {
-        writeFileSync(temporary, Buffer.concat([Buffer.from(stamp), script.createCachedData()]), { mode: 0o644 });
+        fd = openSync(temporary, 'w', 0o644);
+      } catch {
+        // An installation this user cannot write (a global install owned by root): every run
+        // would otherwise serialise the cache (milliseconds at exit) only to fail here.
+        return false;
+      }
+      try {
+        writeSync(fd, stamp);
+        writeSync(fd, script.createCachedData());
+        closeSync(fd);
         renameSync(temporary, cacheFile);
         return true;
       } catch {
+        try {
+          closeSync(fd);
+        } catch {
+          // closed already
+        }
         rmSync(temporary, { force: true });
         return false;
       }
     },
   };
+}
+
+/**
+ * Requires a CommonJS file the bundled command line loads on first use (dist/bin/vendor/NAME.cjs:
+ * undici at the first upstream request, zod and yaml with a policy file) through a cache of its
+ * own beside it, `.NAME.v8cache`, written as the process exits when it was absent or stale: a
+ * plain require() compiles undici from source on every run. SRT_GW_CODE_CACHE=0 turns it off.
+ */
+export function requireWithCodeCache(file: string): unknown {
+  const cacheFile = process.env.SRT_GW_CODE_CACHE === '0' ? null : join(dirname(file), `.${basename(file, '.cjs')}.v8cache`);
+  const compiled = compileWithCodeCache(file, cacheFile);
+  if (compiled.cache === 'absent' || compiled.cache === 'rejected') process.once('exit', () => compiled.saveCache());
+  return compiled.run();
 }

@@ -5,17 +5,24 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, realpathSync, renameSync, writeFileSync } from 'node:fs';
 import { join, relative, isAbsolute } from 'node:path';
-import { z } from 'zod';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { ensureStateDirectory, stateDirectoryPath } from '../jail/state-directory.js';
 
 const TRUST_FILE = 'trusted-policies.json';
 
-const trustFileSchema = z.object({
-  version: z.literal(1),
-  /** Real path of the file → sha256 (hex) of the content trusted. */
-  files: z.record(z.string(), z.string().regex(/^[0-9a-f]{64}$/)),
-});
+/**
+ * The record's content: `{ version: 1, files: { realPath: sha256Hex } }`, or null when it is not
+ * that. Checked by hand, not with zod: every `srt-gw run` loads this module, and zod costs more
+ * start-up time than the rest of a run that needs no policy file.
+ */
+function parseTrustFile(value: unknown): Record<string, string> | null {
+  if (typeof value !== 'object' || value === null) return null;
+  const { version, files } = value as { version?: unknown; files?: unknown };
+  if (version !== 1 || typeof files !== 'object' || files === null || Array.isArray(files)) return null;
+  const entries = Object.entries(files as Record<string, unknown>);
+  if (!entries.every(([, hash]) => typeof hash === 'string' && /^[0-9a-f]{64}$/.test(hash))) return null;
+  return Object.fromEntries(entries) as Record<string, string>;
+}
 
 export function sha256Hex(text: string): string {
   return createHash('sha256').update(text, 'utf8').digest('hex');
@@ -46,16 +53,16 @@ export class PolicyTrustStore {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return new PolicyTrustStore(file, {});
       throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `cannot read ${file} (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, { cause: error });
     }
-    let parsed;
+    let files: Record<string, string> | null;
     try {
-      parsed = trustFileSchema.safeParse(JSON.parse(text));
+      files = parseTrustFile(JSON.parse(text));
     } catch {
-      parsed = { success: false as const };
+      files = null;
     }
-    if (!parsed.success) {
+    if (files === null) {
       throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `${file} is not a trust record srt-gw wrote; remove it and trust your policy files again (srt-gw policy trust FILE)`);
     }
-    return new PolicyTrustStore(file, { ...parsed.data.files });
+    return new PolicyTrustStore(file, files);
   }
 
   isTrusted(path: string, text: string): boolean {

@@ -4,8 +4,10 @@
 // 16 KiB), and it hands the trailers to new-style handlers as {}. Everything else stays on undici
 // and HTTP/1.1. As there, the gateway picks the address (its resolver) and the TLS name (the
 // policy-checked host), and streams both ways with backpressure.
-import http2 from 'node:http2';
-import tls from 'node:tls';
+// node:http2 and node:tls load on the first gRPC call, not with the gateway: a run that makes
+// no call (`srt-gw run -- true`) never pays for them.
+import type http2 from 'node:http2';
+import type tls from 'node:tls';
 import { formatAuthority } from './connection-context.js';
 import { HOP_BY_HOP_HEADERS } from './exchange.js';
 import type { ForwardResult, LookupFunction, ResponseSink, UpstreamRequest, UpstreamTarget } from './upstream-client.js';
@@ -67,7 +69,7 @@ export class Http2Upstream {
       }
       const fail = (error: Error) => {
         settle(error);
-        if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        if (!stream.destroyed) stream.close(process.getBuiltinModule('node:http2').constants.NGHTTP2_CANCEL);
       };
       stream.setTimeout(this.options.headersTimeoutMs, () => fail(failure('ETIMEDOUT', 'no response headers in time')));
       // If the client goes away, stop reading from upstream at once.
@@ -131,9 +133,9 @@ export class Http2Upstream {
       oldest.close();
     }
     const servername = upstreamServername(target);
-    const session = http2.connect(`https://${key}`, {
+    const session = process.getBuiltinModule('node:http2').connect(`https://${key}`, {
       createConnection: () => {
-        const socket = tls.connect({
+        const socket = process.getBuiltinModule('node:tls').connect({
           host: target.host,
           port: target.port,
           ...(servername !== undefined ? { servername } : {}),

@@ -1,7 +1,6 @@
 // The CAs the gateway trusts for upstream certificates: the system store (not node's bundled
 // Mozilla list, so an enterprise root installed on the host works) plus --upstream-ca files.
 import { existsSync, readFileSync } from 'node:fs';
-import tls from 'node:tls';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 
 const SYSTEM_BUNDLES = [
@@ -12,7 +11,7 @@ const SYSTEM_BUNDLES = [
 
 export function loadUpstreamTrust(extraCaFiles: readonly string[] = []): string[] {
   const bundle = SYSTEM_BUNDLES.find((path) => existsSync(path));
-  const trusted = bundle ? [readFileSync(bundle, 'utf8')] : [...tls.rootCertificates];
+  const trusted = bundle ? [readFileSync(bundle, 'utf8')] : [...process.getBuiltinModule('node:tls').rootCertificates];
   for (const file of extraCaFiles) {
     let pem: string;
     try {

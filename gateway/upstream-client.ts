@@ -2,7 +2,7 @@
 // The gateway picks the address (its own resolver) and the TLS name (the policy-checked host):
 // nothing the client said about addresses is used.
 import type { Duplex, Readable } from 'node:stream';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { Dispatcher, Pool } from 'undici';
 import type { UpstreamResolver } from './dns/upstream-resolver.js';
 import { EndOfTurnQueue } from './end-of-turn-queue.js';
@@ -141,9 +141,12 @@ export class UpstreamClient {
     );
   }
 
-  /** Built on first use: parsing the system bundle takes ~25 ms that a run without traffic never needs. */
+  /**
+   * Built on first use: parsing the system bundle takes ~25 ms that a run without traffic never
+   * needs, and node:tls itself loads only then.
+   */
   private get trustContext(): tls.SecureContext {
-    this.trustContextValue ??= tls.createSecureContext({ ca: this.options.trustedCa });
+    this.trustContextValue ??= process.getBuiltinModule('node:tls').createSecureContext({ ca: this.options.trustedCa });
     return this.trustContextValue;
   }
 

@@ -18,41 +18,52 @@ export type PrivateRangeKind =
   | 'site-local'
   | 'local-nat64';
 
-const PRIVATE_RANGES: readonly { readonly range: IpRange; readonly kind: PrivateRangeKind }[] = (
-  [
-    ['0.0.0.0/8', 'this-network'],
-    ['10.0.0.0/8', 'private'],
-    ['100.64.0.0/10', 'shared'], // CGNAT, RFC 6598
-    ['127.0.0.0/8', 'loopback'],
-    ['169.254.0.0/16', 'link-local'], // cloud metadata (169.254.169.254) lives here
-    ['172.16.0.0/12', 'private'],
-    ['192.168.0.0/16', 'private'],
-    ['224.0.0.0/4', 'multicast'],
-    ['255.255.255.255/32', 'broadcast'],
-    ['::/128', 'unspecified'],
-    ['::1/128', 'loopback'],
-    ['64:ff9b:1::/48', 'local-nat64'], // RFC 8215: a network's own translator
-    ['fc00::/7', 'unique-local'],
-    ['fe80::/10', 'link-local'],
-    ['fec0::/10', 'site-local'],
-    ['ff00::/8', 'multicast'],
-  ] as const
-).map(([cidr, kind]) => ({ range: rangeOf(cidr), kind }));
+/**
+ * The ranges are parsed on the first check, not when the gateway loads: parsing an IPv6 block
+ * compiles node's IPv6 pattern, a few ms of every `srt-gw run`'s start-up, also of runs that
+ * never connect anywhere.
+ */
+type PrivateRange = { readonly range: IpRange; readonly kind: PrivateRangeKind };
+let privateRanges: readonly PrivateRange[] | null = null;
+const privateRangesOnce = (): readonly PrivateRange[] =>
+  (privateRanges ??= (
+    [
+      ['0.0.0.0/8', 'this-network'],
+      ['10.0.0.0/8', 'private'],
+      ['100.64.0.0/10', 'shared'], // CGNAT, RFC 6598
+      ['127.0.0.0/8', 'loopback'],
+      ['169.254.0.0/16', 'link-local'], // cloud metadata (169.254.169.254) lives here
+      ['172.16.0.0/12', 'private'],
+      ['192.168.0.0/16', 'private'],
+      ['224.0.0.0/4', 'multicast'],
+      ['255.255.255.255/32', 'broadcast'],
+      ['::/128', 'unspecified'],
+      ['::1/128', 'loopback'],
+      ['64:ff9b:1::/48', 'local-nat64'], // RFC 8215: a network's own translator
+      ['fc00::/7', 'unique-local'],
+      ['fe80::/10', 'link-local'],
+      ['fec0::/10', 'site-local'],
+      ['ff00::/8', 'multicast'],
+    ] as const
+  ).map(([cidr, kind]) => ({ range: rangeOf(cidr), kind })));
 
 /**
  * IPv6 forms that carry an IPv4 address a packet may end up at: NAT64 (64:ff9b::/96, low 32
  * bits), 6to4 (2002::/16, the 32 bits after the prefix) and IPv4-compatible (::/96, deprecated).
  * IPv4-mapped (::ffff:0:0/96) needs no entry: parseIpAddress() already turns it into IPv4.
  */
-const EMBEDDING_RANGES: readonly { readonly range: IpRange; readonly shift: bigint }[] = [
-  { range: rangeOf('64:ff9b::/96'), shift: 0n },
-  { range: rangeOf('2002::/16'), shift: 80n },
-  { range: rangeOf('::/96'), shift: 0n },
-];
+type EmbeddingRange = { readonly range: IpRange; readonly shift: bigint };
+let embeddingRanges: readonly EmbeddingRange[] | null = null;
+const embeddingRangesOnce = (): readonly EmbeddingRange[] =>
+  (embeddingRanges ??= [
+    { range: rangeOf('64:ff9b::/96'), shift: 0n },
+    { range: rangeOf('2002::/16'), shift: 80n },
+    { range: rangeOf('::/96'), shift: 0n },
+  ]);
 
 /** The private range an address is in, looking through IPv6 forms that embed an IPv4 address; null when public. */
 export function privateRangeOf(address: IpAddress): PrivateRangeKind | null {
-  for (const { range, kind } of PRIVATE_RANGES) if (rangeContains(range, address)) return kind;
+  for (const { range, kind } of privateRangesOnce()) if (rangeContains(range, address)) return kind;
   const embedded = embeddedIpv4(address);
   return embedded === null ? null : privateRangeOf(embedded);
 }
@@ -60,7 +71,7 @@ export function privateRangeOf(address: IpAddress): PrivateRangeKind | null {
 /** The IPv4 address an IPv6 NAT64 / 6to4 / IPv4-compatible address carries, else null. */
 export function embeddedIpv4(address: IpAddress): IpAddress | null {
   if (address.family !== 6) return null;
-  for (const { range, shift } of EMBEDDING_RANGES) {
+  for (const { range, shift } of embeddingRangesOnce()) {
     if (rangeContains(range, address)) return { family: 4, value: (address.value >> shift) & 0xffffffffn };
   }
   return null;

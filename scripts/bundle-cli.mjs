@@ -6,6 +6,7 @@
 // - vendor/NAME.cjs: the large dependencies that only some runs load, on first use: undici (the
 //   first upstream request), yaml and zod (a policy file), pino (--log), prom-client (--metrics).
 //   Outside the main file because every start reads and decodes that file whole (~2.3 MB more).
+//   Each is compiled through a code cache of its own (cli/code-cache.ts requireWithCodeCache).
 // - srt-gw.js: the launcher (cli/launcher.ts), the package's bin; dist/bin/package.json makes
 //   .js files CommonJS here, so node never starts its ESM loader for the command line.
 // The library entry (dist/index.js) stays unbundled ESM. bench/jail.mjs measures the start-up.
@@ -17,6 +18,19 @@ import { fileURLToPath } from 'node:url';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outdir = join(root, 'dist', 'bin');
 const VENDORED = ['undici', 'zod', 'yaml', 'pino', 'prom-client'];
+/**
+ * What a vendored file holds, when not the whole package. The command line uses undici's Pool
+ * (with the request API, pool.upgrade) and its error classes, nothing else: its index also loads
+ * fetch, WebSocket, the cache and the mocks, three times the code and load time of these.
+ */
+const VENDOR_ENTRIES = {
+  undici: {
+    resolveDir: join(root, 'node_modules', 'undici'),
+    contents: `const Dispatcher = require('./lib/dispatcher/dispatcher.js');
+Object.assign(Dispatcher.prototype, require('./lib/api/index.js'));
+module.exports = { Pool: require('./lib/dispatcher/pool.js'), errors: require('./lib/core/errors.js') };`,
+  },
+};
 
 const common = {
   bundle: true,
@@ -32,17 +46,21 @@ const common = {
 
 /**
  * Loads the vendored packages from their own files instead of copying them into the main one.
- * Each becomes a small bundled module that requires its file, so that a dynamic import() of it
- * (undici) turns into a require as well: an import() left in the bundle would need node's ESM
- * loader, which the code-cached script does not have.
+ * Each becomes a small bundled module that requires its file through the code cache, so that a
+ * dynamic import() of it (undici) turns into a require as well: an import() left in the bundle
+ * would need node's ESM loader, which the code-cached script does not have.
  */
 const vendored = {
   name: 'srt-gw-vendored',
   setup(builder) {
     const names = new RegExp(`^(${VENDORED.join('|')})$`);
     builder.onResolve({ filter: names }, (args) => ({ path: args.path, namespace: 'srt-gw-vendored' }));
-    builder.onLoad({ filter: /.*/, namespace: 'srt-gw-vendored' }, (args) => ({ contents: `module.exports = require('./vendor/${args.path}.cjs');`, loader: 'js' }));
-    builder.onResolve({ filter: /^\.\/vendor\//, namespace: 'srt-gw-vendored' }, (args) => ({ path: args.path, external: true }));
+    builder.onLoad({ filter: /.*/, namespace: 'srt-gw-vendored' }, (args) => ({
+      contents: `const { requireWithCodeCache } = require(${JSON.stringify(join(root, 'cli', 'code-cache.ts'))});
+module.exports = requireWithCodeCache(require('node:path').join(__dirname, 'vendor', ${JSON.stringify(`${args.path}.cjs`)}));`,
+      resolveDir: root,
+      loader: 'js',
+    }));
   },
 };
 
@@ -55,7 +73,7 @@ const [cli] = await Promise.all([
   ...VENDORED.map((name) =>
     build({
       ...common,
-      stdin: { contents: `module.exports = require(${JSON.stringify(name)});`, resolveDir: root, sourcefile: `vendor-${name}.cjs` },
+      stdin: { contents: `module.exports = require(${JSON.stringify(name)});`, resolveDir: root, ...VENDOR_ENTRIES[name], sourcefile: `vendor-${name}.cjs` },
       outfile: join(outdir, 'vendor', `${name}.cjs`),
     }),
   ),

@@ -29,6 +29,7 @@ function srtGw(args: string[], env: NodeJS.ProcessEnv = {}): { status: number | 
 }
 
 const caches = () => readdirSync(bin).filter((name) => name.endsWith('.v8cache')).sort();
+const vendorCaches = () => readdirSync(join(bin, 'vendor')).filter((name) => name.endsWith('.v8cache')).sort();
 
 describe('srt-gw code cache', () => {
   it('the first run of a command writes its cache; the next run uses it and leaves it as it was', () => {
@@ -70,6 +71,23 @@ describe('srt-gw code cache', () => {
     expect(result.stdout).toBe('0.1.0\n');
     expect(caches()).toEqual([]);
     expect(existsSync(join(bin, '.srt-gw-cli.other.v8cache'))).toBe(false);
+    expect(srtGw(['policy', 'check', 'policies/examples/basic.yaml'], { SRT_GW_CODE_CACHE: '0' }).status).toBe(0);
+    expect(vendorCaches()).toEqual([]);
+  });
+
+  it('a vendored package loaded on first use (yaml and zod for a policy file) gets a cache of its own, which the next run uses', () => {
+    expect(vendorCaches()).toEqual([]);
+    const first = srtGw(['policy', 'check', 'policies/examples/basic.yaml']);
+    expect(first.status).toBe(0);
+    expect(vendorCaches()).toEqual(['.yaml.v8cache', '.zod.v8cache']);
+
+    const cache = join(bin, 'vendor', '.zod.v8cache');
+    const past = new Date(Date.now() - 60_000);
+    utimesSync(cache, past, past);
+    const before = statSync(cache).mtimeMs;
+    const second = srtGw(['policy', 'check', 'policies/examples/basic.yaml']);
+    expect(second.stdout).toBe(first.stdout);
+    expect(statSync(cache).mtimeMs).toBe(before);
   });
 
   it("an error's exit code and message come through the launcher unchanged", () => {
