@@ -25,8 +25,11 @@ export interface DnsLookupDecision {
   readonly decision: 'allow' | 'deny';
   /** What the resolver did: the audit line's `decision` field (synthetic, nodata, denied, refused, rate-limited, malformed). */
   readonly outcome: DnsOutcome;
-  /** The resolver answers from the policy as a whole, never from one rule. */
-  readonly rule: null;
+  /**
+   * The resolver answers from the policy as a whole, never from one rule (null), except when a
+   * wildcard rule's name cap refused the name: that rule's id.
+   */
+  readonly rule: string | null;
   readonly reason: string;
   readonly qtype: string;
   readonly rcode: string;
@@ -207,8 +210,8 @@ function dnsDecision(event: DnsQueryEvent): DnsLookupDecision {
     host: event.name,
     decision: allowed ? 'allow' : 'deny',
     outcome: event.decision,
-    rule: null,
-    reason: dnsReason(event),
+    rule: event.wildcard?.capped ? event.wildcard.rule : null,
+    reason: event.reason ?? dnsReason(event),
     qtype: event.qtype,
     rcode: event.rcode,
     client: event.client,

@@ -30,7 +30,14 @@ export function isGrpcContentType(value: string | undefined): boolean {
   return value !== undefined && /^application\/grpc(?:[+;]|$)/i.test(value.trim());
 }
 
-export type ExchangeReadResult = { ok: true; head: ExchangeHead } | { ok: false; reason: string };
+/** `method`: on a refused request, its method when it is known (for the audit line). */
+export type ExchangeReadResult = { ok: true; head: ExchangeHead } | { ok: false; reason: string; method?: string };
+
+/**
+ * A tunnel is bound to the one host it was opened (and policy-checked) for: a CONNECT inside it
+ * would name another — test/e2e/smuggling.test.ts.
+ */
+export const CONNECT_IN_TUNNEL_REASON = 'CONNECT inside a tunnel is not supported';
 
 export { HOP_BY_HOP_HEADERS } from '../policies/hop-by-hop-headers.js';
 

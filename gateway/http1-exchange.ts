@@ -4,6 +4,7 @@ import type http from 'node:http';
 import { normalizeHost } from '../policies/host.js';
 import { findAmbiguousEncoding } from '../policies/path.js';
 import {
+  CONNECT_IN_TUNNEL_REASON,
   connectionNominatedHeaders,
   HOP_BY_HOP_HEADERS,
   splitAuthority,
@@ -11,6 +12,7 @@ import {
 } from './exchange.js';
 
 export function readHttp1Exchange(req: http.IncomingMessage): ExchangeReadResult {
+  if (req.method === 'CONNECT') return { ok: false, reason: CONNECT_IN_TUNNEL_REASON, method: 'CONNECT' };
   const raw = req.rawHeaders;
   let hostHeader: string | null = null;
   let hostCount = 0;

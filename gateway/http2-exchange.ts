@@ -2,10 +2,11 @@
 // both are present; connection-specific headers are already refused by node's h2 layer.
 import type http2 from 'node:http2';
 import { normalizeHost } from '../policies/host.js';
-import { HOP_BY_HOP_HEADERS, isGrpcContentType, splitAuthority, type ExchangeReadResult } from './exchange.js';
+import { CONNECT_IN_TUNNEL_REASON, HOP_BY_HOP_HEADERS, isGrpcContentType, splitAuthority, type ExchangeReadResult } from './exchange.js';
 
 export function readHttp2Exchange(req: http2.Http2ServerRequest): ExchangeReadResult {
   const headers = req.headers;
+  if (headers[':method'] === 'CONNECT') return { ok: false, reason: CONNECT_IN_TUNNEL_REASON, method: 'CONNECT' };
   const authorityHeader = headers[':authority'];
   const hostHeader = headers.host;
   // SECURITY: an h2 request could name one host in :authority and another in Host; the
@@ -20,7 +21,6 @@ export function readHttp2Exchange(req: http2.Http2ServerRequest): ExchangeReadRe
   if (!parts || !host) return { ok: false, reason: ':authority is not a valid host[:port]' };
 
   const method = headers[':method'] ?? 'GET';
-  if (method === 'CONNECT') return { ok: false, reason: 'CONNECT inside an HTTP/2 tunnel is not supported' };
   const target = headers[':path'] ?? '';
   if (!target.startsWith('/')) return { ok: false, reason: ':path must start with "/"' };
 

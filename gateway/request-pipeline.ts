@@ -5,7 +5,6 @@
 //   upstream's answer).
 import type http from 'node:http';
 import type http2 from 'node:http2';
-import { performance } from 'node:perf_hooks';
 import { finished, Transform, pipeline, type Duplex, type TransformCallback } from 'node:stream';
 import { findAmbiguousEncoding, normalizePath } from '../policies/path.js';
 import { applyCredentials } from '../policies/credential-rewrite.js';
@@ -399,7 +398,7 @@ export class RequestPipeline {
       kind: 'request',
       conn: connId,
       protocol,
-      method: head?.method ?? '-',
+      method: head?.method ?? (read.ok ? '-' : (read.method ?? '-')),
       host: connection?.host ?? head?.authorityHost ?? '-',
       port: connection?.port ?? head?.authorityPort ?? 0,
       path,

@@ -171,6 +171,13 @@ export class TunnelTerminator {
       this.options.pipeline.handleRequest(req, res, context, context.id);
     });
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    // SECURITY: node answers a CONNECT it has no listener for by itself (h2: a bare 405; HTTP/1:
+    // the connection closed), so it would leave no audit line; the pipeline refuses it with its
+    // reason and logs it — test/e2e/smuggling.test.ts.
+    server.on('connect', (req: http2.Http2ServerRequest | http.IncomingMessage, second: http2.Http2ServerResponse | Duplex, head?: Buffer) => {
+      if (req.httpVersionMajor === 2) server.emit('request', req, second);
+      else this.onUpgrade(req as http.IncomingMessage, second as Duplex, head ?? Buffer.alloc(0));
+    });
     server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => answerParseError(error, socket, this.contextOf(socket), this.options.events));
     server.on('sessionError', () => undefined);
     return server;
@@ -196,6 +203,8 @@ export class TunnelTerminator {
       this.options.pipeline.handleRequest(req, res, context, context.id);
     });
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    // As on the TLS side: refused by the pipeline, with its audit line.
+    server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     server.on('clientError', (error: Error & { code?: string }, socket: Duplex) => answerParseError(error, socket, this.contextOf(socket), this.options.events));
     return server;
   }

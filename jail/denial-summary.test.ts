@@ -62,6 +62,19 @@ describe('DenialCollector', () => {
     ]);
   });
 
+  it('collects allowed requests the upstream failed, apart from denials', () => {
+    const events = new GatewayEvents('t');
+    const collector = new DenialCollector(events);
+    const failed = { decision: 'error' as const, rule: 'api', step: 'upstream' as const, status: 502, method: 'GET', path: '/v1/models' };
+    events.emit('request', request({ ...failed, reason: 'api.example.test did not resolve (ENOTFOUND)' }));
+    events.emit('request', request({ ...failed, reason: 'api.example.test did not resolve (ENOTFOUND)' }));
+    events.emit('request', request({ ...failed, host: 'cert.example.test', reason: 'the certificate of cert.example.test did not verify' }));
+    expect(collector.denials().denials).toEqual([
+      expect.objectContaining({ kind: 'upstream', host: 'api.example.test', example: 'GET /v1/models', rule: 'api', count: 2 }),
+      expect.objectContaining({ kind: 'upstream', host: 'cert.example.test', count: 1 }),
+    ]);
+  });
+
   it('counts requests that --monitor let through as would-be denials', () => {
     const events = new GatewayEvents('t');
     const collector = new DenialCollector(events);
@@ -132,6 +145,23 @@ describe('formatDenialSummary', () => {
     );
   });
 
+  it('lists upstream failures beside the denials, under their own heading', () => {
+    const text = formatDenialSummary([
+      { kind: 'upstream', host: 'api.example.test', port: 443, example: 'GET /v1/models', rule: 'api', reason: 'api.example.test refused the connection', count: 2, monitored: false },
+      { kind: 'dns', host: 'evil.test', rule: null, reason: 'no rule allows evil.test, so the name was not resolved', count: 1, monitored: false },
+    ]);
+    expect(text).toBe(
+      'srt-gw: allowed, but the upstream failed:\n' +
+        '  api.example.test:443  GET /v1/models (2x)  [api] api.example.test refused the connection\n' +
+        'srt-gw: denied during this run:\n' +
+        '  evil.test  DNS lookup  [no rule] no rule allows evil.test, so the name was not resolved\n' +
+        '  To allow a host, add a rule to the policy (srt-gw policy explain shows which rule decides).\n',
+    );
+    expect(formatDenialSummary([{ kind: 'upstream', host: 'h.test', port: 443, example: 'GET /', rule: 'h', reason: 'timed out', count: 1, monitored: false }])).toBe(
+      'srt-gw: allowed, but the upstream failed:\n  h.test:443  GET /  [h] timed out\n',
+    );
+  });
+
   it('in monitor mode lists what was let through as "would be denied", and what was still refused apart', () => {
     const text = formatDenialSummary([
       { kind: 'dns', host: 'api.example.test', rule: null, reason: 'no rule allows api.example.test', count: 2, monitored: true },
@@ -154,5 +184,43 @@ describe('formatDenialSummary', () => {
     const text = formatDenialSummary([{ kind: 'request', host: 'h.test', port: 443, example: 'GET /', rule: 'default-deny', reason: 'r', count: 1, monitored: true }], 5);
     expect(text).toContain('--monitor: these would have been denied');
     expect(text).toContain('... and 5 more (see the audit log: --log FILE)');
+  });
+});
+
+describe('names under wildcard rules', () => {
+  const use = (names: number, firstSeen: boolean, capped: boolean) => ({ rule: 'wild', pattern: '*.example.test', names, cap: 3, firstSeen, capped });
+
+  it('one line per rule that hit its cap or saw tunnel-like names, instead of a line per refused name', () => {
+    const events = new GatewayEvents('t');
+    const collector = new DenialCollector(events);
+    const long = 'a'.repeat(41);
+    events.emit('dns', dns({ name: `${long}.example.test`, decision: 'synthetic', rcode: 'NOERROR', tunnelSignals: ['long-label'], wildcard: use(1, true, false) }));
+    events.emit('dns', dns({ name: `${long}.example.test`, decision: 'synthetic', rcode: 'NOERROR', tunnelSignals: ['long-label'], wildcard: use(1, false, false) }));
+    events.emit('dns', dns({ name: 'b.example.test', decision: 'synthetic', rcode: 'NOERROR', wildcard: use(2, true, false) }));
+    events.emit('dns', dns({ name: 'c.example.test', decision: 'synthetic', rcode: 'NOERROR', wildcard: use(3, true, false) }));
+    events.emit('dns', dns({ name: 'd.example.test', reason: 'rule wild has seen 4 names ...', wildcard: use(4, true, true) }));
+    events.emit('dns', dns({ name: 'e.example.test', reason: 'rule wild has seen 5 names ...', wildcard: use(5, true, true) }));
+    events.emit('dns', dns({ name: 'quiet.test', decision: 'synthetic', rcode: 'NOERROR', wildcard: { ...use(1, true, false), rule: 'quiet', pattern: '*.quiet.test' } }));
+    const { denials } = collector.denials();
+    expect(denials).toEqual([
+      { kind: 'dns-names', host: '*.example.test', rule: 'wild', reason: '5 distinct names, 1 with long labels — possible DNS tunnel; capped at 3', count: 2, monitored: false },
+    ]);
+    expect(formatDenialSummary(denials)).toBe(
+      'srt-gw: names under wildcard rules (each new name costs an upstream DNS lookup):\n' +
+        '  *.example.test: 5 distinct names, 1 with long labels — possible DNS tunnel; capped at 3  [wild]\n',
+    );
+  });
+
+  it('comes first, before the denials', () => {
+    const text = formatDenialSummary([
+      { kind: 'dns', host: 'evil.test', rule: null, reason: 'no rule allows evil.test, so the name was not resolved', count: 1, monitored: false },
+      { kind: 'dns-names', host: '*.example.test', rule: 'wild', reason: '300 distinct names; capped at 300', count: 12, monitored: false },
+    ]);
+    expect(text.split('\n').slice(0, 4)).toEqual([
+      'srt-gw: names under wildcard rules (each new name costs an upstream DNS lookup):',
+      '  *.example.test: 300 distinct names; capped at 300  [wild]',
+      'srt-gw: denied during this run:',
+      '  evil.test  DNS lookup  [no rule] no rule allows evil.test, so the name was not resolved',
+    ]);
   });
 });

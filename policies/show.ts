@@ -115,6 +115,7 @@ export function renderShownPolicy(policy: Policy, file: string): string {
   }
   if (shown.jail !== null) data.jail = { allowLocalBinding: shown.jail.allowLocalBinding.value };
   if (shown.allowPrivateDestinations !== null) data.allowPrivateDestinations = shown.allowPrivateDestinations.map((entry) => entry.range);
+  if (policy.dns !== undefined) data.dns = { ...policy.dns };
   const document = new Document(data);
   document.commentBefore = header.join('\n');
   const rules = document.get('rules') as YAMLSeq;

@@ -8,7 +8,12 @@ export const DNS_METRIC_NAMES = {
   queries: 'srtgw_dns_queries_total',
   syntheticAddresses: 'srtgw_dns_synthetic_addresses',
   tunnelSignals: 'srtgw_dns_tunnel_signals_total',
+  wildcardNamesRefused: 'srtgw_dns_wildcard_names_refused_total',
+  wildcardTunnelSignals: 'srtgw_dns_wildcard_tunnel_signals_total',
 } as const;
+
+/** Rule ids used as label values; later rules are counted as "other" (reloads can add rules). */
+const MAX_RULE_LABELS = 100;
 
 const QTYPE_LABELS = new Set(['A', 'AAAA', 'TXT', 'NULL', 'MX', 'CNAME', 'SRV', 'PTR', 'NS', 'SOA', 'CAA', 'ANY', 'HTTPS', 'SVCB', 'PRIVATE']);
 
@@ -46,10 +51,35 @@ export function registerDnsMetrics(registry: client.Registry, subscribe: DnsQuer
     registers: [registry],
   });
 
+  const namesRefused = new client.Counter({
+    name: DNS_METRIC_NAMES.wildcardNamesRefused,
+    help: 'Queries refused because their wildcard rule had admitted dns.maxNamesPerWildcard distinct names already (policy setting, default 300), by rule id.',
+    labelNames: ['rule'] as const,
+    registers: [registry],
+  });
+  const ruleSignals = new client.Counter({
+    name: DNS_METRIC_NAMES.wildcardTunnelSignals,
+    help: 'Distinct names under a wildcard rule that look like DNS tunnelling, by rule id and signal: long-label (a label over 40 characters), high-entropy (a random-looking label of 16 characters or more).',
+    labelNames: ['rule', 'signal'] as const,
+    registers: [registry],
+  });
+  const ruleLabels = new Set<string>();
+  const ruleLabel = (rule: string): string => {
+    if (ruleLabels.has(rule)) return rule;
+    if (ruleLabels.size >= MAX_RULE_LABELS) return 'other';
+    ruleLabels.add(rule);
+    return rule;
+  };
+
   const unsubscribe = subscribe((event) => {
     const qtype = event.qtype === '' ? '' : QTYPE_LABELS.has(event.qtype) ? event.qtype : 'other';
     queries.inc({ decision: event.decision, qtype });
     for (const signal of event.tunnelSignals) signals.inc({ signal });
+    const wildcard = event.wildcard;
+    if (wildcard === undefined) return;
+    if (wildcard.capped) namesRefused.inc({ rule: ruleLabel(wildcard.rule) });
+    if (!wildcard.firstSeen) return;
+    for (const signal of event.tunnelSignals) if (signal !== 'burst') ruleSignals.inc({ rule: ruleLabel(wildcard.rule), signal });
   });
   return {
     close() {

@@ -26,6 +26,25 @@ export interface DnsQueryEvent {
    * what came back); other types got an empty answer, with nothing sent upstream.
    */
   monitored?: true;
+  /** Present when a wildcard rule ("*.example.test", "*") is what admits the name. */
+  wildcard?: DnsWildcardUse;
+  /** Why the query was refused, when the decision alone does not say (the wildcard cap). */
+  reason?: string;
+}
+
+/** Where a name stands under the wildcard rule that admits it (gateway/dns/wildcard-names.ts). */
+export interface DnsWildcardUse {
+  /** The rule's id and host pattern. */
+  rule: string;
+  pattern: string;
+  /** Distinct names seen under the rule in this gateway's life so far, refused ones included. */
+  names: number;
+  /** The policy's dns.maxNamesPerWildcard (default 300). */
+  cap: number;
+  /** The first query for this name under the rule. */
+  firstSeen: boolean;
+  /** The cap was reached and the name is new: it was refused. */
+  capped: boolean;
 }
 
 export const dnsQueryChannel = diagnosticsChannel.channel(DNS_QUERY_CHANNEL);

@@ -7,6 +7,8 @@ import { DNS_QUERY_CHANNEL, type DnsQueryEvent } from './query-events.js';
 import { ClientRateLimiter } from './rate-limiter.js';
 import { DnsResponder, reverseLookupAddress, startDnsServer, type DnsAdmission, type NameExistence } from './server.js';
 import { SyntheticAddressPool } from './synthetic-pool.js';
+import { WildcardNameCap } from './wildcard-names.js';
+import { parsePolicy } from '../../policies/loader.js';
 import { parseDnsQuery } from './dns-message.js';
 import { decodeResponse, optRecord } from '../../test/support/dns-test-packets.js';
 
@@ -98,6 +100,35 @@ describe('DnsResponder decisions', () => {
     expect(full?.rcode).toBe('SERVFAIL');
     expect(full?.answers).toHaveLength(0);
     expect(ask(tiny, 'a.allowed.test')?.rcode).toBe('NOERROR');
+  });
+});
+
+describe('DnsResponder with a wildcard name cap', () => {
+  it('refuses the new name past the cap with the rule\'s reason, before it gets an address; known names still answer', () => {
+    const policy = parsePolicy('version: 1\ndns:\n  maxNamesPerWildcard: 3\nrules:\n  - id: wild\n    host: "*.allowed.test"\n');
+    const pool = new SyntheticAddressPool();
+    const responder = new DnsResponder({ admission, pool, rateLimit: false, wildcardNames: new WildcardNameCap(() => policy) });
+    for (const name of ['a.allowed.test', 'b.allowed.test']) expect(ask(responder, name)?.rcode).toBe('NOERROR');
+    // Other types count too: the name is admitted either way.
+    expect(ask(responder, 'c.allowed.test', 'TXT')?.rcode).toBe('NOERROR');
+    expect(events.at(-1)).toMatchObject({ decision: 'nodata', wildcard: { rule: 'wild', pattern: '*.allowed.test', names: 3, cap: 3, firstSeen: true, capped: false } });
+    const refused = ask(responder, 'd.allowed.test');
+    expect(refused?.rcode).toBe('NXDOMAIN');
+    expect(refused?.answers ?? []).toHaveLength(0);
+    expect(events.at(-1)).toMatchObject({
+      decision: 'denied',
+      rcode: 'NXDOMAIN',
+      reason: 'rule wild has seen 4 names under *.allowed.test; the cap is 3 (policy dns.maxNamesPerWildcard)',
+      wildcard: { rule: 'wild', names: 4, cap: 3, firstSeen: true, capped: true },
+    });
+    expect(pool.size).toBe(2);
+    expect(ask(responder, 'a.allowed.test')?.rcode).toBe('NOERROR');
+    // Not under a wildcard: never capped.
+    expect(ask(responder, 'api.example.test')?.rcode).toBe('NOERROR');
+    expect(events.at(-1)?.wildcard).toBeUndefined();
+    const refusing = new DnsResponder({ admission, pool, rateLimit: false, denyRcode: 'REFUSED', wildcardNames: new WildcardNameCap(() => policy) });
+    for (const name of ['a.allowed.test', 'b.allowed.test', 'c.allowed.test']) ask(refusing, name);
+    expect(ask(refusing, 'e.allowed.test')?.rcode).toBe('REFUSED');
   });
 });
 

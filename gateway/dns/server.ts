@@ -27,6 +27,7 @@ import {
 import { dnsQueryChannel, loggableName, nameTunnelSignals, type DnsDecision, type DnsQueryEvent, type TunnelSignal } from './query-events.js';
 import { ClientRateLimiter, type ClientRateLimitOptions } from './rate-limiter.js';
 import { SyntheticAddressPool, expandIPv6, isSyntheticAddress } from './synthetic-pool.js';
+import type { WildcardNameCap, WildcardNameVerdict } from './wildcard-names.js';
 
 /** Whether a name exists upstream: it has an address, it has none (NXDOMAIN, no A/AAAA), or no answer came. */
 export type NameExistence = 'found' | 'none' | 'failed';
@@ -61,6 +62,11 @@ export interface DnsResponderOptions {
    * address) when `monitor` finds it upstream, and logged as a would-be denial. Absent: denied.
    */
   monitor?: DnsMonitorLookup;
+  /**
+   * Bounds the new names each wildcard rule admits (wildcard-names.ts). Absent: no bound, as for
+   * a server that only ever answers from policy and whose answers cause no lookup anywhere.
+   */
+  wildcardNames?: Pick<WildcardNameCap, 'check'>;
 }
 
 /** Where and how a DNS server listens. */
@@ -112,6 +118,7 @@ interface Outcome {
   answers?: AnswerRecord[];
   /** A denial report mode let through (DnsQueryEvent.monitored). */
   monitored?: true;
+  wildcard?: WildcardNameVerdict;
 }
 
 /** Turns one query packet into one answer packet (or none). No sockets: the server and tests drive it. */
@@ -124,9 +131,13 @@ export class DnsResponder {
   private readonly overLimitAction: 'refuse' | 'drop';
   private readonly onQuery: ((event: DnsQueryEvent) => void) | undefined;
   private readonly monitor: DnsMonitorLookup | undefined;
+  private readonly wildcardNames: Pick<WildcardNameCap, 'check'> | undefined;
+  /** Report mode's upstream lookups not yet answered. */
+  private pendingLookups = 0;
 
   constructor(options: DnsResponderOptions) {
     this.onQuery = options.onQuery;
+    this.wildcardNames = options.wildcardNames;
     this.monitor = options.monitor;
     this.admission = options.admission;
     this.pool = options.pool;
@@ -174,7 +185,7 @@ export class DnsResponder {
     }
 
     const answer = (outcome: Outcome): Buffer => {
-      this.publish(client, transport, name, qtype, outcome.decision, outcome.rcode, signals, outcome.monitored);
+      this.publish(client, transport, name, qtype, outcome.decision, outcome.rcode, signals, outcome.monitored, outcome.wildcard);
       return encodeDnsResponse({ query: parsed, rcode: outcome.rcode, answers: outcome.answers, maxBytes: this.limitFor(parsed, transport) });
     };
     let outcome: Outcome | Promise<Outcome>;
@@ -206,10 +217,16 @@ export class DnsResponder {
       if (this.monitor && isResolvableName(question)) return this.decideMonitored(question, this.monitor);
       return { decision: 'denied', rcode: this.denyRcode };
     }
-    if (question.qtype === QTYPE.A || question.qtype === QTYPE.AAAA) return { decision: 'synthetic', rcode: 'NOERROR', answers: [this.syntheticAnswer(question)] };
+    // SECURITY: every new name under a wildcard costs an upstream lookup once the program
+    // connects to it, so the new names per wildcard rule are capped; beyond the cap a name is
+    // refused before it gets an address — test/e2e/dns-tunnel.test.ts.
+    const wildcard = this.wildcardNames?.check(question.name) ?? undefined;
+    if (wildcard?.refusal !== undefined) return { decision: 'denied', rcode: this.denyRcode, wildcard };
+    const via = wildcard === undefined ? {} : { wildcard };
+    if (question.qtype === QTYPE.A || question.qtype === QTYPE.AAAA) return { decision: 'synthetic', rcode: 'NOERROR', answers: [this.syntheticAnswer(question)], ...via };
     // TXT, NULL, MX, CNAME, SRV, HTTPS, ANY, ... for an admitted name: the name exists, with no
     // data of that type. A tunnel needs payload-carrying answers; it gets none.
-    return { decision: 'nodata', rcode: 'NOERROR' };
+    return { decision: 'nodata', rcode: 'NOERROR', ...via };
   }
 
   /**
@@ -221,9 +238,14 @@ export class DnsResponder {
     // empty answer an allowed name gets and cause no upstream query, so a tunnel's
     // payload-carrying answers never come back — test/e2e/monitor-mode.test.ts.
     if (question.qtype !== QTYPE.A && question.qtype !== QTYPE.AAAA) return { decision: 'denied', rcode: 'NOERROR', monitored: true };
+    // A flood of names would otherwise hold one pending answer each for as long as the upstream
+    // takes: beyond the bound a query is answered SERVFAIL at once (the program retries).
+    if (this.pendingLookups >= MAX_PENDING_MONITOR_LOOKUPS) return { decision: 'denied', rcode: 'SERVFAIL', monitored: true };
+    this.pendingLookups++;
     // Resolved upstream first so a name that does not exist stays NXDOMAIN for the program, as it
     // would be without the gateway; the address the program gets is still synthetic.
-    return monitor.exists(question.name).then((existence): Outcome => {
+    const lookup = monitor.exists(question.name).finally(() => this.pendingLookups--);
+    return lookup.then((existence): Outcome => {
       if (existence === 'none') return { decision: 'denied', rcode: 'NXDOMAIN', monitored: true };
       if (existence === 'failed') return { decision: 'denied', rcode: 'SERVFAIL', monitored: true };
       return { decision: 'denied', rcode: 'NOERROR', answers: [this.syntheticAnswer(question)], monitored: true };
@@ -259,16 +281,24 @@ export class DnsResponder {
     rcode: string,
     tunnelSignals: TunnelSignal[],
     monitored?: true,
+    wildcard?: WildcardNameVerdict,
   ): void {
     const onQuery = this.onQuery;
     if (!onQuery && !dnsQueryChannel.hasSubscribers) return;
     const event: DnsQueryEvent = { client, transport, name: loggableName(name), qtype, decision, rcode, tunnelSignals };
     if (monitored) event.monitored = true;
+    if (wildcard) {
+      event.wildcard = { rule: wildcard.rule, pattern: wildcard.pattern, names: wildcard.names, cap: wildcard.cap, firstSeen: wildcard.firstSeen, capped: wildcard.refusal !== undefined };
+      if (wildcard.refusal !== undefined) event.reason = wildcard.refusal;
+    }
     if (onQuery) onQuery(event);
     // Subscribers must not throw: node:diagnostics_channel re-raises their errors on the next tick.
     else dnsQueryChannel.publish(event);
   }
 }
+
+/** Report mode's upstream lookups in flight at once; later queries get SERVFAIL. */
+const MAX_PENDING_MONITOR_LOOKUPS = 256;
 
 // Fail closed: a full synthetic pool (SyntheticPoolExhaustedError) or any other failure answers
 // SERVFAIL, never an address.
@@ -381,6 +411,9 @@ export async function serveDnsOverUnixSocket(responder: DnsResponder, path: stri
   };
 }
 
+/** Answers waiting for the kernel beyond this are dropped (see createUdpSocket). */
+const MAX_UDP_SEND_QUEUE_BYTES = 1 << 20;
+
 function createUdpSocket(host: string, responder: DnsResponder): dgram.Socket {
   // A larger receive buffer rides out bursts (a package manager resolving many hosts at once);
   // the kernel caps it at net.core.rmem_max.
@@ -388,6 +421,9 @@ function createUdpSocket(host: string, responder: DnsResponder): dgram.Socket {
   udp.on('message', (message, remote) => {
     const send = (answer: Buffer | null) => {
       if (!answer) return;
+      // UDP may lose an answer; the gateway may not queue them without end when the kernel
+      // cannot take them as fast as a flood asks (the client retries, as it would anyway).
+      if (udp.getSendQueueSize() > MAX_UDP_SEND_QUEUE_BYTES) return;
       try {
         udp.send(answer, remote.port, remote.address, () => undefined);
       } catch {
@@ -419,6 +455,10 @@ function closeQuietly(udp: dgram.Socket | undefined): Promise<void> {
  */
 function serveTcpConnection(socket: net.Socket, responder: DnsResponder, idleTimeoutMs: number, client = normalizeClient(socket.remoteAddress ?? '')): void {
   let buffered: Buffer = Buffer.alloc(0);
+  // SECURITY: a client that does not read its answers is neither read from nor answered until it
+  // does, with one 'drain' listener at most, so a query flood on a stream cannot grow the
+  // gateway's buffers or its listeners — test/e2e/dns-flood.test.ts.
+  let waitingForDrain = false;
   socket.setNoDelay(true);
   socket.setTimeout(idleTimeoutMs, () => socket.destroy());
   socket.on('error', () => socket.destroy());
@@ -431,16 +471,21 @@ function serveTcpConnection(socket: net.Socket, responder: DnsResponder, idleTim
     }
     const prefix = Buffer.alloc(2);
     prefix.writeUInt16BE(answer.length, 0);
-    // A client that does not read its answers stops being read from (backpressure).
-    if (!socket.write(Buffer.concat([prefix, answer])) && !socket.isPaused()) {
+    if (!socket.write(Buffer.concat([prefix, answer])) && !waitingForDrain) {
+      waitingForDrain = true;
       socket.pause();
-      socket.once('drain', () => socket.resume());
+      socket.once('drain', () => {
+        waitingForDrain = false;
+        socket.resume();
+        answerBuffered();
+      });
     }
     return true;
   };
-  socket.on('data', (chunk: Buffer) => {
-    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
-    while (buffered.length >= 2) {
+  // Answers whole frames until the client falls behind; the rest (at most what one read brought)
+  // waits for 'drain'.
+  const answerBuffered = (): void => {
+    while (!waitingForDrain && buffered.length >= 2) {
       const length = buffered.readUInt16BE(0);
       if (buffered.length < 2 + length) break;
       const message = buffered.subarray(2, 2 + length);
@@ -451,6 +496,10 @@ function serveTcpConnection(socket: net.Socket, responder: DnsResponder, idleTim
       if (answer instanceof Promise) void answer.then(send);
       else if (!send(answer)) return;
     }
+  };
+  socket.on('data', (chunk: Buffer) => {
+    buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    answerBuffered();
   });
 }
 

@@ -221,6 +221,27 @@ describe('UpstreamResolver address check', () => {
   });
 });
 
+describe('UpstreamResolver name check (the wildcard name cap)', () => {
+  it('a refused name fails with the refusal and never reaches the DNS server; overrides are not asked about', async () => {
+    const asked: string[] = [];
+    const resolver = resolverFor(upstream, {
+      overrides: new Map([['overridden.example.test', ['192.0.2.99']]]),
+      nameCheck: (name) => {
+        asked.push(name);
+        return name === 'n7.example.test' ? 'rule wild has seen 301 names under *.example.test; the cap is 300' : null;
+      },
+    });
+    const before = countFor(upstream, 'n7.example.test');
+    const error = await resolver.resolve('n7.example.test').catch((e: unknown) => e);
+    expect(isSrtGwError(error) && error.code).toBe(ErrorCodes.UPSTREAM_DNS);
+    expect((error as Error).message).toBe('could not resolve n7.example.test: rule wild has seen 301 names under *.example.test; the cap is 300');
+    expect(countFor(upstream, 'n7.example.test')).toBe(before);
+    expect(await resolver.resolve('n8.example.test')).toEqual([{ address: '192.0.2.108', family: 4 }]);
+    expect(await resolver.resolve('overridden.example.test')).toEqual([{ address: '192.0.2.99', family: 4 }]);
+    expect(asked).toEqual(['n7.example.test', 'n8.example.test']);
+  });
+});
+
 describe('parseHostsFile', () => {
   it('reads addresses, aliases and comments; IPv4 first', () => {
     const entries = parseHostsFile('::1 localhost ip6-localhost\n127.0.0.1\tlocalhost # loopback\n#10.0.0.1 hidden\nbogus line\n');

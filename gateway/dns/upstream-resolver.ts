@@ -39,6 +39,11 @@ export interface UpstreamResolverOptions {
    * --resolve pins, which are the operator's own choice. Absent: nothing is checked.
    */
   addressCheck?: ResolvedAddressCheck;
+  /**
+   * Asked before a name is sent to a DNS server (not for overrides, the hosts file or a cached
+   * answer): a message refuses the lookup, which fails with it. The wildcard name cap.
+   */
+  nameCheck?: (name: string) => string | null;
 }
 
 // `any`: the callback must accept both net's (err, address, family) and (err, addresses[]) forms.
@@ -93,6 +98,7 @@ export class UpstreamResolver {
   private hosts: HostsState | null = null;
   private hostsRefresh: Promise<void> | null = null;
   private readonly addressCheck: ResolvedAddressCheck | undefined;
+  private readonly nameCheck: ((name: string) => string | null) | undefined;
 
   constructor(options: UpstreamResolverOptions = {}) {
     for (const [host, ips] of options.overrides ?? []) {
@@ -122,6 +128,7 @@ export class UpstreamResolver {
     this.maxCacheEntries = Math.max(1, options.maxCacheEntries ?? 1000);
     this.negativeTtlMs = (options.negativeTtlSeconds ?? 5) * 1000;
     this.addressCheck = options.addressCheck;
+    this.nameCheck = options.nameCheck;
     this.lookup = (hostname, options, callback) => this.lookupForConnect(hostname, options, callback);
   }
 
@@ -153,6 +160,11 @@ export class UpstreamResolver {
     }
     let pending = this.inFlight.get(name);
     if (!pending) {
+      // SECURITY: a name reaching a DNS server reaches its zone's owner; a connection whose SNI or
+      // CONNECT host is a new name under a capped wildcard is refused here, whatever path it took
+      // — gateway/dns/upstream-resolver.test.ts.
+      const refusal = this.nameCheck?.(name) ?? null;
+      if (refusal !== null) throw new SrtGwError(ErrorCodes.UPSTREAM_DNS, `could not resolve ${name}: ${refusal}`);
       pending = this.queryDns(name).finally(() => this.inFlight.delete(name));
       this.inFlight.set(name, pending);
     }

@@ -2,6 +2,9 @@
 // tunnel through our resolver never comes up. The test proves its own probes work first (the
 // upstream logs the gateway's own lookups; iodine does establish a tunnel when it reaches iodined).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import dgram from 'node:dgram';
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { randomBytes } from 'node:crypto';
@@ -10,8 +13,10 @@ import dnsPacket from 'dns-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DNS_QUERY_CHANNEL, UpstreamResolver, startDnsServer, type DnsAdmission, type DnsQueryEvent, type DnsServer } from '../../gateway/dns/index.js';
 import { startDnsLogServer, type DnsLogServer } from '../support/dns-log-server.js';
+import { curlThroughProxy, startGatewayProcess, type GatewayProcess } from '../support/gateway-process.js';
 import { capabilityGate, missingCommand, missingRoot } from '../support/capabilities.js';
 import { disposeNetns, sweepStaleNetns } from '../support/netns-upstream.js';
+import { JAIL_PATH, srtGwRun } from '../support/srt-gw-run.js';
 
 /** Exact names and "*.zone" wildcards, like a policy's host rules. */
 class ListAdmission implements DnsAdmission {
@@ -86,6 +91,105 @@ describe('no sandbox query reaches an upstream DNS server', () => {
       { name: 'api.allowed.test', type: 'A' },
       { name: 'api.allowed.test', type: 'AAAA' },
     ]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// A wildcard rule is the one way a name the sandbox makes up reaches an upstream DNS server: the
+// gateway resolves it when the program connects. Each wildcard admits 300 distinct names.
+describe('a wildcard rule admits at most 300 new names per gateway run', () => {
+  const ZONE = 'tunnel.test';
+  let upstream: DnsLogServer;
+  let gateway: GatewayProcess;
+
+  beforeAll(async () => {
+    upstream = await startDnsLogServer({});
+    gateway = await startGatewayProcess({
+      policyYaml: `version: 1\nrules:\n  - id: wild\n    host: "*.${ZONE}"\n`,
+      args: ['--dns', '127.0.0.1:0', '--dns-upstream', upstream.address, '--metrics', '127.0.0.1:0'],
+    });
+  });
+
+  afterAll(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+  });
+
+  it('the 301st new name is refused by DNS and by the proxy, and never reaches the upstream DNS server', async () => {
+    const names = Array.from({ length: 302 }, (_, i) => `${randomBytes(24).toString('hex')}-${i}.${ZONE}`);
+    const socket = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+    const answers = new Map<number, dnsPacket.Packet & { rcode?: string }>();
+    socket.on('message', (message) => {
+      const packet: dnsPacket.Packet & { rcode?: string } = dnsPacket.decode(message);
+      answers.set(packet.id ?? -1, packet);
+    });
+    const askA = (id: number, name: string) =>
+      socket.send(dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] }), gateway.dnsPort!, '127.0.0.1');
+    // In order, in batches, so "the 301st" is well defined and no answer is lost to a full buffer.
+    for (let start = 0; start < 300; start += 50) {
+      for (let i = start; i < start + 50; i++) askA(i, names[i]!);
+      expect(await waitFor(() => answers.size >= start + 50, 20_000)).toBe(true);
+    }
+    askA(300, names[300]!);
+    expect(await waitFor(() => answers.has(300), 20_000)).toBe(true);
+    socket.close();
+    const rcodes = [...answers.entries()].sort(([a], [b]) => a - b).map(([, packet]) => packet.rcode);
+    expect(rcodes.slice(0, 300).every((rcode) => rcode === 'NOERROR')).toBe(true);
+    expect(answers.get(299)?.answers?.[0]).toMatchObject({ type: 'A' });
+    expect(answers.get(300)?.rcode).toBe('NXDOMAIN');
+    const refusal = await gateway.waitForAudit((line) => line.kind === 'dns' && (line as { reason?: string }).reason !== undefined, 20_000);
+    expect((refusal as { reason?: string }).reason).toBe(`rule wild has seen 301 names under *.${ZONE}; the cap is 300 (policy dns.maxNamesPerWildcard)`);
+
+    // The probe works: a name within the cap is looked up upstream when the proxy connects for it.
+    await curlThroughProxy(gateway, [`http://${names[5]}/`]);
+    expect(upstream.queriedNames()).toContain(names[5]);
+    // The 301st, and a 302nd that never went through DNS, are refused before any lookup.
+    const overDns = await curlThroughProxy(gateway, [`http://${names[300]}/`]);
+    const overProxy = await curlThroughProxy(gateway, [`http://${names[301]}/`]);
+    expect(overDns.status).not.toBe(200);
+    expect(overProxy.status).not.toBe(200);
+    expect(upstream.queriedNames()).not.toContain(names[300]);
+    expect(upstream.queriedNames()).not.toContain(names[301]);
+
+    const metrics = await (await fetch(gateway.metricsUrl!)).text();
+    expect(metrics).toMatch(/srtgw_dns_wildcard_names_refused_total\{rule="wild"\} 1\b/);
+    expect(metrics).toMatch(/srtgw_dns_wildcard_tunnel_signals_total\{rule="wild",signal="long-label"\} 301\b/);
+  });
+});
+
+const skipJail = capabilityGate(missingRoot(), missingCommand('bwrap'), missingCommand('nft'), missingCommand('ip'), missingCommand('dig'));
+
+describe.skipIf(skipJail)('srt-gw run: the end-of-run summary names a wildcard that hit its cap', () => {
+  let dir = '';
+
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'srt-gw-dns-cap-run-'));
+  });
+
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('five long names under a wildcard capped at 3: two refused, one summary line for the rule', async () => {
+    const policy = join(dir, 'policy.yaml');
+    writeFileSync(policy, 'version: 1\ndns:\n  maxNamesPerWildcard: 3\nrules:\n  - id: wild\n    host: "*.tunnel.test"\n');
+    // 45-digit labels: each one "long" (over 40 characters).
+    const script = 'for i in 1 2 3 4 5; do dig +short +tries=1 +time=5 "$(printf %045d "$i").tunnel.test" A; echo "rc=$?"; done';
+    const result = await srtGwRun({
+      flags: ['--policy', policy, '--ca-dir', join(dir, 'ca')],
+      command: ['sh', '-c', script],
+      cwd: dir,
+      env: { PATH: JAIL_PATH, HOME: dir, LANG: 'C.UTF-8', TERM: 'dumb' },
+      timeoutMs: 120_000,
+    });
+    expect(result.code, result.stderr).toBe(0);
+    // Three synthetic addresses, then two names refused (dig prints no address for NXDOMAIN).
+    expect(result.stdout.match(/^198\.1[89]\.\d+\.\d+$/gm)).toHaveLength(3);
+    expect(result.stderr).toContain('srt-gw: names under wildcard rules (each new name costs an upstream DNS lookup):\n');
+    expect(result.stderr).toContain('  *.tunnel.test: 5 distinct names, 5 with long labels — possible DNS tunnel; capped at 3  [wild]\n');
+    // The refused names are summed up in that line, not listed one by one.
+    expect(result.stderr).not.toContain('00004.tunnel.test');
   });
 });
 

@@ -1,11 +1,12 @@
 // Request smuggling and header tricks are refused: a request the gateway and an upstream could read
 // two ways (Content-Length with Transfer-Encoding, two Host headers, absolute-form host vs Host,
 // oversized headers) gets 400 (431 for size), the connection closes, and nothing reaches the upstream.
+import http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
 import { startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
 import type { GatewayProcess } from '../support/gateway-process.js';
-import { connectRaw, openTlsTunnel, type RawConnection } from '../support/raw-tunnel.js';
+import { connectRaw, connectTunnel, openTlsTunnel, RawConnection, tlsOverTunnel } from '../support/raw-tunnel.js';
 import type { Upstream } from '../support/upstream.js';
 
 const skip = capabilityGate(missingCommand('openssl'));
@@ -143,6 +144,70 @@ describe.skipIf(skip !== null)('request smuggling through the gateway is refused
         conn.destroy();
       }
       expect(plainUpstream.received.map((r) => r.path)).toEqual(['/control']);
+    });
+  });
+
+  describe('CONNECT inside a tunnel', () => {
+    const refusal = 'CONNECT inside a tunnel is not supported';
+    const connectLine = (protocol: string) => (line: Record<string, unknown>) =>
+      line.kind === 'request' && line.method === 'CONNECT' && line.protocol === protocol && line.decision === 'deny' && line.reason === refusal;
+
+    it.each([
+      { tunnel: 'TLS', tls: true },
+      { tunnel: 'plain', tls: false },
+    ])('HTTP/1.1 in a $tunnel tunnel → 400 with the reason, connection closed, one audit line', async ({ tls }) => {
+      const port = tls ? upstream.port : plainUpstream.port;
+      const authority = `${API}:${port}`;
+      const ours = (line: Record<string, unknown>) => connectLine('http/1.1')(line) && line.port === port && line.status === 400;
+      let conn: RawConnection;
+      if (tls) {
+        conn = await openTlsTunnel(gateway.proxyPort, authority, { ca: gatewayCa });
+      } else {
+        const tunnel = await connectTunnel(gateway.proxyPort, authority);
+        expect(tunnel.status).toBe(200);
+        conn = new RawConnection(tunnel.socket);
+        tunnel.socket.resume(); // connectTunnel hands it over paused
+      }
+      try {
+        conn.write(`CONNECT ${OTHER}:443 HTTP/1.1\r\nHost: ${OTHER}:443\r\n\r\n`);
+        const response = await conn.readResponse();
+        expect(response.status).toBe(400);
+        expect(response.headers['x-srt-gw-reason']).toBe(refusal);
+        expect(JSON.parse(response.text)).toMatchObject({ reason: refusal });
+        expect(await conn.waitForClose(5_000)).toBe(true);
+      } finally {
+        conn.destroy();
+      }
+      await gateway.waitForAudit(ours);
+      expect((await gateway.auditLines()).filter(ours)).toHaveLength(1);
+    });
+
+    it('an HTTP/2 CONNECT stream → 400 with the reason and one audit line; the session serves the next request', async () => {
+      const authority = `${API}:${upstream.port}`;
+      const tunnel = await connectTunnel(gateway.proxyPort, authority);
+      expect(tunnel.status).toBe(200);
+      const tlsSocket = await tlsOverTunnel(tunnel.socket, { servername: API, ca: gatewayCa, alpn: ['h2'] });
+      const session = http2.connect(`https://${authority}`, { createConnection: () => tlsSocket });
+      session.on('error', () => undefined);
+      try {
+        const ask = (headers: http2.OutgoingHttpHeaders) =>
+          new Promise<{ status: number; reason: unknown }>((resolve, reject) => {
+            // A CONNECT stream stays open for data until the server answers it.
+            const stream = session.request(headers, { endStream: headers[':method'] !== 'CONNECT' });
+            stream.on('response', (responseHeaders) => {
+              resolve({ status: Number(responseHeaders[':status']), reason: responseHeaders['x-srt-gw-reason'] });
+              stream.close();
+            });
+            stream.on('error', reject);
+            stream.on('close', () => reject(new Error(`stream closed without a response (code ${stream.rstCode})`)));
+            stream.resume();
+          });
+        expect(await ask({ ':method': 'CONNECT', ':authority': `${OTHER}:443` })).toEqual({ status: 400, reason: refusal });
+        expect((await ask({ ':method': 'GET', ':path': '/after-connect', ':authority': authority, ':scheme': 'https' })).status).toBe(200);
+      } finally {
+        session.destroy();
+      }
+      await gateway.waitForAudit((line) => connectLine('h2')(line) && line.status === 400);
     });
   });
 

@@ -27,6 +27,8 @@ export interface DnsLogServer {
 export interface DnsLogServerOptions {
   /** TTL of every answer record, in seconds. Default 5. */
   ttl?: number;
+  /** UDP port to bind (default: any free one); a test that restarts a server passes the old one. */
+  port?: number;
 }
 
 function normalise(name: string): string {
@@ -83,7 +85,7 @@ export async function startDnsLogServer(answers: Record<string, string | string[
 
   await new Promise<void>((resolve, reject) => {
     socket.once('error', reject);
-    socket.bind(0, '127.0.0.1', () => resolve());
+    socket.bind(options.port ?? 0, '127.0.0.1', () => resolve());
   });
   const { port } = socket.address();
   return {
