@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFi
 import { basename, join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { scratchDirectories } from '../../test/support/scratch-directories.js';
-import { resolveFilesystemRules } from '../filesystem-rules.js';
+import { PROTECTED_IN_WRITABLE_ROOTS, resolveFilesystemRules } from '../filesystem-rules.js';
 import { RunDirectory } from '../run-directory.js';
 import { CreatedMountPoints, sweepCreatedMountPoints } from './created-mount-points.js';
 
@@ -84,8 +84,11 @@ describe('CreatedMountPoints', () => {
 
   test('a run with no missing protected path writes no record', async () => {
     const { cwd, home, records, runDirectory } = layout();
-    for (const name of ['.git', '.git/hooks', '.vscode', '.idea', '.claude', '.cursor']) mkdirSync(join(cwd, name));
-    for (const name of ['.mcp.json', '.git/config']) writeFileSync(join(cwd, name), '');
+    mkdirSync(join(cwd, '.git'));
+    for (const entry of PROTECTED_IN_WRITABLE_ROOTS) {
+      if (entry.kind === 'directory') mkdirSync(join(cwd, entry.path));
+      else if (entry.ifPresent !== true) writeFileSync(join(cwd, entry.path), '');
+    }
     const rules = resolveFilesystemRules(undefined, { home, cwd, alwaysHidden: [], alwaysReadOnly: [], platform: 'linux' });
     expect(CreatedMountPoints.record(rules, runDirectory).paths).toEqual([]);
     expect(readdirSync(records)).toEqual([basename(runDirectory)]);
