@@ -29,6 +29,11 @@ export const ErrorCodes = {
    * file missing, command failing, a value that cannot be sent); the message never holds the value.
    */
   CREDENTIAL_UNAVAILABLE: 'SRTGW_CREDENTIAL_UNAVAILABLE',
+  /**
+   * A held change set of a reviewed-writes run (`srt-gw changes`) does not exist, has no such
+   * path, or cannot be applied; the message names the id or path.
+   */
+  CHANGES_INVALID: 'SRTGW_CHANGES_INVALID',
   /** A command-line flag or library option is invalid. */
   CONFIG_INVALID: 'SRTGW_CONFIG_INVALID',
   /** A listener could not bind. */

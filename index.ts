@@ -41,6 +41,7 @@ export { DEFAULT_LIMITS, type GatewayLimits } from './gateway/limits.js';
 export { run, type JailedCommand, type RunOptions, type RunStdio } from './jail/jailed-command.js';
 export type { RunResult } from './jail/run.js';
 export type { Denial } from './jail/denial-summary.js';
+export type { Change as ReviewedChange, ChangeKind as ReviewedChangeKind } from './jail/overlay/held-changes-store.js';
 
 // Policies: the runtime types (policies/types.ts) and the file's shape (inferred from the zod schema).
 import type { z } from 'zod';

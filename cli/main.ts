@@ -90,6 +90,9 @@ const runCommand = program
   .option('--metrics <ip:port>', 'serve Prometheus metrics at http://IP:PORT/metrics while the command runs')
   .addOption(new Option('--monitor', 'report mode: log and summarise what would be denied, deny nothing (lets data out: trusted commands only)').default(false))
   .option('--write-policy <file>', 'when the command ends, write a draft policy (YAML) from its requests: one rule per host with the methods and path prefixes')
+  .addOption(
+    new Option('--write-mode <mode>', "direct: write in place; overlay (Linux): writes are reviewed after the run, the safe ones applied, the rest held for srt-gw changes (default: the policy's filesystem.writeMode, else direct)").choices(['direct', 'overlay']),
+  )
   .addOption(new Option('-q, --quiet', 'no notices and no denial summary on stderr').default(false))
   .passThroughOptions()
   .exitOverride(exitOnUsageError(RUN_SETUP_FAILED))
@@ -126,6 +129,38 @@ program
   .action(async (flags: { caDir?: string }) => {
     const { doctor } = await import('./doctor.js');
     process.exitCode = await doctor(flags.caDir);
+  });
+
+const changes = program.command('changes').description('Review the writes that srt-gw run --write-mode overlay held back: list, show, apply, drop');
+changes
+  .command('list')
+  .description('The runs with held changes, and what each holds')
+  .addOption(new Option('--json', 'as JSON').default(false))
+  .action(async (flags: { json: boolean }) => {
+    process.exitCode = await (await import('./changes.js')).changesList(flags);
+  });
+changes
+  .command('show')
+  .description('A held change as a unified diff against the host (all of the run\'s, or those at or below PATH)')
+  .argument('<id>', 'the id srt-gw changes list shows')
+  .argument('[path]', 'a held path (absolute, or relative to the directory the run started in)')
+  .action(async (id: string, path: string | undefined) => {
+    process.exitCode = await (await import('./changes.js')).changesShow(id, path);
+  });
+changes
+  .command('apply')
+  .description('Apply held changes to the host: all of the run\'s, or those at or below each PATH')
+  .argument('<id>', 'the id srt-gw changes list shows')
+  .argument('[paths...]', 'held paths (absolute, or relative to the directory the run started in)')
+  .action(async (id: string, paths: string[]) => {
+    process.exitCode = await (await import('./changes.js')).changesApply(id, paths);
+  });
+changes
+  .command('drop')
+  .description('Discard a run\'s held changes')
+  .argument('<id>', 'the id srt-gw changes list shows')
+  .action(async (id: string) => {
+    process.exitCode = await (await import('./changes.js')).changesDrop(id);
   });
 
 const ca = program.command('ca').description('Manage the local certificate authority');

@@ -5,6 +5,7 @@ import { constants as osConstants } from 'node:os';
 import { isSrtGwError } from '../errors.js';
 import { formatDenialSummary } from '../jail/denial-summary.js';
 import { JAIL_SETUP_FAILED } from '../jail/jail.js';
+import { formatHeldSummary } from '../jail/overlay/reviewed-writes.js';
 import { runInJail } from '../jail/run.js';
 import { auditLogDestination, parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds } from './flags.js';
 import { tuneHeapForProxying } from './heap-tuning.js';
@@ -24,6 +25,7 @@ export interface RunFlags {
   metrics?: string;
   monitor: boolean;
   writePolicy?: string;
+  writeMode?: 'direct' | 'overlay';
   quiet: boolean;
 }
 
@@ -51,6 +53,7 @@ export async function run(command: string, args: string[], flags: RunFlags): Pro
       metrics: flags.metrics ? parseListenAddress('--metrics', flags.metrics) : null,
       monitor: flags.monitor,
       writePolicy: flags.writePolicy,
+      writeMode: flags.writeMode,
     };
     // A draft that could not be written would only be found out after the command ran.
     if (flags.writePolicy !== undefined) (await import('../gateway/observed-traffic.js')).checkDraftPolicyPath(flags.writePolicy);
@@ -82,6 +85,10 @@ export async function run(command: string, args: string[], flags: RunFlags): Pro
       },
     });
     if (!flags.quiet) process.stderr.write(formatDenialSummary(result.denials, result.omittedDenials));
+    // Held changes are said even with --quiet: the command's writes are not all on the host.
+    if (result.changesId !== undefined || (!flags.quiet && result.applied.length > 0)) {
+      process.stderr.write(formatHeldSummary({ id: result.changesId ?? '', applied: result.applied, held: result.held }));
+    }
     if (!flags.quiet && flags.writePolicy !== undefined) process.stderr.write(`srt-gw: draft policy written to ${flags.writePolicy} (review it, then: srt-gw policy check ${flags.writePolicy})\n`);
     return result.exitCode;
   } catch (error) {

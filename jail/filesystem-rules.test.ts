@@ -10,6 +10,7 @@ import {
   DEFAULT_HIDDEN_PATHS,
   DEFAULT_READ_ONLY_PATHS,
   filesystemAccess,
+  GIT_DIRECTORY_PROTECTED,
   hooksPathsIn,
   MACOS_DEFAULT_HIDDEN_PATHS,
   PROTECTED_IN_WRITABLE_ROOTS,
@@ -21,6 +22,7 @@ import {
   type ResolvedFilesystemRules,
 } from './filesystem-rules.js';
 import { errorOf } from '../test/support/srt-gw-error.js';
+import { bwrapMountPointsCreated } from './linux/bwrap-filesystem.js';
 
 // Not under /tmp: the jail's /tmp is private, so a fake home there would be out of sight entirely.
 const ROOT = realpathSync(mkdtempSync('/var/tmp/srt-gw-fs-rules-'));
@@ -86,6 +88,19 @@ file(join(ROOT, 'main-repo/.git/config'));
 file(join(ROOT, 'linked-home/dotfiles/bashrc'));
 link(join(ROOT, 'linked-home/.bashrc'), 'dotfiles/bashrc');
 mkdirSync(join(ROOT, 'empty-home'), { recursive: true });
+// A writable root holding every protected name, one holding none, and a husky repository.
+const FULL_ROOT = join(ROOT, 'full-root');
+const EMPTY_ROOT = join(ROOT, 'empty-root');
+for (const entry of PROTECTED_IN_WRITABLE_ROOTS) {
+  if (entry.kind === 'directory') mkdirSync(join(FULL_ROOT, entry.path), { recursive: true });
+  else file(join(FULL_ROOT, entry.path));
+}
+mkdirSync(EMPTY_ROOT, { recursive: true });
+file(join(ROOT, 'husky-repo/.git/HEAD'), 'ref: refs/heads/main\n');
+file(join(ROOT, 'husky-repo/.git/config'), '[core]\n\thooksPath = .husky/_\n');
+file(join(ROOT, 'husky-repo/.husky/_/h'));
+file(join(ROOT, 'husky-repo/.husky/pre-commit'));
+file(join(ROOT, 'husky-repo/src/index.ts'));
 
 type Lists = Partial<Record<FilesystemPolicyKey, readonly string[]>>;
 
@@ -208,7 +223,7 @@ describe('filesystemAccess: precedence', () => {
     expect(decided.rule.origin).toEqual({ kind: 'built-in', written });
   });
 
-  test.each(PROTECTED_IN_WRITABLE_ROOTS.map((entry) => entry.path))('%s is read-only in cwd and in an allowWrite root', (name) => {
+  test.each(PROTECTED_IN_WRITABLE_ROOTS.filter((entry) => entry.ifPresent !== true).map((entry) => entry.path))('%s is read-only in cwd and in an allowWrite root', (name) => {
     const resolved = resolve({ allowWrite: [join(ROOT, 'opt')] });
     for (const root of [PROJECT, join(ROOT, 'opt')]) {
       expect(filesystemAccess(resolved, join(root, name)).access).toBe('read-only');
@@ -226,6 +241,95 @@ describe('filesystemAccess: precedence', () => {
     } finally {
       rmSync(cwd, { recursive: true, force: true });
     }
+  });
+});
+
+/** The rule a resolved set has exactly at `path`, as the table below compares it. */
+function ruleAt(resolved: ResolvedFilesystemRules, path: string) {
+  const rule = resolved.rules.find((candidate) => candidate.path === path && candidate.effect === 'deny-write');
+  return rule && { effect: rule.effect, origin: rule.origin, exists: rule.exists, kind: rule.kind, access: filesystemAccess(resolved, path).access };
+}
+
+describe('protected names: each entry and the rule it resolves to', () => {
+  const inRoots = (root: string) => resolve({ allowWrite: [root] }, { cwd: root === FULL_ROOT ? FULL_ROOT : PROJECT, platform: 'linux' });
+
+  test('the lists hold every name the host runs or obeys later', () => {
+    const names = (list: readonly { path: string }[]) => list.map((entry) => entry.path);
+    expect(names(PROTECTED_IN_WRITABLE_ROOTS)).toEqual(
+      expect.arrayContaining([
+        ...['.git/hooks', '.git/config', '.git/config.worktree', '.git/info', '.git/commondir'],
+        ...['.bashrc', '.bash_profile', '.bash_login', '.zshrc', '.zprofile', '.zshenv', '.profile', '.gitconfig', '.gitmodules', '.ripgreprc'],
+        ...['.mcp.json', '.envrc', '.srt-gw.yaml', '.srt.json', '.pre-commit-config.yaml', '.vscode', '.idea', '.claude', '.cursor'],
+      ]),
+    );
+    expect(names(GIT_DIRECTORY_PROTECTED).sort()).toEqual(['commondir', 'config', 'config.worktree', 'hooks', 'info']);
+    expect(names(DEFAULT_READ_ONLY_PATHS)).toEqual(
+      expect.arrayContaining([
+        ...['~/.claude.json', '~/.vimrc', '~/.tmux.conf', '~/.emacs', '~/.emacs.d', '~/.xprofile', '~/.xsession'],
+        ...['nvim', 'direnv', 'environment.d', 'autostart', 'systemd', 'Code/User', 'fish'].map((name) => `~/.config/${name}`),
+      ]),
+    );
+  });
+
+  test.each(PROTECTED_IN_WRITABLE_ROOTS)('$path, present in a writable root: read-only, rule names it', (entry) => {
+    expect(ruleAt(inRoots(FULL_ROOT), join(FULL_ROOT, entry.path))).toEqual({
+      effect: 'deny-write',
+      origin: { kind: 'built-in', written: entry.path },
+      exists: true,
+      kind: entry.kind,
+      access: 'read-only',
+    });
+  });
+
+  test.each(PROTECTED_IN_WRITABLE_ROOTS)('$path, missing in a writable root: blocked as a $kind unless protected only when present', (entry) => {
+    const resolved = inRoots(EMPTY_ROOT);
+    const path = join(EMPTY_ROOT, entry.path);
+    if (entry.ifPresent === true) {
+      // No stand-in: a later check holds one the command creates (jail/planted-files.ts).
+      expect(ruleAt(resolved, path)).toBeUndefined();
+      expect(filesystemAccess(resolved, path).access).toBe('read-write');
+      return;
+    }
+    expect(ruleAt(resolved, path)).toEqual({ effect: 'deny-write', origin: { kind: 'built-in', written: entry.path }, exists: false, kind: entry.kind, access: 'read-only' });
+  });
+
+  test.each(GIT_DIRECTORY_PROTECTED)("$path of a worktree's git directory and of its common directory is protected", (entry) => {
+    const resolved = resolve({ allowWrite: [ROOT] }, { cwd: join(ROOT, 'worktree'), platform: 'linux' });
+    for (const gitDirectory of [join(ROOT, 'main-repo/.git/worktrees/wt'), join(ROOT, 'main-repo/.git')]) {
+      const path = join(gitDirectory, entry.path);
+      const present = entry.path === 'commondir' ? gitDirectory.endsWith('wt') : true;
+      expect(filesystemAccess(resolved, path).access, path).toBe(entry.ifPresent === true && !present ? 'read-write' : 'read-only');
+    }
+  });
+
+  test.each(GIT_DIRECTORY_PROTECTED)("$path of a submodule's git directory is protected", (entry) => {
+    const path = join(PROJECT, '.git/modules/lib', entry.path);
+    expect(filesystemAccess(resolve({}, { platform: 'linux' }), path).access).toBe(entry.ifPresent === true ? 'read-write' : 'read-only');
+  });
+
+  test('a missing .git/commondir gets no stand-in on Linux (git refuses an empty one); on macOS it is denied all the same', () => {
+    expect(resolve({}, { platform: 'linux' }).points.some((point) => point.path === join(PROJECT, '.git/commondir'))).toBe(false);
+    expect(filesystemAccess(resolve({}, { platform: 'darwin' }), join(PROJECT, '.git/commondir')).access).toBe('read-only');
+    expect(filesystemAccess(resolve({}, { platform: 'darwin' }), join(PROJECT, '.srt-gw.yaml')).access).toBe('read-only');
+  });
+
+  test('husky: core.hooksPath .husky/_ makes .husky read-only as a whole, the scripts it runs included', () => {
+    const resolved = resolve({}, { cwd: join(ROOT, 'husky-repo') });
+    expect(filesystemAccess(resolved, join(ROOT, 'husky-repo/.husky/_/h')).access).toBe('read-only');
+    expect(filesystemAccess(resolved, join(ROOT, 'husky-repo/.husky/pre-commit')).access).toBe('read-only');
+    expect(filesystemAccess(resolved, join(ROOT, 'husky-repo/.husky/new-hook')).access).toBe('read-only');
+    expect(filesystemAccess(resolved, join(ROOT, 'husky-repo/src/index.ts')).access).toBe('read-write');
+  });
+
+  test('a hooks path not named "_" protects itself only, not its parent', () => {
+    expect(filesystemAccess(resolve(), join(PROJECT, 'tools/other.sh')).access).toBe('read-write');
+  });
+
+  test('with a read-only home, no missing home path gets a mount point on the host', () => {
+    const home = join(ROOT, 'empty-home');
+    expect(bwrapMountPointsCreated(resolve({}, { home })).filter((path) => path.startsWith(`${home}/`))).toEqual([]);
+    // Control: a writable home gets them.
+    expect(bwrapMountPointsCreated(resolve({ allowWrite: [home] }, { home })).filter((path) => path.startsWith(`${home}/`))).not.toEqual([]);
   });
 });
 

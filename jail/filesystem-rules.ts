@@ -18,9 +18,12 @@
 //  4. Hidden beats every write rule: an allowWrite (even cwd) inside a hidden path stays hidden
 //     unless an allowRead reopens it ('allow-write-hidden'; a hidden cwd is an error).
 //  5. A readable path is writable when it lies in cwd or an allowWrite and in no read-only rule:
-//     denyWrite, shell startup files, ~/.gitconfig, ~/.config/srt-gw, alwaysReadOnly, ownCode, and in every
-//     writable root .git/hooks, .git/config, .mcp.json, .vscode, .idea, .claude and .cursor.
-//     Read-only rules are vetoes whatever their depth: a denyWrite above an allowWrite still wins.
+//     denyWrite, DEFAULT_READ_ONLY_PATHS (startup files in the home), alwaysReadOnly, ownCode, in
+//     every writable root PROTECTED_IN_WRITABLE_ROOTS, and in every git directory its repository
+//     uses GIT_DIRECTORY_PROTECTED (plus core.hooksPath). The lists below are the only place these
+//     names live. Read-only rules are vetoes whatever their depth: a denyWrite above an allowWrite
+//     still wins. What static rules cannot cover (repositories and files created during the run)
+//     is held after it: jail/planted-files.ts.
 //  6. Everything else is read-only.
 // A protection that a parent's rename would undo (mv .git x; mkdir .git) marks the writable
 // directories above it `anchor`, for the backend to pin in place.
@@ -50,6 +53,13 @@ export interface FilesystemContext {
    * Default: process.platform.
    */
   platform?: NodeJS.Platform;
+  /**
+   * The writes to the writable roots are reviewed after the run (writeMode overlay,
+   * jail/overlay/overlay-changes.ts) instead of landing on the host: PROTECTED_IN_WRITABLE_ROOTS
+   * and the repositories' git protections are then not read-only in the jail, so that what the
+   * command writes there is held for review rather than refused. Default false.
+   */
+  reviewedWrites?: boolean;
 }
 
 /** What the command can do with a path inside the jail. */
@@ -140,6 +150,11 @@ interface BuiltInPath {
   readonly path: string;
   readonly kind: 'directory' | 'file';
   readonly what: string;
+  /**
+   * On Linux protected only when it exists at start: a missing one gets no stand-in mount point
+   * (see where it is set for why); macOS needs none and protects it either way.
+   */
+  readonly ifPresent?: true;
 }
 
 /**
@@ -223,7 +238,10 @@ export function defaultHiddenPaths(platform: NodeJS.Platform): readonly BuiltInP
   return platform === 'darwin' ? [...DEFAULT_HIDDEN_PATHS, ...MACOS_DEFAULT_HIDDEN_PATHS] : DEFAULT_HIDDEN_PATHS;
 }
 
-/** Read-only even under a writable path: files that run code in your next shell, login or git command. */
+/**
+ * Read-only even under a writable path: files that run code in your next shell, login, editor,
+ * desktop session or git command, or that start programs for agents and editors.
+ */
 export const DEFAULT_READ_ONLY_PATHS: readonly BuiltInPath[] = Object.freeze([
   ...['~/.bashrc', '~/.bash_profile', '~/.bash_login', '~/.bash_logout', '~/.profile'].map((path) => ({
     path,
@@ -238,16 +256,60 @@ export const DEFAULT_READ_ONLY_PATHS: readonly BuiltInPath[] = Object.freeze([
   { path: '~/.config/fish', kind: 'directory', what: 'fish startup files run in your next shell' },
   { path: '~/.gitconfig', kind: 'file', what: 'git configuration can name programs git runs (core.fsmonitor, hooks)' },
   { path: '~/.config/git', kind: 'directory', what: 'git configuration can name programs git runs (core.fsmonitor, hooks)' },
+  { path: '~/.claude.json', kind: 'file', what: 'Claude Code settings name the MCP servers it starts' },
+  { path: '~/.vimrc', kind: 'file', what: 'vim runs its startup file' },
+  { path: '~/.config/nvim', kind: 'directory', what: 'Neovim runs its startup files and plugins' },
+  { path: '~/.emacs', kind: 'file', what: 'Emacs runs its startup file' },
+  { path: '~/.emacs.d', kind: 'directory', what: 'Emacs runs its startup files and packages' },
+  { path: '~/.tmux.conf', kind: 'file', what: 'tmux configuration can run commands' },
+  { path: '~/.config/direnv', kind: 'directory', what: 'direnv configuration and its allow list decide which .envrc files run' },
+  { path: '~/.config/Code/User', kind: 'directory', what: 'VS Code user settings and tasks can start programs' },
+  { path: '~/.xprofile', kind: 'file', what: 'runs at your next graphical login' },
+  { path: '~/.xsession', kind: 'file', what: 'runs at your next graphical login' },
   { path: '~/.config/autostart', kind: 'directory', what: 'desktop autostart entries run at your next login' },
+  { path: '~/.config/environment.d', kind: 'directory', what: 'systemd sets these variables (PATH, LD_PRELOAD) for your next login' },
   { path: '~/.config/systemd', kind: 'directory', what: 'systemd user units run outside the jail' },
   { path: '~/.config/srt-gw', kind: 'directory', what: "srt-gw's own configuration" },
 ]);
 
-/** Read-only inside the working directory and every allowWrite directory. */
+/**
+ * What git reads from a git directory that can make it run a program or read another git
+ * directory: protected in `.git` of every writable root and in every git directory a writable
+ * root's repository uses (a worktree's, its common one, submodules'), found at start.
+ */
+export const GIT_DIRECTORY_PROTECTED: readonly BuiltInPath[] = Object.freeze([
+  { path: 'hooks', kind: 'directory', what: 'git hooks run outside the jail on your next git command' },
+  { path: 'config', kind: 'file', what: 'git configuration can name programs git runs (core.fsmonitor, core.hooksPath)' },
+  { path: 'config.worktree', kind: 'file', what: 'per-worktree git configuration can name programs git runs (core.fsmonitor)' },
+  { path: 'info', kind: 'directory', what: 'info/attributes selects the filters and diff drivers git runs on files' },
+  // A stand-in for a missing commondir would break git (it refuses an empty one): protected when
+  // present; one the command creates is held after the run (jail/planted-files.ts).
+  { path: 'commondir', kind: 'file', what: 'commondir makes git read another git directory, with its own configuration and hooks', ifPresent: true },
+]);
+
+/**
+ * Read-only inside the working directory and every allowWrite directory (the writable roots),
+ * whether they exist or not: what the host runs or obeys later when a shell, git, direnv, an
+ * editor or an agent starts in that directory. docs/run.md ("Hidden and protected paths") spells
+ * out these lists for users: keep it in step.
+ */
 export const PROTECTED_IN_WRITABLE_ROOTS: readonly BuiltInPath[] = Object.freeze([
-  { path: '.git/hooks', kind: 'directory', what: 'git hooks run outside the jail on your next git command' },
-  { path: '.git/config', kind: 'file', what: 'git configuration can name programs git runs (core.fsmonitor, core.hooksPath)' },
+  ...GIT_DIRECTORY_PROTECTED.map((entry) => ({ ...entry, path: `.git/${entry.path}` })),
+  ...['.bashrc', '.bash_profile', '.bash_login', '.profile', '.zshrc', '.zprofile', '.zshenv'].map((path) => ({
+    path,
+    kind: 'file' as const,
+    what: 'a shell startup file runs in your next shell when this directory is a home',
+  })),
+  { path: '.gitconfig', kind: 'file', what: 'git configuration can name programs git runs when this directory is a home' },
+  { path: '.gitmodules', kind: 'file', what: 'submodule definitions choose what git clones and checks out' },
+  { path: '.ripgreprc', kind: 'file', what: 'ripgrep configuration can name programs it runs (--pre)' },
+  { path: '.pre-commit-config.yaml', kind: 'file', what: 'pre-commit runs the programs it names on your next commit' },
+  { path: '.envrc', kind: 'file', what: 'direnv runs it when you enter the directory' },
   { path: '.mcp.json', kind: 'file', what: 'MCP server definitions start programs' },
+  // A stand-in for a missing policy file would be found by the next srt-gw run here: protected when
+  // present; one the command creates is held after the run (jail/planted-files.ts).
+  { path: '.srt-gw.yaml', kind: 'file', what: 'the srt-gw policy a run here discovers', ifPresent: true },
+  { path: '.srt.json', kind: 'file', what: 'the srt settings a run here discovers', ifPresent: true },
   { path: '.vscode', kind: 'directory', what: 'VS Code tasks and settings can start programs' },
   { path: '.idea', kind: 'directory', what: 'JetBrains run configurations can start programs' },
   { path: '.claude', kind: 'directory', what: 'Claude Code settings and hooks start programs' },
@@ -301,7 +363,8 @@ export function resolveFilesystemRules(policy: FilesystemPolicy | undefined, con
       message: `the working directory ${cwd} is private in the jail: the command sees it empty and its files there are discarded`,
     });
   }
-  for (const entry of defaultHiddenPaths(context.platform ?? process.platform)) {
+  const platform = context.platform ?? process.platform;
+  for (const entry of defaultHiddenPaths(platform)) {
     add(inHome(entry.path), 'hide', { kind: 'built-in', written: entry.path }, `hidden by default: ${entry.what} (${entry.path}); filesystem.allowRead reopens it`, entry.kind);
   }
   for (const entry of DEFAULT_READ_ONLY_PATHS) {
@@ -368,9 +431,11 @@ export function resolveFilesystemRules(policy: FilesystemPolicy | undefined, con
 
   const writableRoots = [...new Set([cwd, ...allowWrites.filter((rule) => rule.kind === 'directory').map((rule) => rule.path)])];
   const protectedNames: { lexical: string; parentOfName: string }[] = [];
-  for (const root of writableRoots) {
+  for (const root of context.reviewedWrites === true ? [] : writableRoots) {
     for (const entry of [...PROTECTED_IN_WRITABLE_ROOTS, ...repositoryPaths(root, home)]) {
       const lexical = entry.path.startsWith('/') ? entry.path : `${root}/${entry.path}`;
+      // Seatbelt denies writes to a missing path without a stand-in; bubblewrap needs one.
+      if (entry.ifPresent === true && platform !== 'darwin' && probe(lexical).kind === undefined) continue;
       add(canonicalPath(lexical), 'deny-write', { kind: 'built-in', written: entry.path }, `read-only in every writable directory: ${entry.what} (${entry.path})`, entry.kind);
       if (lexical.startsWith(`${root}/`)) protectedNames.push({ lexical, parentOfName: root });
     }
@@ -567,14 +632,18 @@ function repositoryPaths(root: string, home: string): BuiltInPath[] {
   }
   for (const gitDirectory of [...gitDirectories, dotGit]) gitDirectories.push(...submoduleGitDirectories(`${gitDirectory}/modules`));
   for (const gitDirectory of gitDirectories) {
-    paths.push({ path: `${gitDirectory}/hooks`, kind: 'directory', what: 'git hooks run outside the jail on your next git command' });
-    paths.push({ path: `${gitDirectory}/config`, kind: 'file', what: 'git configuration can name programs git runs (core.fsmonitor, core.hooksPath)' });
+    for (const entry of GIT_DIRECTORY_PROTECTED) paths.push({ ...entry, path: `${gitDirectory}/${entry.path}` });
   }
-  const configs = [...gitDirectories, dotGit].map((directory) => `${directory}/config`);
+  const configs = [...gitDirectories, dotGit].flatMap((directory) => [`${directory}/config`, `${directory}/config.worktree`]);
   configs.push(`${home}/.gitconfig`, `${home}/.config/git/config`);
   for (const hooksPath of new Set(configs.flatMap((config) => hooksPathsIn(readText(config) ?? '')))) {
     const absolute = hooksPath === '~' || hooksPath.startsWith('~/') ? expandHome(hooksPath, home) : hooksPath.startsWith('/') ? hooksPath : `${root}/${hooksPath}`;
     paths.push({ path: absolute, kind: 'directory', what: `core.hooksPath ${JSON.stringify(hooksPath)}: git hooks run outside the jail` });
+    // husky keeps stubs in .husky/_ (the hooks path) that run the scripts one level up.
+    const scripts = dirname(absolute);
+    if (basename(absolute) === '_' && isWithin(scripts, root) && scripts !== root) {
+      paths.push({ path: scripts, kind: 'directory', what: `the scripts the hooks in core.hooksPath ${JSON.stringify(hooksPath)} run (husky)` });
+    }
   }
   return paths;
 }

@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import type { ListenAddress } from '../gateway/gateway.js';
 import type { OriginalDestination } from '../gateway/proxy-protocol-header.js';
 import type { ResolvedFilesystemRules } from './filesystem-rules.js';
+import type { JailOverlay } from './overlay/reviewed-writes.js';
 import type { RunDirectory } from './run-directory.js';
 
 /** Where the jailed command's traffic goes; a backend uses the endpoints it declared in `needs`. */
@@ -44,6 +45,12 @@ export interface JailSpawnOptions {
   readonly allowUnixSockets?: readonly string[];
   /** stdin, stdout, stderr as for child_process.spawn. Default: inherit all three. */
   readonly stdio?: StdioOptions;
+  /**
+   * Reviewed writes (filesystem.writeMode overlay): the command's writes to these roots go to
+   * the upper layers instead of the host (jail/overlay/reviewed-writes.ts). Linux only: the macOS
+   * jail refuses it.
+   */
+  readonly overlay?: JailOverlay;
 }
 
 /** What a jail needs before the gateway is up: everything but the gateway's endpoints. */

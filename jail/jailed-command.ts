@@ -37,7 +37,8 @@ export interface JailedCommand {
   /**
    * Resolves when the command has exited and the run is cleaned up: its exit status (128+N when
    * signal N ended it; 125 when the jail could not be built, bubblewrap's message then on
-   * stderr) and what the gateway denied during the run. Rejects with an SrtGwError when the run
+   * stderr), what the gateway denied during the run and, with writeMode 'overlay', the changes
+   * applied to the host and those held for review (`applied`, `held`). Rejects with an SrtGwError when the run
    * could not start (policy invalid or unreadable, jail unavailable, CA unusable, a secret missing).
    */
   readonly exited: Promise<RunResult>;
@@ -89,6 +90,8 @@ export function run(command: string, args: readonly string[] = [], options: RunO
         upstreamTimeoutMs: options.upstreamTimeoutMs,
         onUnknownHost: options.onUnknownHost,
         unknownHostTimeoutMs: options.unknownHostTimeoutMs,
+        writeMode: options.writeMode,
+        deletes: options.deletes,
         onStart: ({ process: started, gateway }) => {
           jailed = started;
           connectPipes(started, stdin, stdout, stderr);

@@ -11,16 +11,19 @@ import { ErrorCodes, SrtGwError } from '../errors.js';
 import { PACKAGE_ROOT } from '../package-root.js';
 import type { Gateway, GatewayOptions, JailEndpoints } from '../gateway/gateway.js';
 import type { ObservedTraffic } from '../gateway/observed-traffic.js';
-import type { Policy } from '../policies/types.js';
+import type { DeletesMode, Policy, WriteMode } from '../policies/types.js';
 import { credentialPlaceholders, credentialSecretFiles } from '../policies/credentials.js';
 import { DenialCollector, type Denial } from './denial-summary.js';
 import { resolveFilesystemRules } from './filesystem-rules.js';
 import type { Jail, JailedProcess, PreparedJail } from './jail.js';
 import { jailEnvironment } from './jail-environment.js';
+import { heldFileMessage, PlantedFilesCheck, writableRoots } from './planted-files.js';
 import { CreatedMountPoints, sweepCreatedMountPoints } from './linux/created-mount-points.js';
 import { LinuxJail } from './linux/linux-jail.js';
-import { NATIVE_BUILD_DIR } from './linux/native-helpers.js';
+import { NATIVE_BUILD_DIR, NATIVE_HELPER_FILES } from './linux/native-helpers.js';
 import type { MacosJailedProcess } from './macos/macos-jail.js';
+import type { Change } from './overlay/held-changes-store.js';
+import { ReviewedWrites } from './overlay/reviewed-writes.js';
 import { RunDirectory, sweepLeftovers } from './run-directory.js';
 import { ensureStateDirectory } from './state-directory.js';
 
@@ -49,6 +52,14 @@ export interface JailRunSettings {
   /** See GatewayOptions.onUnknownHost: approvals last for this run (or the shared gateway's life). */
   onUnknownHost?: GatewayOptions['onUnknownHost'];
   unknownHostTimeoutMs?: number;
+  /**
+   * 'overlay' (Linux): the command's writes to its writable directories are reviewed after the
+   * run; the safe ones are applied, the rest held for `srt-gw changes` (docs/overlay.md).
+   * Default: the policy's filesystem.writeMode, else 'direct'.
+   */
+  writeMode?: WriteMode;
+  /** With writeMode 'overlay': apply or hold deletions. Default: the policy's filesystem.deletes, else 'apply'. */
+  deletes?: DeletesMode;
 }
 
 export interface RunInJailOptions extends JailRunSettings {
@@ -76,6 +87,12 @@ export interface RunResult {
   denials: Denial[];
   /** Denials beyond the summary's bound (the audit log has them all). */
   omittedDenials: number;
+  /** writeMode overlay: the changes applied to the host after the run (empty otherwise). */
+  applied: readonly Change[];
+  /** writeMode overlay: the changes held for review, each with its reason (empty otherwise). */
+  held: readonly Change[];
+  /** writeMode overlay, when something is held: the id for `srt-gw changes show|apply|drop`. */
+  changesId?: string;
 }
 
 /** This platform's jail; the macOS backend loads only on macOS. */
@@ -102,6 +119,8 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
   const auditLog = typeof options.auditLog === 'string' ? resolve(options.auditLog) : (options.auditLog ?? false);
   const upstreamCaFiles = options.upstreamCaFiles?.map((file) => resolve(file));
   const hostEnv = options.env ?? process.env;
+  const writeMode = options.writeMode ?? policy.filesystem?.writeMode ?? 'direct';
+  const stateDirectory = ensureStateDirectory(hostEnv);
   const filesystem = resolveFilesystemRules(policy.filesystem, {
     home: homedir(),
     cwd,
@@ -113,14 +132,25 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     // could write it would trust its own planted policy — test/e2e/policy-trust.test.ts.
     alwaysHidden: [
       caDir,
-      ensureStateDirectory(hostEnv),
+      stateDirectory,
       ...credentialSecretFiles(policy),
       ...(typeof auditLog === 'string' ? [createAuditLogFile(auditLog)] : []),
     ],
     alwaysReadOnly: (options.policyFiles ?? []).map((file) => resolve(file)),
     ownCode: [join(PACKAGE_ROOT, 'dist'), NATIVE_BUILD_DIR],
     platform: jail.platform,
+    reviewedWrites: writeMode === 'overlay',
   });
+  const reviewed =
+    writeMode === 'overlay'
+      ? ReviewedWrites.start({
+          filesystem,
+          stateDirectory,
+          command: [options.command, ...(options.args ?? [])],
+          deletes: options.deletes ?? policy.filesystem?.deletes ?? 'apply',
+          init: join(NATIVE_BUILD_DIR, NATIVE_HELPER_FILES.init),
+        })
+      : null;
 
   const runDirectory = RunDirectory.create();
   // Directories of killed runs go while this one starts; awaited below, so none outlives the run.
@@ -135,6 +165,7 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
   let observed: ObservedTraffic | null = null;
   let result: RunResult;
   let prepared: PreparedJail | null = null;
+  let planted: PlantedFilesCheck | null = null;
   try {
     // The jail is built while the gateway starts (bwrap, the network rules, the helpers); its
     // command waits until start() below. The trust bundle is filled in once the CA is loaded.
@@ -156,7 +187,11 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
       stdio: options.stdio,
       allowLocalBinding: policy.jail?.allowLocalBinding === true,
       allowUnixSockets: policy.jail?.allowUnixSockets ?? [],
+      ...(reviewed === null ? {} : { overlay: reviewed.overlay }),
     });
+    // While bubblewrap builds the jail; its command has not started, so nothing is planted yet.
+    // With reviewed writes nothing lands on the host unreviewed: the review holds such files.
+    if (reviewed === null) planted = PlantedFilesCheck.start(writableRoots(filesystem));
     // The gateway's code (tls, http, dns and the rest) loads only now, while bubblewrap builds
     // the jail on the other core, instead of before the jail could start.
     gateway ??= await (await import('../gateway/gateway.js')).startGateway({
@@ -199,14 +234,27 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     warm.unref();
     const exitCode = await jailed.exited;
     running = null;
+    // The jail has ended (its overlays with it): its writes are reviewed now. A command's failure
+    // is still a finished run; only srt-gw's own failure or death leaves everything held.
+    const outcome = reviewed?.review(true);
     clearTimeout(warm);
     const { denials, omitted } = collector.denials();
     // On macOS the kernel's own refusals (Seatbelt's log) join the gateway's.
     const platform = 'violations' in jailed ? await (jailed as MacosJailedProcess).violations() : { denials: [], omitted: 0 };
-    result = { exitCode, denials: [...denials, ...platform.denials], omittedDenials: omitted + platform.omitted };
+    result = {
+      exitCode,
+      denials: [...denials, ...platform.denials],
+      omittedDenials: omitted + platform.omitted,
+      applied: outcome?.applied ?? [],
+      held: outcome?.held ?? [],
+      ...(outcome !== undefined && outcome.held.length > 0 ? { changesId: outcome.id } : {}),
+    };
   } finally {
     // The gateway failed to start: the held command never runs.
     await prepared?.abort();
+    // SECURITY: a run that failed in srt-gw applies nothing; its writes stay held for
+    // `srt-gw changes` — test/e2e/overlay-writes.test.ts.
+    reviewed?.interrupt();
     collector?.stop();
     await endpoints?.close();
     if (!shared) await gateway?.close();
@@ -215,8 +263,20 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     // SECURITY: removing a mount point detaches the protection mounted on it, so only once the
     // jail has ended (bwrap exited; its whole jail dies with it) — test/e2e/jail-leftovers.test.ts.
     const created = mountPoints;
-    if (running === null) await created?.remove();
-    else void running.exited.then(() => created?.remove(), () => created?.remove());
+    // SECURITY: what the jail planted for the host to run later (a repository with
+    // core.fsmonitor, an .envrc) is moved aside once it has ended, after its empty mount points
+    // are gone — test/e2e/jail-planting.test.ts.
+    const check = planted;
+    const holdPlanted = async () => {
+      await created?.remove();
+      try {
+        for (const held of check?.hold() ?? []) process.stderr.write(`${heldFileMessage(held, cwd)}\n`);
+      } catch (error) {
+        process.stderr.write(`srt-gw: could not check ${cwd} for files the command left for the host to run: ${(error as Error).message}\n`);
+      }
+    };
+    if (running === null) await holdPlanted();
+    else void running.exited.then(holdPlanted, holdPlanted);
     await mountPointSweep;
     observed?.stop();
   }

@@ -44,8 +44,10 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <limits.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -74,6 +76,9 @@ struct options {
   char **allow_unix_sockets;  /* --allow-unix-socket paths, NULL-terminated */
   int allow_unix_socket_count;
   int listener_handoff;       /* the reaper's end of the socketpair the unix socket listener crosses */
+  char **overlay_roots;       /* --overlay ROOT: writable roots whose writes go to an upper layer */
+  int overlay_root_count;
+  const char *overlay_layers; /* --overlay-layers DIR: DIR/N/upper and DIR/N/work for the Nth root */
 };
 
 /* The helpers once started: a setup failure after that stops them too, or bwrap's pid 1, which
@@ -443,6 +448,140 @@ static void start_unix_socket_supervisor(struct options *o, int handoff, pid_t r
   close(handoff);
 }
 
+/* ---------------------------------------------------------------- reviewed writes -------- */
+
+/* Decodes mountinfo's octal escapes (\040 for a space) in place. */
+static void unescape_mount_path(char *path) {
+  char *out = path;
+  for (char *in = path; *in; out++) {
+    if (in[0] == '\\' && in[1] >= '0' && in[1] <= '3' && in[2] >= '0' && in[2] <= '7' && in[3] >= '0' && in[3] <= '7') {
+      *out = (char)((in[1] - '0') * 64 + (in[2] - '0') * 8 + (in[3] - '0'));
+      in += 4;
+    } else {
+      *out = *in++;
+    }
+  }
+  *out = '\0';
+}
+
+static int is_below(const char *path, const char *root) {
+  size_t n = strlen(root);
+  return strncmp(path, root, n) == 0 && path[n] == '/';
+}
+
+/* The mount points strictly below `root`, outermost only (each is cloned with what is below it). */
+static int outermost_mounts_below(const char *root, char ***found) {
+  FILE *mountinfo = fopen("/proc/self/mountinfo", "re");
+  if (mountinfo == NULL) die("read /proc/self/mountinfo");
+  char **paths = NULL;
+  int count = 0;
+  char *line = NULL;
+  size_t size = 0;
+  while (getline(&line, &size, mountinfo) > 0) {
+    /* id parent major:minor root MOUNT-POINT options ... */
+    char *field = line;
+    for (int i = 0; i < 4 && field; i++) field = strchr(field, ' ') ? strchr(field, ' ') + 1 : NULL;
+    if (field == NULL) continue;
+    char *end = strchr(field, ' ');
+    if (end) *end = '\0';
+    unescape_mount_path(field);
+    if (!is_below(field, root)) continue;
+    char **grown = realloc(paths, sizeof(char *) * (size_t)(count + 1));
+    if (grown == NULL || (grown[count] = strdup(field)) == NULL) die_msg("out of memory");
+    paths = grown;
+    count++;
+  }
+  free(line);
+  fclose(mountinfo);
+  int kept = 0;
+  for (int i = 0; i < count; i++) {
+    int covered = 0;
+    for (int j = 0; j < count && !covered; j++) covered = is_below(paths[i], paths[j]) || (j < i && !strcmp(paths[i], paths[j]));
+    if (!covered) paths[kept++] = paths[i];
+  }
+  *found = paths;
+  return kept;
+}
+
+/*
+ * Mounts an overlay over each writable root: the host directory is the lower layer, the command's
+ * writes go to DIR/N/upper (in the user's state directory), which srt-gw reviews after the run.
+ * The jail's mounts below a root (hidden credential paths, read-only paths) would be covered by
+ * the overlay, whose lower layer is the root's filesystem alone: each is cloned first and moved
+ * back on top of the overlay.
+ * SECURITY: without the re-mounts a hidden path inside a writable root (~/.ssh, a denyRead, the
+ * state directory) would show its host content through the lower layer — test/e2e/overlay-writes.test.ts.
+ */
+static void mount_overlays(const struct options *o) {
+  /* The working directory bwrap entered is the directory under the overlay: entered again below. */
+  char cwd[PATH_MAX];
+  if (getcwd(cwd, sizeof cwd) == NULL) die("read the working directory");
+  for (int i = 0; i < o->overlay_root_count; i++) {
+    const char *root = o->overlay_roots[i];
+    char **below = NULL;
+    int count = outermost_mounts_below(root, &below);
+    int *clones = calloc((size_t)count + 1, sizeof(int));
+    if (clones == NULL) die_msg("out of memory");
+    for (int j = 0; j < count; j++) {
+      clones[j] = (int)syscall(SYS_open_tree, AT_FDCWD, below[j], OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+      if (clones[j] < 0) die(below[j]);
+    }
+    /* volatile: no syncs of the upper layer (a scratch layer, read once after the run and never
+     * mounted again); without it, tearing the jail down flushes every byte the command wrote. */
+    char options[3 * PATH_MAX + 64];
+    int n = snprintf(options, sizeof options, "lowerdir=%s,upperdir=%s/%d/upper,workdir=%s/%d/work,userxattr,volatile", root, o->overlay_layers, i,
+                     o->overlay_layers, i);
+    if (n < 0 || (size_t)n >= sizeof options) die_msg("overlay options too long");
+    if (mount("overlay", root, "overlay", 0, options) < 0) {
+      fprintf(stderr, "%s: cannot mount the overlay over %s: %s\n", prog, root, strerror(errno));
+      stop_helpers();
+      _exit(EXIT_SETUP);
+    }
+    for (int j = 0; j < count; j++) {
+      if (syscall(SYS_move_mount, clones[j], "", AT_FDCWD, below[j], MOVE_MOUNT_F_EMPTY_PATH) < 0) die(below[j]);
+      close(clones[j]);
+      free(below[j]);
+    }
+    free(clones);
+    free(below);
+  }
+  /* The layers stay reachable only through the overlays. */
+  if (umount2(o->overlay_layers, MNT_DETACH) < 0) die("unmount the overlay layers");
+  /* SECURITY: else the command's relative writes go past the overlay to the host directory —
+   * test/e2e/overlay-writes.test.ts. */
+  if (chdir(cwd) < 0) die("enter the working directory through the overlay");
+}
+
+/* `--opaque-directories`: of the NUL-separated paths on stdin, writes (NUL-separated) those that
+ * an overlay marked opaque (deleted and made again: the lower layer's entries are gone). Node has
+ * no call that reads extended attributes; srt-gw's review of an upper layer asks this. */
+static int list_opaque_directories(void) {
+  size_t size = 0, capacity = 65536;
+  char *paths = malloc(capacity + 1);
+  if (paths == NULL) return 70;
+  for (;;) {
+    if (size == capacity && (paths = realloc(paths, (capacity *= 2) + 1)) == NULL) return 70;
+    ssize_t n = read(STDIN_FILENO, paths + size, capacity - size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return 74;
+    if (n == 0) break;
+    size += (size_t)n;
+  }
+  paths[size] = '\0';
+  for (size_t at = 0; at < size; at += strlen(paths + at) + 1) {
+    const char *path = paths + at;
+    static const char *const names[] = {"user.overlay.opaque", "trusted.overlay.opaque"};
+    for (size_t i = 0; i < 2; i++) {
+      char value[2];
+      if (lgetxattr(path, names[i], value, sizeof value) == 1 && value[0] == 'y') {
+        fwrite(path, 1, strlen(path) + 1, stdout);
+        break;
+      }
+    }
+  }
+  return fflush(stdout) == 0 ? 0 : 74;
+}
+
 static volatile sig_atomic_t forwarded_to;
 
 static void forward_signal(int sig) {
@@ -474,6 +613,7 @@ static void run_reaper(const struct options *o, const sigset_t *unblocked) {
   syscall(SYS_close_range, 4, ~0U, 0);
   if (unshare(CLONE_NEWNS) < 0) die("new mount namespace for the command");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make mounts private");
+  if (o->overlay_root_count > 0) mount_overlays(o);
   /* SECURITY: the gateway's sockets are unreachable from the command; only the helpers, in the
    * mount namespace left behind, hold them. test/e2e/jail-network.test.ts. */
   if (umount2(o->hide, MNT_DETACH) < 0) die("unmount the gateway socket directory");
@@ -482,6 +622,12 @@ static void run_reaper(const struct options *o, const sigset_t *unblocked) {
   if (mount("/proc/sys", "/proc/sys", NULL, MS_BIND | MS_REC, NULL) < 0 ||
       mount(NULL, "/proc/sys", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
     die("make /proc/sys read-only");
+  /* SECURITY: the host's sysfs lists the host's network interfaces (/sys/class/net, with their
+   * addresses' hardware and names), and /proc/kallsyms lists the kernel's symbols and modules. A
+   * sysfs mounted here belongs to the jail's network namespace (only lo), and kallsyms reads as
+   * empty — test/e2e/jail-host-view.test.ts. */
+  if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount the jail's own /sys");
+  if (mount("/dev/null", "/proc/kallsyms", NULL, MS_BIND, NULL) < 0) die("hide /proc/kallsyms");
   enter_user_namespace(o->uid, o->gid);
   /* Before PR_SET_DUMPABLE 0: the init takes the listener from this process with pidfd_getfd. */
   hand_over_unix_socket_listener(3);
@@ -519,7 +665,7 @@ static void usage(FILE *out) {
   fprintf(out,
           "usage: %s --nft PATH --nft-rules FILE --redirector PATH --redirect-port N --gateway-channel FD\n"
           "       --dns-forwarder PATH --dns-port N --dns-socket PATH --hide DIR --uid N --gid N --control-fd N\n"
-          "       [--allow-unix-socket PATH]... -- COMMAND [ARG...]\n"
+          "       [--allow-unix-socket PATH]... [--overlay-layers DIR --overlay ROOT...] -- COMMAND [ARG...]\n"
           "   or: %s --probe-unix-sockets   (what keeps the command off host unix sockets here)\n"
           "\n"
           "Runs inside srt-gw run's bubblewrap jail (not by hand): sets up the network namespace so that\n"
@@ -555,6 +701,7 @@ static void parse_options(int argc, char **argv, struct options *o) {
       exit(0);
     }
     if (!strcmp(arg, "--probe-unix-sockets")) exit(unix_socket_supervisor_probe());
+    if (!strcmp(arg, "--opaque-directories")) exit(list_opaque_directories());
     if (i + 1 >= argc) {
       fprintf(stderr, "%s: %s needs a value (or unknown option)\n", prog, arg);
       exit(64);
@@ -572,7 +719,16 @@ static void parse_options(int argc, char **argv, struct options *o) {
     else if (!strcmp(arg, "--uid")) o->uid = parse_number(arg, value, 0, 4294967294L);
     else if (!strcmp(arg, "--gid")) o->gid = parse_number(arg, value, 0, 4294967294L);
     else if (!strcmp(arg, "--control-fd")) o->control_fd = (int)parse_number(arg, value, 3, 1023);
-    else if (!strcmp(arg, "--allow-unix-socket")) {
+    else if (!strcmp(arg, "--overlay-layers")) o->overlay_layers = value;
+    else if (!strcmp(arg, "--overlay")) {
+      if (!o->overlay_roots && !(o->overlay_roots = calloc((size_t)argc, sizeof(char *)))) exit(70);
+      /* The overlay's mount options separate layers with ':' and options with ','. */
+      if (value[0] != '/' || strpbrk(value, ",:\\\n") != NULL || strlen(value) >= PATH_MAX) {
+        fprintf(stderr, "%s: --overlay must be an absolute path without ',', ':' or '\\' (got '%s')\n", prog, value);
+        exit(64);
+      }
+      o->overlay_roots[o->overlay_root_count++] = (char *)value;
+    } else if (!strcmp(arg, "--allow-unix-socket")) {
       if (!o->allow_unix_sockets && !(o->allow_unix_sockets = calloc((size_t)argc, sizeof(char *)))) exit(70);
       if (value[0] != '/') {
         fprintf(stderr, "%s: --allow-unix-socket must be an absolute path (got '%s')\n", prog, value);
@@ -586,7 +742,8 @@ static void parse_options(int argc, char **argv, struct options *o) {
     }
   }
   if (!o->nft || !o->nft_rules || !o->redirector || !o->dns_forwarder || !o->gateway_channel || !o->dns_socket || !o->hide ||
-      !o->redirect_port || !o->dns_port || o->uid < 0 || o->gid < 0 || o->control_fd < 0 || i >= argc) {
+      !o->redirect_port || !o->dns_port || o->uid < 0 || o->gid < 0 || o->control_fd < 0 || i >= argc ||
+      (o->overlay_root_count > 0) != (o->overlay_layers != NULL)) {
     usage(stderr);
     exit(64);
   }

@@ -1,5 +1,6 @@
 // `extends:` merging (extends.ts): order, deduplication, unique ids across files, cycles, depth,
 // relative paths, and the source of every merged part. Files live in a temporary directory.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -321,4 +322,19 @@ test('the documented example built from presets loads, and lint finds nothing to
   expect(policy.origin?.extended.map((source) => source.name)).toEqual(['preset:anthropic', 'preset:npm-read', 'preset:pypi-read', 'preset:github']);
   expect(policy.rules.at(-1)?.id).toBe('docs');
   expect(lintPolicy(policy)).toEqual([]);
+});
+
+// Found by fuzz/targets/policy-loader.fuzz.mjs: reading a device or FIFO never ends.
+describe('a device or FIFO named by extends is refused, not read', () => {
+  test('a character device (/dev/zero) is refused with a message naming it', () => {
+    const error = errorOf(() => parsePolicy('version: 1\nextends: [/dev/zero]\n'));
+    expect(error.code).toBe(ErrorCodes.POLICY_INVALID);
+    expect(error.message).toBe('<inline>:2:11: extends[0] names /dev/zero, which is not a regular file (a device, FIFO or socket); name a policy file');
+  });
+
+  test('a FIFO no one writes to is refused instead of blocking the load', () => {
+    const dir = tree('fifo', { 'policy.yaml': ['version: 1', 'extends: [./pipe.yaml]'] });
+    execFileSync('mkfifo', [join(dir, 'pipe.yaml')]);
+    expect(errorOf(() => loadPolicyFileSync(join(dir, 'policy.yaml'))).message).toMatch(/extends\[0\] names \.\/pipe\.yaml, which is not a regular file/);
+  });
 });

@@ -3,7 +3,7 @@
 // file's own; rule ids unique across the result; filesystem lists appended and deduplicated; a
 // jail setting taken from the last file in that order that writes it; cycles and chains deeper
 // than MAX_EXTENDS_DEPTH refused with the chain in the message.
-import { readFileSync, realpathSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize, resolve } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { formatFieldPath } from './issue-messages.js';
@@ -11,7 +11,7 @@ import { parsePolicyDocument, type PolicyDocument } from './policy-document.js';
 import { checkPresetArguments, presetFile, presetNames, type ParameterValue } from './presets.js';
 import { PRESET_REFERENCE_PREFIX, type ExtendsEntryFile } from './schema.js';
 import { extendedChain, formatLocation } from './source-location.js';
-import type { ExtendedSource, FilesystemPathEntry, FilesystemPolicy, FilesystemPolicyKey, JailPolicy, Policy, PrivateDestinationEntry, Rule, SourceLocation } from './types.js';
+import type { DnsPolicy, ExtendedSource, FilesystemPathEntry, FilesystemPolicy, FilesystemPolicyKey, JailPolicy, Policy, PrivateDestinationEntry, Rule, SourceLocation } from './types.js';
 
 /** How many files a chain of `extends:` may hold, the root included. */
 export const MAX_EXTENDS_DEPTH = 16;
@@ -61,6 +61,7 @@ export function resolvePolicy(root: RootPolicyText): Policy {
       ...(document.filesystem === undefined ? {} : { filesystem: document.filesystem }),
       ...(document.jail === undefined ? {} : { jail: document.jail }),
       ...(document.allowPrivateDestinations === undefined ? {} : { allowPrivateDestinations: document.allowPrivateDestinations }),
+      ...(document.dns === undefined ? {} : { dns: document.dns }),
     });
   }
   const state: ResolveState = { firstExtendedAt: new Map(), extended: [], onExtendedFile: root.onExtendedFile };
@@ -71,6 +72,7 @@ export function resolvePolicy(root: RootPolicyText): Policy {
     ...mergeFilesystem(contributions),
     ...mergeJail(contributions),
     ...mergePrivateDestinations(contributions),
+    ...mergeDns(contributions),
     origin: Object.freeze({ file: root.name, extended: Object.freeze(state.extended) }),
   });
 }
@@ -154,12 +156,16 @@ function openFile(written: string, includer: PolicyDocument, fail: (message: str
     identity,
     source: { kind: 'file', name, path },
     parse: () => {
-      let text: string;
+      let text: string | null;
       try {
-        text = readFileSync(path, 'utf8');
+        // SECURITY: reading a device or FIFO (/dev/zero, /dev/stdin) never ends, so a policy a jail
+        // can write would hang srt-gw as it loads — policies/extends.test.ts "a device or FIFO".
+        const stats = statSync(path);
+        text = stats.isFile() || stats.isDirectory() ? readFileSync(path, 'utf8') : null;
       } catch (error) {
         return fail(`names ${written}, which cannot be read: ${whyUnreadable(error)}`);
       }
+      if (text === null) return fail(`names ${written}, which is not a regular file (a device, FIFO or socket); name a policy file`);
       onFile?.(path, text);
       return parsePolicyDocument(text, name, dirname(path));
     },
@@ -225,7 +231,13 @@ function mergeFilesystem(contributions: readonly Contribution[]): { filesystem?:
     }
     lists[key] = Object.freeze(entries);
   }
-  return { filesystem: Object.freeze(lists) };
+  // Scalars override, as jail settings do: the last file in merge order that writes one decides it.
+  let modes: Pick<FilesystemPolicy, 'writeMode' | 'deletes'> = {};
+  for (const { document } of contributions) {
+    if (document.filesystem?.writeMode !== undefined) modes = { ...modes, writeMode: document.filesystem.writeMode };
+    if (document.filesystem?.deletes !== undefined) modes = { ...modes, deletes: document.filesystem.deletes };
+  }
+  return { filesystem: Object.freeze({ ...lists, ...modes }) };
 }
 
 /**
@@ -252,6 +264,13 @@ function mergeJail(contributions: readonly Contribution[]): { jail?: JailPolicy 
       ...(anySockets ? { allowUnixSockets: Object.freeze(sockets) } : {}),
     }),
   };
+}
+
+/** Scalars override: the last file in merge order that sets dns.maxNamesPerWildcard decides it. */
+function mergeDns(contributions: readonly Contribution[]): { dns?: DnsPolicy } {
+  let maxNamesPerWildcard: number | undefined;
+  for (const { document } of contributions) maxNamesPerWildcard = document.dns?.maxNamesPerWildcard ?? maxNamesPerWildcard;
+  return maxNamesPerWildcard === undefined ? {} : { dns: Object.freeze({ maxNamesPerWildcard }) };
 }
 
 /** Appended in merge order; a range already listed is kept once, where first written. */

@@ -28,6 +28,7 @@ import type {
   CredentialAction,
   CredentialLocation,
   CredentialRule,
+  DnsPolicy,
   EgressBudget,
   FilesystemPathEntry,
   FilesystemPolicy,
@@ -67,6 +68,8 @@ export interface PolicyDocument {
   readonly jail?: JailPolicy;
   /** Absent when the file has no `allowPrivateDestinations:`. */
   readonly allowPrivateDestinations?: readonly PrivateDestinationEntry[];
+  /** Absent when the file sets no `dns:` setting. */
+  readonly dns?: DnsPolicy;
   readonly locate: Locate;
 }
 
@@ -144,6 +147,7 @@ function toDocument(file: PolicyFile, name: string, directory: string, locate: L
     ...(file.filesystem === undefined ? {} : { filesystem: toRuntimeFilesystem(file.filesystem, directory, locate) }),
     ...(file.jail?.allowLocalBinding === undefined && file.jail?.allowUnixSockets === undefined ? {} : { jail: toRuntimeJail(file.jail, locate) }),
     ...(file.allowPrivateDestinations === undefined ? {} : { allowPrivateDestinations: toRuntimePrivateDestinations(file.allowPrivateDestinations, locate) }),
+    ...(file.dns?.maxNamesPerWildcard === undefined ? {} : { dns: Object.freeze({ maxNamesPerWildcard: file.dns.maxNamesPerWildcard }) }),
     locate,
   };
 }
@@ -174,7 +178,14 @@ function toRuntimeFilesystem(section: FilesystemFile, baseDirectory: string, loc
   // ("<inline>") resolves against the process's working directory.
   const entries = (key: FilesystemPolicyKey): readonly FilesystemPathEntry[] =>
     Object.freeze((section[key] ?? []).map((path, index) => Object.freeze({ path, baseDirectory, source: Object.freeze(locate(['filesystem', key, index])) })));
-  return Object.freeze({ denyRead: entries('denyRead'), allowRead: entries('allowRead'), allowWrite: entries('allowWrite'), denyWrite: entries('denyWrite') });
+  return Object.freeze({
+    denyRead: entries('denyRead'),
+    allowRead: entries('allowRead'),
+    allowWrite: entries('allowWrite'),
+    denyWrite: entries('denyWrite'),
+    ...(section.writeMode === undefined ? {} : { writeMode: section.writeMode }),
+    ...(section.deletes === undefined ? {} : { deletes: section.deletes }),
+  });
 }
 
 function toRuntimeRule(rule: RuleFile, index: number, directory: string, locate: Locate): Rule {

@@ -303,10 +303,23 @@ export const filesystemFileSchema = z
         "Writable besides the working directory and the jail's private /tmp. Must exist when the command starts; shell startup files, .git/hooks, .git/config and editor settings inside stay read-only.",
       ),
       denyWrite: filesystemPaths('Read-only even inside the working directory or an allowWrite path; wins over allowWrite.'),
+      writeMode: z
+        .enum(['direct', 'overlay'], { error: fieldError('"direct" or "overlay"') })
+        .optional()
+        .meta({
+          description:
+            'direct (default): the command writes the working directory and allowWrite paths in place. overlay (Linux): its writes go to a private layer in your state directory; when it ends, srt-gw applies the safe ones and holds the rest (git hooks and configuration, startup and policy files, new executable bits, outside symlinks, files you changed meanwhile) for `srt-gw changes`.',
+        }),
+      deletes: z
+        .enum(['apply', 'hold'], { error: fieldError('"apply" or "hold"') })
+        .optional()
+        .meta({ description: 'With writeMode overlay: apply (default) the files and directories the command deleted, or hold every deletion for review.' }),
     },
     {
       error: (issue) =>
-        issue.code === 'invalid_type' ? 'must be a mapping with any of "denyRead", "allowRead", "allowWrite" and "denyWrite"' : undefined,
+        issue.code === 'invalid_type'
+          ? 'must be a mapping with any of "denyRead", "allowRead", "allowWrite", "denyWrite", "writeMode" and "deletes"'
+          : undefined,
     },
   )
   .meta({
@@ -406,6 +419,24 @@ const allowPrivateDestinations = z
       'Private ranges the gateway may connect to when an allowed name resolves into them. By default, after resolving a name the gateway refuses loopback, RFC 1918, CGNAT, link-local (cloud metadata), unique-local, multicast and its own addresses unless a rule names the address or range, or --resolve pins the name to it.',
   });
 
+export const dnsFileSchema = z
+  .strictObject(
+    {
+      maxNamesPerWildcard: z
+        .number({ error: fieldError('a whole number of names, such as 300') })
+        .int({ error: fieldError('a whole number of names, such as 300') })
+        .min(1, { error: fieldError('at least 1') })
+        .max(1_000_000, { error: fieldError('at most 1000000') })
+        .optional()
+        .meta({
+          description:
+            'Distinct names one wildcard rule ("*.example.test", "*") may admit per gateway run (default 300). Each new name under a wildcard costs an upstream DNS lookup that reaches the zone\'s own servers when the program connects, so many new names are a DNS tunnel; names beyond the cap are refused.',
+        }),
+    },
+    { error: fieldError('a mapping, such as { maxNamesPerWildcard: 300 }') },
+  )
+  .meta({ description: "Settings of the gateway's DNS for the sandbox." });
+
 const policyFileShape = {
   $schema: z.string({ error: fieldError('a string (the URL or path of the policy JSON Schema)') }).optional(),
   version: z.literal(1, { error: fieldError('1, the only policy format version', 'add "version: 1" at the top of the file') }),
@@ -414,6 +445,7 @@ const policyFileShape = {
   filesystem: filesystemFileSchema.optional(),
   jail: jailFileSchema.optional(),
   allowPrivateDestinations: allowPrivateDestinations.optional(),
+  dns: dnsFileSchema.optional(),
 };
 
 /** A file that extends others may leave its own rules out; any other file needs "rules:". */
@@ -468,12 +500,14 @@ export type FilesystemFile = z.output<typeof filesystemFileSchema>;
 export type JailFile = z.output<typeof jailFileSchema>;
 export type CredentialFile = z.output<typeof credentialFileSchema>;
 export type BudgetFile = z.output<typeof budgetFileSchema>;
+export type DnsFile = z.output<typeof dnsFileSchema>;
 
 export const POLICY_FILE_KEYS: readonly string[] = Object.keys(policyFileSchema.shape);
 export const EXTENDS_PRESET_FILE_KEYS: readonly string[] = Object.keys(extendsPresetFileSchema.shape);
 export const RULE_FILE_KEYS: readonly string[] = Object.keys(ruleFileSchema.shape);
 export const FILESYSTEM_FILE_KEYS: readonly string[] = Object.keys(filesystemFileSchema.shape);
 export const JAIL_FILE_KEYS: readonly string[] = Object.keys(jailFileSchema.shape);
+export const DNS_FILE_KEYS: readonly string[] = Object.keys(dnsFileSchema.shape);
 export const CREDENTIAL_FILE_KEYS: readonly string[] = Object.keys(credentialFileSchema.shape);
 export const SECRET_SOURCE_FILE_KEYS: readonly string[] = Object.keys(secretSourceFileSchema.shape);
 export const BUDGET_FILE_KEYS: readonly string[] = Object.keys(budgetFileSchema.shape);

@@ -124,7 +124,17 @@ export interface FilesystemPolicy {
   readonly allowRead: readonly FilesystemPathEntry[];
   readonly allowWrite: readonly FilesystemPathEntry[];
   readonly denyWrite: readonly FilesystemPathEntry[];
+  /**
+   * Where the command's writes to its writable roots go: 'direct' (absent: the default) in place;
+   * 'overlay' to a private layer that is reviewed and applied after the run (docs/overlay.md).
+   */
+  readonly writeMode?: WriteMode;
+  /** With writeMode 'overlay': apply the command's deletions (absent: 'apply') or hold them. */
+  readonly deletes?: DeletesMode;
 }
+
+export type WriteMode = 'direct' | 'overlay';
+export type DeletesMode = 'apply' | 'hold';
 
 /**
  * The `jail:` section: how `srt-gw run`'s jail treats the command beyond its network requests and
@@ -166,8 +176,19 @@ export interface Policy {
    * names the address or its range.
    */
   readonly allowPrivateDestinations?: readonly PrivateDestinationEntry[];
+  /** Absent when no file has a `dns:` section: the defaults apply. */
+  readonly dns?: DnsPolicy;
   /** Present when the policy file uses `extends:`: the files and presets merged into it. */
   readonly origin?: PolicyOrigin;
+}
+
+/** Settings of the gateway's DNS for the sandbox. */
+export interface DnsPolicy {
+  /**
+   * Distinct names one wildcard rule ("*.example.test", "*") admits per gateway run; later new
+   * names under it are refused. Absent: 300.
+   */
+  readonly maxNamesPerWildcard?: number;
 }
 
 /** What the gateway knows about one request when it asks for a decision. */

@@ -54,6 +54,21 @@ const initPart = args.slice(args.indexOf('--') + 1, commandStart);
 const valueOf = (list: string[], flag: string) => list[list.indexOf(flag) + 1];
 
 describe('bwrapArguments', () => {
+  it('with reviewed writes: binds the layers, names each root to the init, and adds DAC_OVERRIDE for overlayfs', () => {
+    const layersDir = join(root, 'layers');
+    const withOverlay = bwrapArguments({ ...options, overlay: { roots: [cwd], layersDir } }, invocation);
+    const start = withOverlay.indexOf('--', withOverlay.indexOf('--control-fd'));
+    const init = withOverlay.slice(withOverlay.indexOf('--') + 1, start);
+    const bwrap = withOverlay.slice(0, withOverlay.indexOf('--'));
+    expect(bwrap.join(' ')).toContain(`--bind ${layersDir} ${JAIL_PATHS.overlayLayersDir}`);
+    expect(bwrap.join(' ')).toContain('--cap-add CAP_DAC_OVERRIDE');
+    expect(valueOf(init, '--overlay-layers')).toBe(JAIL_PATHS.overlayLayersDir);
+    expect(valueOf(init, '--overlay')).toBe(cwd);
+    // Without it, none of that.
+    expect(bwrapPart.join(' ')).not.toContain('CAP_DAC_OVERRIDE');
+    expect(initPart).not.toContain('--overlay');
+  });
+
   it('makes every namespace and ties the jail to this process', () => {
     for (const flag of ['--unshare-user', '--unshare-net', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--die-with-parent', '--new-session']) {
       expect(bwrapPart).toContain(flag);

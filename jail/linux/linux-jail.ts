@@ -20,6 +20,8 @@ export const JAIL_PATHS = {
   gatewayDir: '/run/srt-gw/gateway',
   jailDir: '/run/srt-gw/jail',
   helpersDir: '/run/srt-gw/bin',
+  /** The upper and work directories of reviewed writes; the init unmounts it once the overlays are up. */
+  overlayLayersDir: '/run/srt-gw/layers',
 } as const;
 
 /** Distribution CA bundle files the trust bundle is mounted over, where they exist. */
@@ -100,6 +102,10 @@ export function bwrapArguments(options: JailPrepareOptions, invocation: BwrapInv
     '--new-session',
     '--cap-drop', 'ALL',
     ...INIT_CAPABILITIES.flatMap((cap) => ['--cap-add', cap]),
+    // overlayfs does its work (the work directory it makes mode 000, copy-ups, whiteouts) with
+    // the credentials of whoever mounted it: the init needs DAC_OVERRIDE for reviewed writes. It
+    // acts only on the caller's own files (the only uid mapped) and is dropped before the command.
+    ...(options.overlay === undefined ? [] : ['--cap-add', 'CAP_DAC_OVERRIDE']),
     '--json-status-fd', String(invocation.statusFd),
     // node tells a child where its IPC channel is; the command is not node's child and must not
     // go looking for one (it could not reach it: the init closes every descriptor but stdio).
@@ -112,6 +118,7 @@ export function bwrapArguments(options: JailPrepareOptions, invocation: BwrapInv
     '--ro-bind', runDirectory.jailDir, JAIL_PATHS.jailDir,
     '--ro-bind', dirname(invocation.helpers.init), JAIL_PATHS.helpersDir,
     '--ro-bind', invocation.hostsFile, '/etc/hosts',
+    ...(options.overlay === undefined ? [] : ['--bind', options.overlay.layersDir, JAIL_PATHS.overlayLayersDir]),
   ];
   for (const bundle of DISTRIBUTION_CA_BUNDLES) {
     if (existsSync(bundle)) args.push('--ro-bind', options.caBundle, bundle);
@@ -134,6 +141,7 @@ export function bwrapArguments(options: JailPrepareOptions, invocation: BwrapInv
     '--gid', String(invocation.gid),
     '--control-fd', String(invocation.controlFd),
     ...(invocation.allowedUnixSockets ?? []).flatMap((path) => ['--allow-unix-socket', path]),
+    ...(options.overlay === undefined ? [] : ['--overlay-layers', JAIL_PATHS.overlayLayersDir, ...options.overlay.roots.flatMap((root) => ['--overlay', root])]),
     '--',
     options.command,
     ...options.args,

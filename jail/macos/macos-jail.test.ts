@@ -120,6 +120,16 @@ describe('MacosJail.checkAvailable', () => {
   it('on macOS with sandbox-exec present, it is available', () => {
     expect(() => new MacosJail({ platform: 'darwin', sandboxExec: FAKE_SANDBOX_EXEC }).checkAvailable()).not.toThrow();
   });
+
+  it('refuses writeMode overlay (reviewed writes) with what to use instead, before anything runs', () => {
+    const jail = new MacosJail({ platform: 'darwin', sandboxExec: FAKE_SANDBOX_EXEC, reportViolations: false });
+    const overlay = { roots: [PROJECT], layersDir: join(ROOT, 'layers') };
+    for (const attempt of [() => jail.prepare({ ...spawnOptions('true', []), overlay }), () => jail.spawn({ ...spawnOptions('true', []), overlay })]) {
+      const error = errorOf(attempt);
+      expect(error.code).toBe(ErrorCodes.JAIL_UNAVAILABLE);
+      expect(error.message).toMatch(/writeMode overlay.*Linux jail.*use writeMode direct on macOS/);
+    }
+  });
 });
 
 describe('MacosJail.spawn (a stand-in sandbox-exec)', () => {

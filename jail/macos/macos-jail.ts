@@ -124,6 +124,7 @@ export class MacosJail implements Jail {
    */
   prepare(options: JailPrepareOptions): PreparedJail {
     this.checkAvailable();
+    refuseOverlay(options);
     return {
       start: (gateway) => this.spawn({ ...options, gateway }),
       abort: async () => undefined,
@@ -132,6 +133,7 @@ export class MacosJail implements Jail {
 
   spawn(options: JailSpawnOptions): MacosJailedProcess {
     this.checkAvailable();
+    refuseOverlay(options);
     const tmpDir = join(options.runDirectory.path, 'tmp');
     mkdirSync(tmpDir, { recursive: true, mode: 0o700 });
     const logTag = `srt-gw-${randomBytes(8).toString('hex')}`;
@@ -196,4 +198,16 @@ export class MacosJail implements Jail {
     const why = probe.error?.message ?? (probe.stderr.trim().split('\n')[0] || `exit status ${probe.status ?? probe.signal}`);
     throw new SrtGwError(ErrorCodes.JAIL_UNAVAILABLE, `sandbox-exec refused the generated profile (${why}); this is a bug in srt-gw or an unsupported macOS version: please report it with the output of srt-gw doctor`);
   }
+}
+
+/**
+ * Seatbelt can allow or deny a write, not redirect it: there is no overlay to keep the command's
+ * writes apart for review, so a run that asked for one does not start rather than writing directly.
+ */
+function refuseOverlay(options: JailPrepareOptions): void {
+  if (options.overlay === undefined) return;
+  throw new SrtGwError(
+    ErrorCodes.JAIL_UNAVAILABLE,
+    'filesystem.writeMode overlay (reviewed writes) needs the Linux jail: the macOS Seatbelt jail cannot redirect writes to a private layer; use writeMode direct on macOS',
+  );
 }
