@@ -2,6 +2,7 @@
 // Exit status: the command's (128+N when signal N killed it); 125 when srt-gw itself could not
 // start the run (bad flag or policy, jail unavailable), with a message saying what to do.
 import { constants as osConstants } from 'node:os';
+import { isAbsolute, relative } from 'node:path';
 import { isSrtGwError } from '../errors.js';
 import { formatDenialSummary } from '../jail/denial-summary.js';
 import { JAIL_SETUP_FAILED } from '../jail/jail.js';
@@ -90,12 +91,28 @@ export async function run(command: string, args: string[], flags: RunFlags): Pro
       process.stderr.write(formatHeldSummary({ id: result.changesId ?? '', applied: result.applied, held: result.held }));
     }
     if (!flags.quiet && flags.writePolicy !== undefined) process.stderr.write(`srt-gw: draft policy written to ${flags.writePolicy} (review it, then: srt-gw policy check ${flags.writePolicy})\n`);
+    if (!flags.quiet && result.exitCode !== 0) process.stderr.write(formatPlaceholderHint(result.readOnlyPlaceholders, settings.cwd));
     return result.exitCode;
   } catch (error) {
     return reportSetupFailure(error);
   } finally {
     for (const [signal, handler] of handlers) process.off(signal, handler);
   }
+}
+
+/**
+ * After a failed command: the protected paths that did not exist and so stayed read-only in the
+ * jail, in the working directory. A command that got "Read-only file system" there (git init, an
+ * editor writing its settings) learns why, and what to do instead. Empty when there are none.
+ */
+export function formatPlaceholderHint(placeholders: readonly string[], cwd: string): string {
+  const names = placeholders
+    .map((path) => relative(cwd, path))
+    .filter((name) => name !== '' && !name.startsWith('..') && !isAbsolute(name) && !name.includes('/'))
+    .sort();
+  if (names.length === 0) return '';
+  const git = names.includes('.git') ? '; for a repository, run git init before srt-gw run' : '';
+  return `srt-gw: read-only in the jail because they did not exist (they configure programs that run on the host later): ${names.join(' ')}${git}, or review such writes with --write-mode overlay\n`;
 }
 
 function reportSetupFailure(error: unknown): number {

@@ -93,6 +93,12 @@ export interface RunResult {
   held: readonly Change[];
   /** writeMode overlay, when something is held: the id for `srt-gw changes show|apply|drop`. */
   changesId?: string;
+  /**
+   * Protected paths that did not exist, shown read-only and empty in the jail so the command
+   * could not create them (a repository's .git, editor and agent settings): a command that
+   * failed may have tried to. Absolute; empty with writeMode overlay and on macOS.
+   */
+  readOnlyPlaceholders: readonly string[];
 }
 
 /** This platform's jail; the macOS backend loads only on macOS. */
@@ -248,6 +254,7 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
       applied: outcome?.applied ?? [],
       held: outcome?.held ?? [],
       ...(outcome !== undefined && outcome.held.length > 0 ? { changesId: outcome.id } : {}),
+      readOnlyPlaceholders: mountPoints?.paths ?? [],
     };
   } finally {
     // The gateway failed to start: the held command never runs.

@@ -1,6 +1,7 @@
 // The end-of-run summary of `srt-gw run` lists upstream failures (an allowed request the
-// upstream side could not serve) beside what the policy denied, so a user sees both at once.
-import { mkdtempSync, realpathSync, rmSync } from 'node:fs';
+// upstream side could not serve) beside what the policy denied, so a user sees both at once; and
+// after a failed command, which protected paths were read-only because they did not exist.
+import { mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,5 +39,35 @@ describe.skipIf(skip !== null)('the end-of-run summary', () => {
     expect(result.stdout).toContain('502');
     expect(result.stderr).toMatch(/srt-gw: allowed, but the upstream failed:\n {2}api\.example\.test:80 {2}GET \/v1\/x {2}\[cli-allow-api\.example\.test\] could not resolve api\.example\.test/);
     expect(result.stderr).toMatch(/srt-gw: denied during this run:\n {2}other\.example\.test {2}DNS lookup/);
+  });
+
+  it('after a failed git init in a directory without .git, says .git was read-only and what to do', async () => {
+    ensureBuilt();
+    const project = join(dir, 'no-repository');
+    mkdirSync(project);
+    const result = await srtGwRun({
+      flags: ['--ca-dir', join(dir, 'ca')],
+      command: ['git', 'init', '-q'],
+      cwd: project,
+      env: jailTestEnv({ HOME: join(dir, 'home'), XDG_STATE_HOME: join(dir, 'state') }),
+      timeoutMs: 60_000,
+    });
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/srt-gw: read-only in the jail because they did not exist \(they configure programs that run on the host later\): .*\.git .*; for a repository, run git init before srt-gw run, or review such writes with --write-mode overlay/);
+    // Nothing stays behind on the host.
+    expect(readdirSync(project)).toEqual([]);
+  });
+
+  it('says nothing of placeholders when the command succeeded', async () => {
+    const project = join(dir, 'fine');
+    mkdirSync(project);
+    const result = await srtGwRun({
+      flags: ['--ca-dir', join(dir, 'ca')],
+      command: ['true'],
+      cwd: project,
+      env: jailTestEnv({ HOME: join(dir, 'home'), XDG_STATE_HOME: join(dir, 'state') }),
+    });
+    expect(result.code).toBe(0);
+    expect(result.stderr).not.toContain('read-only in the jail');
   });
 });
