@@ -5,7 +5,7 @@ import { closeSync, lstatSync, openSync, readlinkSync, readSync } from 'node:fs'
 import { isAbsolute, relative, resolve } from 'node:path';
 import { homedir } from 'node:os';
 import { ErrorCodes, SrtGwError } from '../errors.js';
-import { isWithin } from '../jail/filesystem-rules.js';
+import { isWithin } from '../jail/filesystem/canonical-path.js';
 import { findNativeHelpers } from '../jail/linux/native-helpers.js';
 import { applyHeldChanges, heldChanges, upperPathOf } from '../jail/overlay/change-application.js';
 import { ChangeSet, type Change } from '../jail/overlay/held-changes-store.js';

@@ -5,15 +5,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { ErrorCodes } from '../errors.js';
 import type { FilesystemPolicy, FilesystemPolicyKey } from '../policies/types.js';
+import { DEFAULT_HIDDEN_PATHS, DEFAULT_READ_ONLY_PATHS, GIT_DIRECTORY_PROTECTED, MACOS_DEFAULT_HIDDEN_PATHS, PROTECTED_IN_WRITABLE_ROOTS } from './filesystem/built-in-paths.js';
 import {
-  canonicalPath,
-  DEFAULT_HIDDEN_PATHS,
-  DEFAULT_READ_ONLY_PATHS,
   filesystemAccess,
-  GIT_DIRECTORY_PROTECTED,
-  hooksPathsIn,
-  MACOS_DEFAULT_HIDDEN_PATHS,
-  PROTECTED_IN_WRITABLE_ROOTS,
   resolveFilesystemRules,
   type FilesystemAccess,
   type FilesystemContext,
@@ -68,7 +62,6 @@ file(join(PROJECT, '.vscode/tasks.json'));
 file(join(PROJECT, 'tools/hooks/pre-commit'));
 file(join(POLICY_DIR, 'policy.yaml'));
 link(join(PROJECT, 'link-to-ssh'), '../.ssh');
-link(join(PROJECT, 'dangling'), join(ROOT, 'opt/not-yet'));
 link(join(HOME, 'alias'), 'project');
 link(join(HOME, 'deep'), join(ROOT, 'opt/corp'));
 link(join(ROOT, 'home-link'), 'home');
@@ -88,7 +81,7 @@ file(join(ROOT, 'main-repo/.git/config'));
 file(join(ROOT, 'linked-home/dotfiles/bashrc'));
 link(join(ROOT, 'linked-home/.bashrc'), 'dotfiles/bashrc');
 mkdirSync(join(ROOT, 'empty-home'), { recursive: true });
-// A writable root holding every protected name, one holding none, and a husky repository.
+// A writable root holding every protected name and one holding none.
 const FULL_ROOT = join(ROOT, 'full-root');
 const EMPTY_ROOT = join(ROOT, 'empty-root');
 for (const entry of PROTECTED_IN_WRITABLE_ROOTS) {
@@ -96,11 +89,6 @@ for (const entry of PROTECTED_IN_WRITABLE_ROOTS) {
   else file(join(FULL_ROOT, entry.path));
 }
 mkdirSync(EMPTY_ROOT, { recursive: true });
-file(join(ROOT, 'husky-repo/.git/HEAD'), 'ref: refs/heads/main\n');
-file(join(ROOT, 'husky-repo/.git/config'), '[core]\n\thooksPath = .husky/_\n');
-file(join(ROOT, 'husky-repo/.husky/_/h'));
-file(join(ROOT, 'husky-repo/.husky/pre-commit'));
-file(join(ROOT, 'husky-repo/src/index.ts'));
 
 type Lists = Partial<Record<FilesystemPolicyKey, readonly string[]>>;
 
@@ -117,7 +105,6 @@ function contextOf(overrides: Partial<FilesystemContext> = {}): FilesystemContex
 function resolve(lists: Lists = {}, overrides: Partial<FilesystemContext> = {}): ResolvedFilesystemRules {
   return resolveFilesystemRules(policyOf(lists), contextOf(overrides));
 }
-
 
 interface AccessCase {
   name: string;
@@ -293,36 +280,10 @@ describe('protected names: each entry and the rule it resolves to', () => {
     expect(ruleAt(resolved, path)).toEqual({ effect: 'deny-write', origin: { kind: 'built-in', written: entry.path }, exists: false, kind: entry.kind, access: 'read-only' });
   });
 
-  test.each(GIT_DIRECTORY_PROTECTED)("$path of a worktree's git directory and of its common directory is protected", (entry) => {
-    const resolved = resolve({ allowWrite: [ROOT] }, { cwd: join(ROOT, 'worktree'), platform: 'linux' });
-    for (const gitDirectory of [join(ROOT, 'main-repo/.git/worktrees/wt'), join(ROOT, 'main-repo/.git')]) {
-      const path = join(gitDirectory, entry.path);
-      const present = entry.path === 'commondir' ? gitDirectory.endsWith('wt') : true;
-      expect(filesystemAccess(resolved, path).access, path).toBe(entry.ifPresent === true && !present ? 'read-write' : 'read-only');
-    }
-  });
-
-  test.each(GIT_DIRECTORY_PROTECTED)("$path of a submodule's git directory is protected", (entry) => {
-    const path = join(PROJECT, '.git/modules/lib', entry.path);
-    expect(filesystemAccess(resolve({}, { platform: 'linux' }), path).access).toBe(entry.ifPresent === true ? 'read-write' : 'read-only');
-  });
-
   test('a missing .git/commondir gets no stand-in on Linux (git refuses an empty one); on macOS it is denied all the same', () => {
     expect(resolve({}, { platform: 'linux' }).points.some((point) => point.path === join(PROJECT, '.git/commondir'))).toBe(false);
     expect(filesystemAccess(resolve({}, { platform: 'darwin' }), join(PROJECT, '.git/commondir')).access).toBe('read-only');
     expect(filesystemAccess(resolve({}, { platform: 'darwin' }), join(PROJECT, '.srt-gw.yaml')).access).toBe('read-only');
-  });
-
-  test('husky: core.hooksPath .husky/_ makes .husky read-only as a whole, the scripts it runs included', () => {
-    const resolved = resolve({}, { cwd: join(ROOT, 'husky-repo') });
-    expect(filesystemAccess(resolved, join(ROOT, 'husky-repo/.husky/_/h')).access).toBe('read-only');
-    expect(filesystemAccess(resolved, join(ROOT, 'husky-repo/.husky/pre-commit')).access).toBe('read-only');
-    expect(filesystemAccess(resolved, join(ROOT, 'husky-repo/.husky/new-hook')).access).toBe('read-only');
-    expect(filesystemAccess(resolved, join(ROOT, 'husky-repo/src/index.ts')).access).toBe('read-write');
-  });
-
-  test('a hooks path not named "_" protects itself only, not its parent', () => {
-    expect(filesystemAccess(resolve(), join(PROJECT, 'tools/other.sh')).access).toBe('read-write');
   });
 
   test('with a read-only home, no missing home path gets a mount point on the host', () => {
@@ -479,38 +440,5 @@ describe('resolved rules', () => {
 
   test('no anchors where nothing above a protection is writable', () => {
     expect(resolve({}, { cwd: join(ROOT, 'opt/corp') }).points.filter((point) => point.anchor && !point.path.startsWith(join(ROOT, 'opt/corp')))).toEqual([]);
-  });
-});
-
-describe('canonicalPath', () => {
-  test.each([
-    ['an existing path through a symlink', join(HOME, 'alias/src'), join(PROJECT, 'src')],
-    ['a missing tail after a symlink', join(HOME, 'alias/new/file'), join(PROJECT, 'new/file')],
-    ['a dangling symlink resolves to its target', join(PROJECT, 'dangling/file'), join(ROOT, 'opt/not-yet/file')],
-    // Template strings, not join(): join() would apply ".." before the test could.
-    ['".." after a symlink climbs from its target', `${HOME}/deep/../readme`, join(ROOT, 'opt/readme')],
-    ['".." inside a missing part is applied to the missing part', `${HOME}/missing/../.ssh`, join(HOME, '.ssh')],
-    ['"." and doubled slashes', `${HOME}/./.ssh//`, join(HOME, '.ssh')],
-    ['a path below a regular file stays as written', join(HOME, '.bashrc/inner'), join(HOME, '.bashrc/inner')],
-  ])('%s', (_name, input, expected) => {
-    expect(canonicalPath(input)).toBe(expected);
-  });
-
-  test('a symlink loop stays as named instead of hanging', () => {
-    link(join(ROOT, 'loop-a'), 'loop-b');
-    link(join(ROOT, 'loop-b'), 'loop-a');
-    expect(canonicalPath(join(ROOT, 'loop-a/x')).startsWith(ROOT)).toBe(true);
-  });
-});
-
-describe('hooksPathsIn', () => {
-  test.each([
-    ['plain', '[core]\n\thooksPath = .husky\n', ['.husky']],
-    ['quoted, with a comment', '[core]\n  hooksPath = "my hooks" # note\n', ['my hooks']],
-    ['any case, key on the section line', '[CORE] HooksPath=/opt/hooks\n', ['/opt/hooks']],
-    ['other sections are ignored', '[alias]\n\thooksPath = nope\n[core]\n\tbare = false\n', []],
-    ['a subsection is not core', '[core "x"]\n\thooksPath = nope\n', []],
-  ])('%s', (_name, text, expected) => {
-    expect(hooksPathsIn(text)).toEqual(expected);
   });
 });

@@ -20,17 +20,19 @@
 //  5. A readable path is writable when it lies in cwd or an allowWrite and in no read-only rule:
 //     denyWrite, DEFAULT_READ_ONLY_PATHS (startup files in the home), alwaysReadOnly, ownCode, in
 //     every writable root PROTECTED_IN_WRITABLE_ROOTS, and in every git directory its repository
-//     uses GIT_DIRECTORY_PROTECTED (plus core.hooksPath). The lists below are the only place these
-//     names live. Read-only rules are vetoes whatever their depth: a denyWrite above an allowWrite
-//     still wins. What static rules cannot cover (repositories and files created during the run)
-//     is held after it: jail/planted-files.ts.
+//     uses GIT_DIRECTORY_PROTECTED (plus core.hooksPath); these lists live only in
+//     filesystem/built-in-paths.ts. Read-only rules are vetoes whatever their depth: a denyWrite
+//     above an allowWrite still wins. What static rules cannot cover (repositories and files
+//     created during the run) is held after it: jail/planted-files.ts.
 //  6. Everything else is read-only.
 // A protection that a parent's rename would undo (mv .git x; mkdir .git) marks the writable
 // directories above it `anchor`, for the backend to pin in place.
-import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
-import { basename, dirname, isAbsolute } from 'node:path';
+import { dirname, isAbsolute } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import type { FilesystemPathEntry, FilesystemPolicy, FilesystemPolicyKey, SourceLocation } from '../policies/types.js';
+import { DEFAULT_READ_ONLY_PATHS, defaultHiddenPaths, PROTECTED_IN_WRITABLE_ROOTS } from './filesystem/built-in-paths.js';
+import { canonicalPath, depthOf, expandHome, expandWritten, isSymlink, isWithin, nothingAt, parentOf, probe } from './filesystem/canonical-path.js';
+import { repositoryPaths } from './filesystem/git-repositories.js';
 
 export interface FilesystemContext {
   /** Absolute home directory. */
@@ -145,177 +147,6 @@ export interface ResolvedFilesystemRules {
   readonly warnings: readonly FilesystemWarning[];
 }
 
-interface BuiltInPath {
-  /** "~/..." or a name inside a writable root. */
-  readonly path: string;
-  readonly kind: 'directory' | 'file';
-  readonly what: string;
-  /**
-   * On Linux protected only when it exists at start: a missing one gets no stand-in mount point
-   * (see where it is set for why); macOS needs none and protects it either way.
-   */
-  readonly ifPresent?: true;
-}
-
-/**
- * Hidden unless allowRead reopens them: where developer machines keep credentials, session
- * cookies and typed secrets. The brief's list, plus other common credential stores and the shell
- * and REPL histories, which routinely hold pasted tokens.
- */
-export const DEFAULT_HIDDEN_PATHS: readonly BuiltInPath[] = Object.freeze([
-  { path: '~/.ssh', kind: 'directory', what: 'SSH keys' },
-  { path: '~/.aws', kind: 'directory', what: 'AWS credentials' },
-  { path: '~/.gnupg', kind: 'directory', what: 'GnuPG private keys' },
-  { path: '~/.kube', kind: 'directory', what: 'Kubernetes credentials' },
-  { path: '~/.docker/config.json', kind: 'file', what: 'Docker registry credentials' },
-  { path: '~/.netrc', kind: 'file', what: 'netrc passwords' },
-  { path: '~/.config/gcloud', kind: 'directory', what: 'Google Cloud credentials' },
-  { path: '~/.azure', kind: 'directory', what: 'Azure CLI credentials' },
-  { path: '~/.config/gh', kind: 'directory', what: 'the GitHub CLI token' },
-  { path: '~/.config/hub', kind: 'file', what: 'the hub GitHub token' },
-  { path: '~/.git-credentials', kind: 'file', what: 'git stored credentials' },
-  { path: '~/.npmrc', kind: 'file', what: 'npm registry tokens' },
-  { path: '~/.pypirc', kind: 'file', what: 'PyPI tokens' },
-  { path: '~/.gem/credentials', kind: 'file', what: 'the RubyGems API key' },
-  { path: '~/.cargo/credentials', kind: 'file', what: 'the crates.io token' },
-  { path: '~/.cargo/credentials.toml', kind: 'file', what: 'the crates.io token' },
-  { path: '~/.terraform.d/credentials.tfrc.json', kind: 'file', what: 'Terraform Cloud tokens' },
-  { path: '~/.vault-token', kind: 'file', what: 'the HashiCorp Vault token' },
-  { path: '~/.config/doctl', kind: 'directory', what: 'the DigitalOcean token' },
-  { path: '~/.oci', kind: 'directory', what: 'Oracle Cloud keys' },
-  { path: '~/.config/rclone', kind: 'directory', what: 'rclone remotes and their credentials' },
-  { path: '~/.s3cfg', kind: 'file', what: 's3cmd keys' },
-  { path: '~/.pgpass', kind: 'file', what: 'PostgreSQL passwords' },
-  { path: '~/.my.cnf', kind: 'file', what: 'MySQL passwords' },
-  { path: '~/.config/op', kind: 'directory', what: '1Password CLI sessions' },
-  { path: '~/.password-store', kind: 'directory', what: 'pass passwords' },
-  { path: '~/.local/share/keyrings', kind: 'directory', what: 'GNOME keyrings' },
-  { path: '~/.pki', kind: 'directory', what: 'the NSS certificate and key database' },
-  { path: '~/.mozilla', kind: 'directory', what: 'Firefox profiles (cookies, saved passwords)' },
-  { path: '~/.thunderbird', kind: 'directory', what: 'Thunderbird profiles (mail, saved passwords)' },
-  { path: '~/.config/google-chrome', kind: 'directory', what: 'Chrome profiles (cookies, saved passwords)' },
-  { path: '~/.config/chromium', kind: 'directory', what: 'Chromium profiles (cookies, saved passwords)' },
-  { path: '~/.config/BraveSoftware', kind: 'directory', what: 'Brave profiles (cookies, saved passwords)' },
-  { path: '~/.config/microsoft-edge', kind: 'directory', what: 'Edge profiles (cookies, saved passwords)' },
-  { path: '~/.bash_history', kind: 'file', what: 'shell history, which often holds pasted secrets' },
-  { path: '~/.zsh_history', kind: 'file', what: 'shell history, which often holds pasted secrets' },
-  { path: '~/.local/share/fish/fish_history', kind: 'file', what: 'shell history, which often holds pasted secrets' },
-  { path: '~/.python_history', kind: 'file', what: 'REPL history, which often holds pasted secrets' },
-  { path: '~/.node_repl_history', kind: 'file', what: 'REPL history, which often holds pasted secrets' },
-  { path: '~/.psql_history', kind: 'file', what: 'psql history, which often holds pasted secrets' },
-  { path: '~/.mysql_history', kind: 'file', what: 'mysql history, which often holds pasted secrets' },
-]);
-
-/**
- * Hidden on macOS only, on top of DEFAULT_HIDDEN_PATHS: where macOS and its applications keep
- * secrets and private data under ~/Library. Not on Linux, where nothing lives there and bubblewrap
- * would create an empty mount point for each missing path.
- */
-export const MACOS_DEFAULT_HIDDEN_PATHS: readonly BuiltInPath[] = Object.freeze([
-  { path: '~/Library/Keychains', kind: 'directory', what: 'macOS keychains (passwords, keys, certificates)' },
-  { path: '~/Library/Cookies', kind: 'directory', what: 'HTTP cookies of macOS applications (session tokens)' },
-  { path: '~/Library/Safari', kind: 'directory', what: 'Safari history, bookmarks and browsing data' },
-  { path: '~/Library/Containers/com.apple.Safari', kind: 'directory', what: 'Safari data (cookies, local storage)' },
-  { path: '~/Library/Application Support/Google/Chrome', kind: 'directory', what: 'Chrome profiles (cookies, saved passwords)' },
-  { path: '~/Library/Application Support/Chromium', kind: 'directory', what: 'Chromium profiles (cookies, saved passwords)' },
-  { path: '~/Library/Application Support/BraveSoftware', kind: 'directory', what: 'Brave profiles (cookies, saved passwords)' },
-  { path: '~/Library/Application Support/Microsoft Edge', kind: 'directory', what: 'Edge profiles (cookies, saved passwords)' },
-  { path: '~/Library/Application Support/Arc', kind: 'directory', what: 'Arc profiles (cookies, saved passwords)' },
-  { path: '~/Library/Application Support/Firefox', kind: 'directory', what: 'Firefox profiles (cookies, saved passwords)' },
-  { path: '~/Library/Thunderbird', kind: 'directory', what: 'Thunderbird profiles (mail, saved passwords)' },
-  { path: '~/Library/Application Support/1Password', kind: 'directory', what: '1Password vaults and settings' },
-  // 2BUA8C4S2C is 1Password's Apple team identifier: the same on every Mac. The SSH agent socket is in here too.
-  { path: '~/Library/Group Containers/2BUA8C4S2C.com.1password', kind: 'directory', what: '1Password vaults, settings and its SSH agent socket' },
-  { path: '~/Library/Mail', kind: 'directory', what: 'Apple Mail messages and accounts' },
-  { path: '~/Library/Messages', kind: 'directory', what: 'iMessage and SMS history and attachments' },
-  { path: '~/Library/Group Containers/group.com.apple.notes', kind: 'directory', what: 'Apple Notes' },
-  { path: '~/Library/Application Support/AddressBook', kind: 'directory', what: 'Contacts' },
-  { path: '~/Library/Calendars', kind: 'directory', what: 'Calendar events' },
-]);
-
-/** The built-in hidden paths of a platform's jail. */
-export function defaultHiddenPaths(platform: NodeJS.Platform): readonly BuiltInPath[] {
-  return platform === 'darwin' ? [...DEFAULT_HIDDEN_PATHS, ...MACOS_DEFAULT_HIDDEN_PATHS] : DEFAULT_HIDDEN_PATHS;
-}
-
-/**
- * Read-only even under a writable path: files that run code in your next shell, login, editor,
- * desktop session or git command, or that start programs for agents and editors.
- */
-export const DEFAULT_READ_ONLY_PATHS: readonly BuiltInPath[] = Object.freeze([
-  ...['~/.bashrc', '~/.bash_profile', '~/.bash_login', '~/.bash_logout', '~/.profile'].map((path) => ({
-    path,
-    kind: 'file' as const,
-    what: 'a shell startup file runs in your next shell',
-  })),
-  ...['~/.zshrc', '~/.zprofile', '~/.zshenv', '~/.zlogin', '~/.zlogout'].map((path) => ({
-    path,
-    kind: 'file' as const,
-    what: 'a shell startup file runs in your next shell',
-  })),
-  { path: '~/.config/fish', kind: 'directory', what: 'fish startup files run in your next shell' },
-  { path: '~/.gitconfig', kind: 'file', what: 'git configuration can name programs git runs (core.fsmonitor, hooks)' },
-  { path: '~/.config/git', kind: 'directory', what: 'git configuration can name programs git runs (core.fsmonitor, hooks)' },
-  { path: '~/.claude.json', kind: 'file', what: 'Claude Code settings name the MCP servers it starts' },
-  { path: '~/.vimrc', kind: 'file', what: 'vim runs its startup file' },
-  { path: '~/.config/nvim', kind: 'directory', what: 'Neovim runs its startup files and plugins' },
-  { path: '~/.emacs', kind: 'file', what: 'Emacs runs its startup file' },
-  { path: '~/.emacs.d', kind: 'directory', what: 'Emacs runs its startup files and packages' },
-  { path: '~/.tmux.conf', kind: 'file', what: 'tmux configuration can run commands' },
-  { path: '~/.config/direnv', kind: 'directory', what: 'direnv configuration and its allow list decide which .envrc files run' },
-  { path: '~/.config/Code/User', kind: 'directory', what: 'VS Code user settings and tasks can start programs' },
-  { path: '~/.xprofile', kind: 'file', what: 'runs at your next graphical login' },
-  { path: '~/.xsession', kind: 'file', what: 'runs at your next graphical login' },
-  { path: '~/.config/autostart', kind: 'directory', what: 'desktop autostart entries run at your next login' },
-  { path: '~/.config/environment.d', kind: 'directory', what: 'systemd sets these variables (PATH, LD_PRELOAD) for your next login' },
-  { path: '~/.config/systemd', kind: 'directory', what: 'systemd user units run outside the jail' },
-  { path: '~/.config/srt-gw', kind: 'directory', what: "srt-gw's own configuration" },
-]);
-
-/**
- * What git reads from a git directory that can make it run a program or read another git
- * directory: protected in `.git` of every writable root and in every git directory a writable
- * root's repository uses (a worktree's, its common one, submodules'), found at start.
- */
-export const GIT_DIRECTORY_PROTECTED: readonly BuiltInPath[] = Object.freeze([
-  { path: 'hooks', kind: 'directory', what: 'git hooks run outside the jail on your next git command' },
-  { path: 'config', kind: 'file', what: 'git configuration can name programs git runs (core.fsmonitor, core.hooksPath)' },
-  { path: 'config.worktree', kind: 'file', what: 'per-worktree git configuration can name programs git runs (core.fsmonitor)' },
-  { path: 'info', kind: 'directory', what: 'info/attributes selects the filters and diff drivers git runs on files' },
-  // A stand-in for a missing commondir would break git (it refuses an empty one): protected when
-  // present; one the command creates is held after the run (jail/planted-files.ts).
-  { path: 'commondir', kind: 'file', what: 'commondir makes git read another git directory, with its own configuration and hooks', ifPresent: true },
-]);
-
-/**
- * Read-only inside the working directory and every allowWrite directory (the writable roots),
- * whether they exist or not: what the host runs or obeys later when a shell, git, direnv, an
- * editor or an agent starts in that directory. docs/run.md ("Hidden and protected paths") spells
- * out these lists for users: keep it in step.
- */
-export const PROTECTED_IN_WRITABLE_ROOTS: readonly BuiltInPath[] = Object.freeze([
-  ...GIT_DIRECTORY_PROTECTED.map((entry) => ({ ...entry, path: `.git/${entry.path}` })),
-  ...['.bashrc', '.bash_profile', '.bash_login', '.profile', '.zshrc', '.zprofile', '.zshenv'].map((path) => ({
-    path,
-    kind: 'file' as const,
-    what: 'a shell startup file runs in your next shell when this directory is a home',
-  })),
-  { path: '.gitconfig', kind: 'file', what: 'git configuration can name programs git runs when this directory is a home' },
-  { path: '.gitmodules', kind: 'file', what: 'submodule definitions choose what git clones and checks out' },
-  { path: '.ripgreprc', kind: 'file', what: 'ripgrep configuration can name programs it runs (--pre)' },
-  { path: '.pre-commit-config.yaml', kind: 'file', what: 'pre-commit runs the programs it names on your next commit' },
-  { path: '.envrc', kind: 'file', what: 'direnv runs it when you enter the directory' },
-  { path: '.mcp.json', kind: 'file', what: 'MCP server definitions start programs' },
-  // A stand-in for a missing policy file would be found by the next srt-gw run here: protected when
-  // present; one the command creates is held after the run (jail/planted-files.ts).
-  { path: '.srt-gw.yaml', kind: 'file', what: 'the srt-gw policy a run here discovers', ifPresent: true },
-  { path: '.srt.json', kind: 'file', what: 'the srt settings a run here discovers', ifPresent: true },
-  { path: '.vscode', kind: 'directory', what: 'VS Code tasks and settings can start programs' },
-  { path: '.idea', kind: 'directory', what: 'JetBrains run configurations can start programs' },
-  { path: '.claude', kind: 'directory', what: 'Claude Code settings and hooks start programs' },
-  { path: '.cursor', kind: 'directory', what: 'Cursor settings can start programs' },
-]);
-
 const PRIVATE_DIRECTORIES: readonly { path: string; reason: string }[] = [
   { path: '/tmp', reason: "the jail's own empty /tmp: writable, discarded after the run; the host's /tmp is not visible" },
   {
@@ -324,11 +155,6 @@ const PRIVATE_DIRECTORIES: readonly { path: string; reason: string }[] = [
   },
 ];
 const READ_ONLY_DEFAULT_REASON = 'read-only: only the working directory, /tmp and filesystem.allowWrite paths are writable';
-/** As the kernel's MAXSYMLINKS: more links than this in one path is a loop. */
-const MAX_SYMLINKS = 40;
-/** Bounds the scan for submodules' git directories (.git/modules/a/modules/b ...). */
-const MAX_SUBMODULE_DEPTH = 4;
-const MAX_SUBMODULES = 200;
 
 /** Resolves the policy section and the built-in defaults for one run; reads the filesystem. */
 export function resolveFilesystemRules(policy: FilesystemPolicy | undefined, context: FilesystemContext): ResolvedFilesystemRules {
@@ -490,32 +316,6 @@ export function filesystemAccess(resolved: ResolvedFilesystemRules, path: string
   return evaluate(canonicalPath(path));
 }
 
-/**
- * The path the kernel would reach: ".", ".." and symlinks (dangling ones included) resolved; the
- * part below the deepest existing directory is appended as written. A symlink loop stays as named.
- */
-export function canonicalPath(path: string): string {
-  if (!isAbsolute(path)) throw new TypeError(`canonicalPath needs an absolute path (got ${JSON.stringify(path)})`);
-  // Most protected paths do not exist. Nothing at a plainly spelled path (not even a dangling
-  // symlink) is its parent's canonical form plus its name: found with one lstat that throws no
-  // exception, where realpath's failure and a walk from / cost ~10x as much (start-up of run).
-  if (path !== '/' && isPlainPath(path) && nothingAt(path)) {
-    const parent = canonicalPath(parentOf(path));
-    return `${parent === '/' ? '' : parent}/${basename(path)}`;
-  }
-  try {
-    // .native: the JS realpath applies ".." lexically before following symlinks; the kernel does not.
-    return realpathSync.native(path);
-  } catch {
-    return walkPath(path, { left: MAX_SYMLINKS });
-  }
-}
-
-/** Whether `path` is `root` or below it (both canonical). */
-export function isWithin(path: string, root: string): boolean {
-  return path === root || root === '/' || path.startsWith(`${root}/`);
-}
-
 type Evaluate = (path: string) => { access: FilesystemAccess; rule: FilesystemRule };
 const evaluators = new WeakMap<readonly FilesystemRule[], Evaluate>();
 
@@ -612,155 +412,6 @@ function symlinkedProtectedNames(names: readonly { lexical: string; parentOfName
   return warnings;
 }
 
-/**
- * What git would run from a writable root: the git directory (or the one a `.git` file points to)
- * with its hooks and config, the common directory of a worktree, submodules' git directories, and
- * core.hooksPath from the repository's and the user's git configuration.
- */
-function repositoryPaths(root: string, home: string): BuiltInPath[] {
-  const paths: BuiltInPath[] = [];
-  const dotGit = `${root}/.git`;
-  const gitDirectories: string[] = [];
-  if (probe(canonicalPath(dotGit)).kind === 'file') {
-    paths.push({ path: '.git', kind: 'file', what: "the pointer to this checkout's git directory" });
-    const pointer = /^gitdir:\s*(.+?)\s*$/m.exec(readText(dotGit) ?? '')?.[1];
-    if (pointer !== undefined) gitDirectories.push(pointer.startsWith('/') ? pointer : `${root}/${pointer}`);
-  }
-  for (const gitDirectory of [...gitDirectories]) {
-    const common = readText(`${gitDirectory}/commondir`)?.trim();
-    if (common) gitDirectories.push(common.startsWith('/') ? common : `${gitDirectory}/${common}`);
-  }
-  for (const gitDirectory of [...gitDirectories, dotGit]) gitDirectories.push(...submoduleGitDirectories(`${gitDirectory}/modules`));
-  for (const gitDirectory of gitDirectories) {
-    for (const entry of GIT_DIRECTORY_PROTECTED) paths.push({ ...entry, path: `${gitDirectory}/${entry.path}` });
-  }
-  const configs = [...gitDirectories, dotGit].flatMap((directory) => [`${directory}/config`, `${directory}/config.worktree`]);
-  configs.push(`${home}/.gitconfig`, `${home}/.config/git/config`);
-  for (const hooksPath of new Set(configs.flatMap((config) => hooksPathsIn(readText(config) ?? '')))) {
-    const absolute = hooksPath === '~' || hooksPath.startsWith('~/') ? expandHome(hooksPath, home) : hooksPath.startsWith('/') ? hooksPath : `${root}/${hooksPath}`;
-    paths.push({ path: absolute, kind: 'directory', what: `core.hooksPath ${JSON.stringify(hooksPath)}: git hooks run outside the jail` });
-    // husky keeps stubs in .husky/_ (the hooks path) that run the scripts one level up.
-    const scripts = dirname(absolute);
-    if (basename(absolute) === '_' && isWithin(scripts, root) && scripts !== root) {
-      paths.push({ path: scripts, kind: 'directory', what: `the scripts the hooks in core.hooksPath ${JSON.stringify(hooksPath)} run (husky)` });
-    }
-  }
-  return paths;
-}
-
-function submoduleGitDirectories(modules: string, depth = 1, found: string[] = []): string[] {
-  if (depth > MAX_SUBMODULE_DEPTH || found.length >= MAX_SUBMODULES) return found;
-  let entries: string[];
-  try {
-    entries = readdirSync(modules);
-  } catch {
-    return found;
-  }
-  for (const name of entries) {
-    const directory = `${modules}/${name}`;
-    if (probe(`${directory}/HEAD`).kind === 'file') found.push(directory);
-    else if (probe(directory).kind === 'directory') submoduleGitDirectories(directory, depth + 1, found);
-    if (found.length >= MAX_SUBMODULES) break;
-    submoduleGitDirectories(`${directory}/modules`, depth + 1, found);
-  }
-  return found;
-}
-
-/** core.hooksPath values of a git config file (a small reader: sections, keys, quotes, comments). */
-export function hooksPathsIn(configText: string): string[] {
-  const values: string[] = [];
-  let inCore = false;
-  for (const rawLine of configText.split('\n')) {
-    const line = rawLine.trim();
-    const section = /^\[\s*([A-Za-z0-9.-]+)(\s+"[^"]*")?\s*\]\s*(.*)$/.exec(line);
-    let rest = line;
-    if (section) {
-      inCore = section[1]!.toLowerCase() === 'core' && section[2] === undefined;
-      rest = section[3] ?? '';
-    }
-    if (!inCore) continue;
-    const entry = /^hookspath\s*=\s*(.*)$/i.exec(rest);
-    if (!entry) continue;
-    const value = gitConfigValue(entry[1] ?? '');
-    if (value !== '') values.push(value);
-  }
-  return values;
-}
-
-function gitConfigValue(raw: string): string {
-  let value = '';
-  let quoted = false;
-  for (let i = 0; i < raw.length; i++) {
-    const char = raw[i]!;
-    if (char === '\\' && i + 1 < raw.length) value += raw[++i];
-    else if (char === '"') quoted = !quoted;
-    else if ((char === '#' || char === ';') && !quoted) break;
-    else value += char;
-  }
-  return value.trim();
-}
-
-function walkPath(path: string, budget: { left: number }): string {
-  let resolved = '/';
-  for (const part of path.split('/')) {
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      resolved = parentOf(resolved);
-      continue;
-    }
-    const next = resolved === '/' ? `/${part}` : `${resolved}/${part}`;
-    let target: string | undefined;
-    try {
-      target = lstatSync(next, { throwIfNoEntry: false })?.isSymbolicLink() === true ? readlinkSync(next) : undefined;
-    } catch {
-      target = undefined;
-    }
-    if (target === undefined || budget.left <= 0) {
-      resolved = next;
-      continue;
-    }
-    budget.left -= 1;
-    resolved = walkPath(target.startsWith('/') ? target : `${resolved}/${target}`, budget);
-  }
-  return resolved;
-}
-
-function probe(path: string): { kind?: 'directory' | 'file' } {
-  try {
-    const stat = statSync(path, { throwIfNoEntry: false });
-    return stat === undefined ? {} : { kind: stat.isDirectory() ? 'directory' : 'file' };
-  } catch {
-    return {};
-  }
-}
-
-function isSymlink(path: string): boolean {
-  try {
-    return lstatSync(path, { throwIfNoEntry: false })?.isSymbolicLink() === true;
-  } catch {
-    return false;
-  }
-}
-
-function readText(path: string): string | undefined {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return undefined;
-  }
-}
-
-function expandHome(written: string, home: string): string {
-  if (written === '~') return home;
-  return written.startsWith('~/') ? `${home}/${written.slice(2)}` : written;
-}
-
-function expandWritten(entry: FilesystemPathEntry, home: string): string {
-  const written = entry.path;
-  if (written === '~' || written.startsWith('~/')) return expandHome(written, home);
-  return written.startsWith('/') ? written : `${entry.baseDirectory}/${written}`;
-}
-
 function canonicalAbsolute(path: string, field: string): string {
   if (!isAbsolute(path)) throw invalid(`${field} paths must be absolute (got ${JSON.stringify(path)})`);
   return canonicalPath(path);
@@ -789,28 +440,6 @@ function describeOrigin(origin: FilesystemRuleOrigin): string {
     default:
       return origin.kind;
   }
-}
-
-/** ENOENT only: any other failure (ENOTDIR, ELOOP, EACCES) is left to the careful walk. */
-function nothingAt(path: string): boolean {
-  try {
-    return lstatSync(path, { throwIfNoEntry: false }) === undefined;
-  } catch {
-    return false;
-  }
-}
-
-/** No "." or ".." segment and no empty one: the parent is the path minus its last name. */
-function isPlainPath(path: string): boolean {
-  return !path.includes('//') && !/\/\.\.?(\/|$)/.test(path) && !path.endsWith('/');
-}
-
-function parentOf(path: string): string {
-  return path === '/' ? '/' : dirname(path);
-}
-
-function depthOf(path: string): number {
-  return path === '/' ? 0 : path.split('/').length - 1;
 }
 
 function invalid(message: string): SrtGwError {

@@ -30,7 +30,8 @@
 // With CAP_SYS_ADMIN it could unmount the tmpfs over ~/.ssh. bubblewrap started by real root keeps
 // every capability unless given `--cap-drop ALL` — test/e2e/jail-filesystem.test.ts proves both.
 import { ErrorCodes, SrtGwError } from '../../errors.js';
-import { filesystemAccess, isWithin, type FilesystemAccess, type FilesystemPoint, type ResolvedFilesystemRules } from '../filesystem-rules.js';
+import { isWithin } from '../filesystem/canonical-path.js';
+import { filesystemAccess, type FilesystemAccess, type FilesystemPoint, type ResolvedFilesystemRules } from '../filesystem-rules.js';
 
 export interface BwrapFilesystemOptions {
   /**

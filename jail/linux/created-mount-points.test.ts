@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, writeFi
 import { basename, join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import { scratchDirectories } from '../../test/support/scratch-directories.js';
-import { PROTECTED_IN_WRITABLE_ROOTS, resolveFilesystemRules } from '../filesystem-rules.js';
+import { PROTECTED_IN_WRITABLE_ROOTS } from '../filesystem/built-in-paths.js';
+import { resolveFilesystemRules } from '../filesystem-rules.js';
 import { RunDirectory } from '../run-directory.js';
 import { CreatedMountPoints, sweepCreatedMountPoints } from './created-mount-points.js';
 

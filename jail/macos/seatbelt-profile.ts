@@ -20,7 +20,8 @@
 // test/e2e/jail-macos.test.ts runs the result on a Mac; seatbelt-profile.test.ts checks the text,
 // its order (with a small last-match-wins evaluator) and its quoting on every platform.
 import { ErrorCodes, SrtGwError } from '../../errors.js';
-import { filesystemAccess, isWithin, type FilesystemAccess, type FilesystemRule, type ResolvedFilesystemRules } from '../filesystem-rules.js';
+import { isWithin } from '../filesystem/canonical-path.js';
+import { filesystemAccess, type FilesystemAccess, type FilesystemRule, type ResolvedFilesystemRules } from '../filesystem-rules.js';
 import { macosCanonicalPath, type Realpath } from './macos-path.js';
 
 export interface SeatbeltProfileOptions {

@@ -5,7 +5,7 @@ import { chmodSync, constants, copyFileSync, lstatSync, mkdirSync, readdirSync, 
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, isAbsolute, join, resolve } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
-import { isWithin } from '../filesystem-rules.js';
+import { isWithin } from '../filesystem/canonical-path.js';
 import type { Change, ChangeSet } from './held-changes-store.js';
 import { findChanges, heldReason, hookPathsOf, type FoundChange, type OverlayLayer } from './overlay-changes.js';
 

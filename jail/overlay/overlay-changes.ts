@@ -14,7 +14,9 @@ import { spawnSync } from 'node:child_process';
 import { lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync, type Stats } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import type { DeletesMode } from '../../policies/types.js';
-import { DEFAULT_READ_ONLY_PATHS, GIT_DIRECTORY_PROTECTED, hooksPathsIn, isWithin, PROTECTED_IN_WRITABLE_ROOTS } from '../filesystem-rules.js';
+import { DEFAULT_READ_ONLY_PATHS, GIT_DIRECTORY_PROTECTED, PROTECTED_IN_WRITABLE_ROOTS } from '../filesystem/built-in-paths.js';
+import { isWithin } from '../filesystem/canonical-path.js';
+import { hooksPathsIn } from '../filesystem/git-repositories.js';
 import type { Change } from './held-changes-store.js';
 
 /** A change as found in an upper layer, with what its review needs. */

@@ -6,7 +6,8 @@
 import { homedir } from 'node:os';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
 import type { DeletesMode } from '../../policies/types.js';
-import { isWithin, type ResolvedFilesystemRules } from '../filesystem-rules.js';
+import { isWithin } from '../filesystem/canonical-path.js';
+import type { ResolvedFilesystemRules } from '../filesystem-rules.js';
 import { CLOCK_SLACK_MS, writableRoots } from '../planted-files.js';
 import { reviewChangeSet, type ReviewOutcome } from './change-application.js';
 import { ChangeSet, type Change } from './held-changes-store.js';

@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_READ_ONLY_PATHS, GIT_DIRECTORY_PROTECTED, PROTECTED_IN_WRITABLE_ROOTS } from '../../jail/filesystem-rules.js';
+import { DEFAULT_READ_ONLY_PATHS, GIT_DIRECTORY_PROTECTED, PROTECTED_IN_WRITABLE_ROOTS } from '../../jail/filesystem/built-in-paths.js';
 import { HELD_SUFFIX } from '../../jail/planted-files.js';
 import { capabilityGate, missingCommand, missingRoot } from '../support/capabilities.js';
 import { JAIL_PATH, ensureBuilt, srtGwRun, startSrtGwRun, type SrtGwRunOptions, type SrtGwRunResult } from '../support/srt-gw-run.js';
