@@ -142,35 +142,35 @@ export function applyChange(change: Change, upperPath: string | undefined): void
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EXDEV') throw error;
       }
-      const temporary = temporaryBeside(change.path);
-      try {
+      replaceThroughTemporary(change.path, (temporary) => {
         copyFileSync(upperPath, temporary, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
         chmodSync(temporary, upper.mode & 0o777);
         utimesSync(temporary, upper.atime, upper.mtime);
-        renameSync(temporary, change.path);
-      } catch (error) {
-        rmSync(temporary, { force: true });
-        throw error;
-      }
+      });
       rmSync(upperPath, { force: true });
       return;
     }
     case 'symlink': {
       if (upperPath === undefined) throw missing(change);
       clearDirectory();
-      const temporary = temporaryBeside(change.path);
-      symlinkSync(readlinkSync(upperPath), temporary);
-      try {
-        renameSync(temporary, change.path);
-      } catch (error) {
-        rmSync(temporary, { force: true });
-        throw error;
-      }
+      replaceThroughTemporary(change.path, (temporary) => symlinkSync(readlinkSync(upperPath), temporary));
       rmSync(upperPath, { force: true });
       return;
     }
     case 'special':
       throw new SrtGwError(ErrorCodes.CHANGES_INVALID, `${change.path} is a device, FIFO or socket: srt-gw does not make those; drop it`);
+  }
+}
+
+/** Makes the new entry under a temporary name beside `path`, then renames it over `path`: a reader sees the old or the new, never half. */
+function replaceThroughTemporary(path: string, make: (temporary: string) => void): void {
+  const temporary = temporaryBeside(path);
+  try {
+    make(temporary);
+    renameSync(temporary, path);
+  } catch (error) {
+    rmSync(temporary, { force: true });
+    throw error;
   }
 }
 
