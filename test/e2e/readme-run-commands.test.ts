@@ -8,7 +8,7 @@
 // offline is listed on stderr and in NOT_RUN; a documented command with neither a scenario nor a
 // reason fails the test.
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capabilityGate, missingCommand, missingRoot } from '../support/capabilities.js';
@@ -174,6 +174,17 @@ const SCENARIOS: Record<string, Scenario> = {
     homeFiles: { '.srt-settings.json': `${JSON.stringify({ network: { allowedDomains: ['example.com'], deniedDomains: [] }, filesystem: { denyRead: [], allowWrite: ['.'], denyWrite: [] } })}\n` },
     cwdPrograms: { 'agent.sh': REACHES_EXAMPLE_COM },
     check: reachedExampleCom,
+  },
+  'srt-gw run --write-mode overlay -- claude          # for one run': {
+    homeFiles: { '.config/srt-gw/policy.yaml': ALLOW_EXAMPLE_COM },
+    // An agent that writes a note (applied after the run) and an .envrc (held: it runs on the host).
+    standIns: { claude: `#!/bin/sh\necho hello > notes.txt\necho 'export X=1' > .envrc\n${REACHES_EXAMPLE_COM.replace('#!/bin/sh\n', '')}` },
+    check: (result, context) => {
+      reachedExampleCom(result, context);
+      expect(readFileSync(join(context.cwd, 'notes.txt'), 'utf8')).toBe('hello\n');
+      expect(existsSync(join(context.cwd, '.envrc'))).toBe(false);
+      expect(result.stderr).toMatch(/srt-gw: applied 1 change; held 1 change for review \(srt-gw changes show /);
+    },
   },
   'srt-gw run --policy agent.yaml -- claude': {
     cwdFiles: { 'agent.yaml': ALLOW_EXAMPLE_COM },
