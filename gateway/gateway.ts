@@ -15,6 +15,7 @@ import { DecisionHub, type DecisionKinds, type DecisionStream, type DecisionStre
 import { DnsResponder, serveDns, serveDnsOverUnixSocket, type DnsServer, type DnsUnixListener } from './dns/server.js';
 import { SyntheticAddressPool } from './dns/synthetic-pool.js';
 import { UpstreamResolver } from './dns/upstream-resolver.js';
+import { WildcardNameCap } from './dns/wildcard-names.js';
 import { GatewayEvents } from './events.js';
 import { EgressBudgets } from './egress-budget.js';
 import { createExplicitProxyServer } from './explicit-proxy.js';
@@ -207,8 +208,11 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   let credentials: RuleCredentials = await loadRuleCredentials(basePolicy, { env: options.secretEnv });
   const ca = await loadOrCreateCertificateAuthority(options.caDir ?? defaultCaDir());
   const leafContexts = new LeafContextCache(ca, { onLookup: (hit) => events.emit('leafCache', { hit }) });
+  // Shared by the DNS answers and the gateway's own lookups: a name counts once, whichever comes first.
+  const wildcardNames = new WildcardNameCap(() => policy.policy);
   const resolver = new UpstreamResolver({
     overrides: resolveOverrides(options.resolve),
+    nameCheck: (name) => (policy.couldResolveHost(name) ? (wildcardNames.check(name)?.refusal ?? null) : null),
     dnsServers: options.dnsUpstream ? [...options.dnsUpstream] : undefined,
     // Read at each connection: a reload's rules and allowPrivateDestinations apply to the next one.
     addressCheck: new DestinationCheck(() => policy.policy),
@@ -273,6 +277,7 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
     // out, and the connection to it is asked about) — test/e2e/library-unknown-host.test.ts
     admission: { couldAllowHost: (host) => policy.couldResolveHost(host) || (unknownHosts?.mayDeferName(host) ?? false) },
     onQuery: (event) => events.emit('dns', event),
+    wildcardNames,
     // Report mode lets data out by design: A/AAAA for a name no rule allows is resolved upstream
     // (only those types) and gets a synthetic address — test/e2e/monitor-mode.test.ts.
     ...(monitor ? { monitor: { exists: (name: string) => resolver.exists(name) } } : {}),
