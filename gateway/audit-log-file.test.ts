@@ -1,8 +1,8 @@
 // The audit log's batching writer: every line arrives whole and in order, whatever the batch
 // boundaries, through a file or a pipe that reads slowly; a quiet log still reaches its file; a
 // destination that cannot be opened stops the start, one that fails later does not crash anything.
-import { spawn } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test, vi } from 'vitest';
@@ -102,6 +102,28 @@ describe('AuditLogFile', () => {
       const reports = stderr.mock.calls.map(([text]) => String(text));
       expect(reports).toHaveLength(1);
       expect(reports[0]).toMatch(/^srt-gw: audit log descriptor \d+: EBADF.*lines are being lost\n$/);
+    } finally {
+      stderr.mockRestore();
+    }
+  });
+
+  test('a destination that takes nothing holds at most 16 MiB of lines: later batches are dropped and told once', async () => {
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const fifo = join(dir, 'stalled.fifo');
+    execFileSync('mkfifo', [fifo]);
+    // Opened for reading too (so open does not wait for a reader), and never read: it fills and
+    // every later write comes back EAGAIN.
+    const fd = openSync(fifo, constants.O_RDWR | constants.O_NONBLOCK);
+    try {
+      const log = new AuditLogFile(fd);
+      const line = `${'x'.repeat(1023)}\n`;
+      for (let i = 0; i < 40 * 1024; i++) log.write(line); // 40 MiB
+      log.flush();
+      const reports = stderr.mock.calls.map(([text]) => String(text)).filter((text) => text.startsWith('srt-gw:'));
+      expect(reports).toEqual([expect.stringMatching(/^srt-gw: audit log descriptor \d+: the destination takes lines more slowly than they come \(over 16 MiB waiting\); lines are being lost\n$/)]);
+      // Closing the descriptor fails what is still waiting, so close() need not wait for it.
+      closeSync(fd);
+      await log.close();
     } finally {
       stderr.mockRestore();
     }

@@ -19,6 +19,12 @@ const RETRYABLE = new Set(['EAGAIN', 'EWOULDBLOCK', 'EINTR']);
 const RETRY_DELAY_MS = 10;
 /** close() waits this long for a destination that accepts nothing (a pipe nobody reads). */
 const CLOSE_WAIT_MS = 5000;
+/**
+ * Bytes waiting for a destination that is slower than the gateway (a terminal, a pipe nobody
+ * reads) beyond which new batches are dropped: a flood of decisions must not grow memory for good.
+ */
+const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
+const NEWLINE = Buffer.from('\n');
 
 /** The destination pino writes to: `write(line)` is all pino needs. */
 export class AuditLogFile {
@@ -31,18 +37,26 @@ export class AuditLogFile {
   #used = 0;
   /** Filled slabs (or the unwritten rest of one) waiting for the write in flight. */
   readonly #queue: Buffer[] = [];
+  #queuedBytes = 0;
   #writing = false;
   #closed = false;
   readonly #drained: (() => void)[] = [];
   readonly #reportedErrors = new Set<string>();
   readonly #timer: NodeJS.Timeout;
+  readonly #onLinesLost: ((lines: number) => void) | undefined;
+  /** The file ends inside a line: a write was cut short and its rest lost (disk full). */
+  #endsMidLine = false;
+  /** The chunk in flight is the rest of a write that was cut short. */
+  #writingRest = false;
 
   /**
    * `destination`: a path (created with its directory, opened for appending) or an open
    * descriptor (2 = stderr; never closed here). Throws CONFIG_INVALID when the file cannot be
    * opened, so a gateway never starts without the audit log it was asked for.
+   * `onLinesLost`: told how many lines each failed or dropped batch held (the lost-lines metric).
    */
-  constructor(destination: string | number) {
+  constructor(destination: string | number, onLinesLost?: (lines: number) => void) {
+    this.#onLinesLost = onLinesLost;
     if (typeof destination === 'number') {
       this.#fd = destination;
       this.#ownsFd = false;
@@ -128,6 +142,12 @@ export class AuditLogFile {
   }
 
   #enqueue(chunk: Buffer): void {
+    if (this.#queuedBytes + chunk.length > MAX_QUEUED_BYTES) {
+      this.#report(Object.assign(new Error(`the destination takes lines more slowly than they come (over ${MAX_QUEUED_BYTES >> 20} MiB waiting)`), { code: 'BACKLOG' }));
+      this.#lost(chunk);
+      return;
+    }
+    this.#queuedBytes += chunk.length;
     this.#queue.push(chunk);
     this.#writeNext();
   }
@@ -136,22 +156,48 @@ export class AuditLogFile {
     if (this.#writing) return;
     this.#switchFileIfIdle();
     const chunk = this.#queue.shift();
+    if (chunk !== undefined) this.#queuedBytes -= chunk.length;
     if (chunk === undefined) {
       for (const resolve of this.#drained.splice(0)) resolve();
       return;
     }
     this.#writing = true;
-    write(this.#fd, chunk, 0, chunk.length, null, (error, written) => {
+    const isRest = this.#writingRest;
+    this.#writingRest = false;
+    // After a lost rest the file ends with half a line; a newline first keeps the next line whole.
+    const bytes = this.#endsMidLine && !isRest ? Buffer.concat([NEWLINE, chunk]) : chunk;
+    write(this.#fd, bytes, 0, bytes.length, null, (error, writtenBytes) => {
       this.#writing = false;
+      const written = bytes === chunk ? writtenBytes : writtenBytes - NEWLINE.length;
+      if (!error && bytes !== chunk && writtenBytes > 0) this.#endsMidLine = false;
       if (error && RETRYABLE.has(error.code ?? '')) {
+        this.#queuedBytes += chunk.length;
         this.#queue.unshift(chunk);
+        this.#writingRest = isRest;
         setTimeout(() => this.#writeNext(), RETRY_DELAY_MS).unref();
         return;
       }
-      if (error) this.#report(error); // the batch is lost; later ones may still get through
-      else if (written < chunk.length) this.#queue.unshift(chunk.subarray(written));
+      if (error) {
+        // The batch is lost (ENOSPC, EIO, EFBIG...); later ones may still get through.
+        this.#report(error);
+        this.#lost(chunk);
+        if (isRest) this.#endsMidLine = true;
+      } else if (written < chunk.length) {
+        const rest = chunk.subarray(Math.max(0, written));
+        this.#queuedBytes += rest.length;
+        this.#queue.unshift(rest);
+        this.#writingRest = written > 0 || isRest;
+      }
       this.#writeNext();
     });
+  }
+
+  /** Counts the lines in a batch that will never be written. */
+  #lost(chunk: Buffer): void {
+    if (this.#onLinesLost === undefined) return;
+    let lines = 0;
+    for (let at = chunk.indexOf(10); at !== -1; at = chunk.indexOf(10, at + 1)) lines += 1;
+    if (lines > 0) this.#onLinesLost(lines);
   }
 
   /**

@@ -32,7 +32,7 @@ export interface AuditLog {
 
 /** `destination`: a file path (appended), or a file descriptor (2 = stderr). */
 export function startAuditLog(events: GatewayEvents, destination: string | number): AuditLog {
-  const stream = new AuditLogFile(destination);
+  const stream = new AuditLogFile(destination, (lines) => events.emit('auditLinesLost', { lines }));
   // Request lines are built once per turn of the event loop, together, rather than each as its
   // request ends, in the middle of that request's socket work: the same lines, 5-6 % less gateway
   // CPU per request at 32 kept-alive connections (end-of-turn-queue.ts). Building them by hand

@@ -11,6 +11,7 @@ export const CHANNELS = {
   leafCache: 'srt-gw:tls:leaf-cache',
   connections: 'srt-gw:connections',
   policyReload: 'srt-gw:policy:reload',
+  auditLinesLost: 'srt-gw:audit:lines-lost',
   dns: DNS_QUERY_CHANNEL,
 } as const;
 
@@ -100,6 +101,11 @@ export interface ConnectionsEvent {
   delta: 1 | -1;
 }
 
+/** Audit lines the destination did not take (disk full, write error, backlog over its cap). */
+export interface AuditLinesLostEvent {
+  lines: number;
+}
+
 export interface GatewayEventMap {
   request: RequestEvent;
   connect: ConnectEvent;
@@ -107,6 +113,7 @@ export interface GatewayEventMap {
   leafCache: LeafCacheEvent;
   connections: ConnectionsEvent;
   policyReload: PolicyReloadEvent;
+  auditLinesLost: AuditLinesLostEvent;
   dns: DnsQueryEvent;
 }
 
@@ -126,6 +133,7 @@ export class GatewayEvents {
     leafCache: [],
     connections: [],
     policyReload: [],
+    auditLinesLost: [],
     dns: [],
   };
   private readonly channels = {
@@ -135,6 +143,7 @@ export class GatewayEvents {
     leafCache: diagnosticsChannel.channel(CHANNELS.leafCache),
     connections: diagnosticsChannel.channel(CHANNELS.connections),
     policyReload: diagnosticsChannel.channel(CHANNELS.policyReload),
+    auditLinesLost: diagnosticsChannel.channel(CHANNELS.auditLinesLost),
     dns: diagnosticsChannel.channel(CHANNELS.dns),
   };
 

@@ -29,6 +29,7 @@ export const METRIC_NAMES = {
   budgetRejections: 'srtgw_budget_rejections_total',
   budgetUsed: 'srtgw_budget_used_bytes',
   budgetLimit: 'srtgw_budget_limit_bytes',
+  auditLinesLost: 'srtgw_audit_lines_lost_total',
 } as const;
 
 /** Metrics declared for features that do not exist yet: they have no series until those land. None now. */
@@ -136,6 +137,12 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
     labelNames: ['rule'] as const,
     registers: [registry],
   });
+  const auditLinesLost = new client.Counter({
+    name: METRIC_NAMES.auditLinesLost,
+    help: 'Audit log lines that were never written: the destination failed (disk full, I/O error) or fell over 16 MiB behind. The gateway keeps serving; the first failure of each kind is also told on stderr.',
+    registers: [registry],
+  });
+  auditLinesLost.inc(0);
   let budgetRules = rulesWithBudgets(policy);
   if (budgets !== undefined) {
     // Read at each scrape: what each budget allows, and what its rule has sent in the window the
@@ -242,6 +249,7 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
     events.on('leafCache', (event) => leafCache.inc({ result: event.hit ? 'hit' : 'miss' })),
     events.on('connections', (event) => open.inc(event.delta)),
     events.on('policyReload', (event) => reloads.inc({ outcome: event.outcome })),
+    events.on('auditLinesLost', (event) => auditLinesLost.inc(event.lines)),
     () => {
       for (const [name, listener] of undiciListeners) diagnosticsChannel.unsubscribe(name, listener);
     },

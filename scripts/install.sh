@@ -11,6 +11,7 @@ packages=(
   ca-certificates openssl curl wget git python3 python3-pip python3-requests  # clients the jail tests run
   dnsutils iodine procps util-linux bsdutils                  # dig, iodine, ps, setpriv/unshare, script
   prometheus                                                  # monitoring tests (promtool, server)
+  faketime                                                    # clock-jump fault tests (libfaketime)
 )
 
 if [ "${SRT_GW_SKIP_APT:-0}" != 1 ]; then

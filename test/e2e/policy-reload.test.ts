@@ -1,7 +1,7 @@
 // srt-gw serve reloads its policy on SIGHUP and on file change, atomically: while requests flow,
 // each one is decided by the old policy or the new one, never by a mix and never with an error;
 // a file that does not validate is reported and the old policy stays in force.
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -122,6 +122,21 @@ describe.skipIf(skip !== null)('policy reload while traffic flows', () => {
     const line = await gateway.waitForAudit((l) => l.kind === 'policy-reload' && l.outcome === 'failed' && /empty/.test(String(l.reason)), RELOAD_DEADLINE_MS);
     expect(String(line.reason)).toContain('the file is empty');
     expect(await probe()).toEqual([403, 200]);
+  });
+
+  it('a deleted file is reported, the policy in force stays, and a file put back is loaded again', async () => {
+    const failuresBefore = (await gateway.auditLines()).filter((l) => l.kind === 'policy-reload' && l.outcome === 'failed').length;
+    unlinkSync(gateway.policyPath);
+    // Seen by the directory watcher without a signal; SIGHUP as well, which must not stop the gateway.
+    process.kill(gateway.pid, 'SIGHUP');
+    await until(async () => (await gateway.auditLines()).filter((l) => l.kind === 'policy-reload' && l.outcome === 'failed').length > failuresBefore);
+    const failed = (await gateway.auditLines()).filter((l) => l.kind === 'policy-reload' && l.outcome === 'failed').at(-1);
+    expect(String(failed?.reason)).toMatch(/policy\.yaml/);
+    expect(await probe()).toEqual([403, 200]);
+
+    writeFileSync(gateway.policyPath, policyAllowing('old'));
+    await until(async () => (await probe())[0] === 200);
+    expect(await probe()).toEqual([200, 403]);
   });
 });
 

@@ -22,6 +22,11 @@ export interface StartGatewayOptions {
   /** Extra environment variables (proxy variables are removed from the inherited ones). */
   env?: Record<string, string>;
   readyTimeoutMs?: number;
+  /**
+   * A command the gateway runs under (`unshare -m sh -c '...; exec "$0" "$@"'`, `faketime ...`):
+   * it gets node and the gateway's arguments after its own and must exec them, so the pid stays.
+   */
+  wrapper?: string[];
 }
 
 export interface GatewayExit {
@@ -106,7 +111,8 @@ export async function startGatewayProcess(options: StartGatewayOptions): Promise
     '--log', logPath,
     ...(options.args ?? []),
   ];
-  const child = spawn(process.execPath, args, { env: cleanEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, commandArgs] = options.wrapper?.[0] === undefined ? [process.execPath, args] : [options.wrapper[0], [...options.wrapper.slice(1), process.execPath, ...args]];
+  const child = spawn(command, commandArgs, { env: cleanEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   let stdout = '';
   let stderr = '';
