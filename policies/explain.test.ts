@@ -111,6 +111,9 @@ describe('explainRequest', () => {
     expect(explanation.rules.find((rule) => rule.id === 'api-read')).toMatchObject({ matched: false, failedField: 'path' });
     const text = renderExplanation(explanation);
     expect(text).toContain('path:    /v1/%2e%2e/admin → /admin\n');
+    // The gateway itself refuses such a target before the policy: the explanation says so.
+    expect(explanation.notes).toContainEqual(expect.stringMatching(/^the gateway answers 400 before the policy is asked: request path .*decodes it could read another path\)$/));
+    expect(explainRequest(policy, request('GET', 'https://API.Example.Test/v1/admin')).notes).toEqual([]);
     expect(text).toContain('host:    API.Example.Test → api.example.test\n');
     expect(text).toContain('response: 403 {"error":"denied","rule":"default-deny","reason":"rules api-upload, api-read allow api.example.test but not GET /admin"}');
   });

@@ -4,7 +4,7 @@ import { applyCredentials, type ResolvedCredential } from './credential-rewrite.
 import { describeBudget, describeCredentialRule, placeholderFor } from './credentials.js';
 import { compilePolicy } from './match.js';
 import { hostMatchesPattern, normalizeHost } from './host.js';
-import { normalizePath, pathMatchesGlob } from './path.js';
+import { findAmbiguousEncoding, normalizePath, pathMatchesGlob } from './path.js';
 import { describeOrigin } from './source-location.js';
 import type { Decision, Policy, Rule } from './types.js';
 
@@ -99,6 +99,11 @@ export function explainRequest(policy: Policy, request: RequestLine, headers: re
       ? []
       : policy.rules.filter((rule) => rule.protocol === 'http' && hostMatchesPattern(host, rule.host)).map((rule) => verdictFor(rule, request, path, policy.origin?.file));
   const notes: string[] = [];
+  const queryStart = request.path.indexOf('?');
+  const ambiguous = findAmbiguousEncoding(queryStart < 0 ? request.path : request.path.slice(0, queryStart));
+  if (ambiguous !== null) {
+    notes.push(`the gateway answers 400 before the policy is asked: request path ${ambiguous} (an upstream that decodes it could read another path)`);
+  }
   for (const [name, value] of headers) {
     if (name.toLowerCase() === 'host' && normalizeHost(value.replace(/:\d+$/, '')) !== host) {
       notes.push(`Host header ${JSON.stringify(value)} differs from the URL host; the gateway answers 421 before the policy is asked (domain fronting check)`);
