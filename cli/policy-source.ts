@@ -85,17 +85,10 @@ function discoveredFileCheck(home: string, env: NodeJS.ProcessEnv): (path: strin
 }
 
 async function loadDiscoveredPolicy(path: string, check: (path: string, text: string) => void): Promise<Policy> {
-  const text = await readPolicyText(path);
+  const { parsePolicy, readPolicyFileText } = await import('../policies/loader.js');
+  const text = readPolicyFileText(path);
   check(path, text);
-  return (await import('../policies/loader.js')).parsePolicy(text, path, { onExtendedFile: check });
-}
-
-async function readPolicyText(file: string): Promise<string> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (error) {
-    throw new SrtGwError(ErrorCodes.POLICY_UNREADABLE, `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
-  }
+  return parsePolicy(text, path, { onExtendedFile: check });
 }
 
 async function runPolicyFromFiles(

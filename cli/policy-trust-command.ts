@@ -14,14 +14,6 @@ function defaultFile(cwd: string): string {
   return found;
 }
 
-function readText(file: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new SrtGwError(ErrorCodes.POLICY_UNREADABLE, `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
-  }
-}
-
 function refuseInsideJail(): void {
   // Inside a jail the state directory is hidden; say so rather than fail on a read-only mount.
   if (process.env.SRT_GW_JAIL === '1') {
@@ -36,13 +28,13 @@ function refuseInsideJail(): void {
 export async function trustPolicy(file: string | undefined): Promise<number> {
   refuseInsideJail();
   const path = resolve(file ?? defaultFile(process.cwd()));
-  const text = readText(path);
+  const { parsePolicy, readPolicyFileText } = await import('../policies/loader.js');
+  const text = readPolicyFileText(path);
   const extended: [string, string][] = [];
   if (path.endsWith('.json')) {
     const { importSrtSettingsText } = await import('../policies/srt-settings.js');
     importSrtSettingsText(text, path);
   } else {
-    const { parsePolicy } = await import('../policies/loader.js');
     parsePolicy(text, path, { onExtendedFile: (extendedPath, extendedText) => extended.push([extendedPath, extendedText]) });
   }
   const store = PolicyTrustStore.open();

@@ -38,13 +38,19 @@ export async function loadPolicyFile(path: string): Promise<Policy> {
 
 /** loadPolicyFile() for callers that cannot await (startup of the CLI). */
 export function loadPolicyFileSync(path: string): Policy {
-  let text: string;
+  return parsePolicy(readPolicyFileText(path), path);
+}
+
+/**
+ * A policy file's text, for callers that vet it before parsing it (trust of discovered files):
+ * the same read and the same POLICY_UNREADABLE message as loading.
+ */
+export function readPolicyFileText(path: string): string {
   try {
-    text = readFileSync(path, 'utf8');
+    return readFileSync(path, 'utf8');
   } catch (error) {
     throw unreadable(path, error);
   }
-  return parsePolicy(text, path);
 }
 
 /** The same file under any name (symlinks, "./a/../b"), so a cycle through a link is still a cycle. */
