@@ -38,6 +38,11 @@ export const ErrorCodes = {
   CONFIG_INVALID: 'SRTGW_CONFIG_INVALID',
   /** A listener could not bind. */
   LISTEN_FAILED: 'SRTGW_LISTEN_FAILED',
+  /**
+   * The node that runs srt-gw lacks an internal the gateway relies on where node offers no public
+   * way (gateway/node-internals.ts); the message names it. Run srt-gw on the node it supports.
+   */
+  NODE_UNSUPPORTED: 'SRTGW_NODE_UNSUPPORTED',
   /** The upstream host name did not resolve. */
   UPSTREAM_DNS: 'SRTGW_UPSTREAM_DNS',
   /**

@@ -19,7 +19,7 @@ export type {
   DecisionStreamOptions,
   DnsLookupDecision,
   RequestDecision,
-} from './gateway/decisions.js';
+} from './gateway/audit/decisions.js';
 export type { UnknownHostCallback } from './gateway/unknown-host.js';
 export {
   CHANNELS,
@@ -33,9 +33,10 @@ export {
   type RequestOutcome,
   type RequestStep,
   type TlsHandshakeEvent,
-} from './gateway/events.js';
+} from './gateway/audit/events.js';
 export type { DnsDecision as DnsOutcome, DnsQueryEvent, TunnelSignal } from './gateway/dns/query-events.js';
 export { DEFAULT_LIMITS, type GatewayLimits } from './gateway/limits.js';
+export { REASON_CODES, REASON_CODE_MEANINGS, isReasonCode, type ReasonCode } from './reason-codes.js';
 
 // Commands in the jail.
 export { run, type JailedCommand, type RunOptions, type RunStdio } from './jail/jailed-command.js';

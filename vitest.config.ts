@@ -9,7 +9,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           // The fuzz targets' corpus replay runs with the unit tests: every target, every time.
-          include: ['{gateway,ca,policies,jail,cli}/**/*.test.ts', '*.test.ts', 'test/fuzz-corpus.test.ts'],
+          include: ['{gateway,ca,policies,identity,jail,cli}/**/*.test.ts', '*.test.ts', 'test/fuzz-corpus.test.ts', 'scripts/*.test.mjs'],
           environment: 'node',
         },
       },

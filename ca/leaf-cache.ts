@@ -3,7 +3,9 @@
 // into a context made ahead of time.
 // node:tls loads at the first handshake, not with the gateway (process.getBuiltinModule below).
 import type tls from 'node:tls';
+import { BoundedMap } from '../bounded-map.js';
 import { ErrorCodes, SrtGwError } from '../errors.js';
+import { replaceableCertificateOf } from '../gateway/node-internals.js';
 import type { CertificateAuthority } from './authority.js';
 import { LEAF_BACKDATE_MS } from './leaf.js';
 
@@ -24,25 +26,16 @@ export interface LeafContextCacheStats {
 export const LEAF_RENEW_BEFORE_MS = 24 * 60 * 60 * 1000;
 const DEFAULT_MAX_ENTRIES = 1000;
 
-/** The native half of a tls.SecureContext (node's `context.context`); absent from node's types. */
-interface NativeSecureContext {
-  setCert(certPem: string): void;
-}
-
 interface Entry {
   context: tls.SecureContext;
   renewAtMs: number;
   /** The leaf's notBefore (the issuing time less the backdating). */
   validFromMs: number;
-  /** Value of `inserted` when the entry was (re)inserted: how far it sits from the young end. */
-  position: number;
 }
 
 export class LeafContextCache {
-  private readonly entries = new Map<string, Entry>();
-  private readonly maxEntries: number;
+  private readonly entries: BoundedMap<string, Entry>;
   private readonly onLookup: ((hit: boolean) => void) | undefined;
-  private inserted = 0;
   private hits = 0;
   private misses = 0;
   /**
@@ -61,7 +54,7 @@ export class LeafContextCache {
     if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) {
       throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `leaf cache maxEntries must be a positive integer (got ${String(maxEntries)})`);
     }
-    this.maxEntries = maxEntries;
+    this.entries = new BoundedMap({ capacity: maxEntries, refreshOnGet: true });
     this.onLookup = options.onLookup;
   }
 
@@ -77,11 +70,6 @@ export class LeafContextCache {
     // before a cached leaf's notBefore gets a new leaf, not one clients reject as not yet valid
     // — test/e2e/faults.test.ts.
     if (entry !== undefined && entry.renewAtMs > now && entry.validFromMs <= now) {
-      // Map order is insertion order, and eviction takes the oldest. Moving an entry to the young
-      // end on every hit would cost a delete and a set; doing it only once the entry has drifted
-      // into the older half keeps most hits to one get, and a used entry still survives at least
-      // maxEntries/2 newer insertions.
-      if (this.inserted - entry.position > this.maxEntries >> 1) this.insert(host, entry);
       this.hits += 1;
       this.onLookup?.(true);
       return entry.context;
@@ -90,7 +78,7 @@ export class LeafContextCache {
     this.onLookup?.(false);
     const leaf = this.ca.issueLeafCertificate(host);
     const context = this.contextWith(leaf.certPem, leaf.keyPem);
-    this.insert(host, { context, renewAtMs: leaf.notAfter.getTime() - LEAF_RENEW_BEFORE_MS, validFromMs: now - LEAF_BACKDATE_MS, position: 0 });
+    this.entries.set(host, { context, renewAtMs: leaf.notAfter.getTime() - LEAF_RENEW_BEFORE_MS, validFromMs: now - LEAF_BACKDATE_MS });
     return context;
   }
 
@@ -106,7 +94,7 @@ export class LeafContextCache {
     this.scheduleSpare(keyPem);
     // Only for the same key: OpenSSL silently drops a context's key when the certificate does not
     // match it, which would fail every handshake for the host.
-    const native = spare !== null && spare.keyPem === keyPem ? nativeOf(spare.context) : null;
+    const native = spare !== null && spare.keyPem === keyPem ? replaceableCertificateOf(spare.context) : null;
     if (native === null) return process.getBuiltinModule('node:tls').createSecureContext({ cert: certPem, key: keyPem, minVersion: 'TLSv1.2' });
     native.setCert(certPem);
     return spare!.context;
@@ -121,21 +109,4 @@ export class LeafContextCache {
       if (this.spare === null) this.spare = { context: process.getBuiltinModule('node:tls').createSecureContext({ key: keyPem, minVersion: 'TLSv1.2' }), keyPem };
     }).unref();
   }
-
-  private insert(host: string, entry: Entry): void {
-    this.entries.delete(host);
-    this.inserted += 1;
-    entry.position = this.inserted;
-    this.entries.set(host, entry);
-    while (this.entries.size > this.maxEntries) {
-      const oldest = this.entries.keys().next().value as string;
-      this.entries.delete(oldest);
-    }
-  }
-}
-
-/** The native context whose certificate can be set, or null on a node that does not expose it. */
-function nativeOf(context: tls.SecureContext): NativeSecureContext | null {
-  const native = (context as { context?: Partial<NativeSecureContext> }).context;
-  return typeof native?.setCert === 'function' ? (native as NativeSecureContext) : null;
 }

@@ -2,7 +2,7 @@
 // shows the expected form, so a typo stops the command before anything starts.
 import { isIP } from 'node:net';
 import { ErrorCodes, SrtGwError } from '../errors.js';
-import { splitAuthority } from '../gateway/exchange.js';
+import { splitAuthority } from '../gateway/http/exchange.js';
 import { normalizeHost } from '../policies/host.js';
 import type { ListenAddress } from '../gateway/gateway.js';
 

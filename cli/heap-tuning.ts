@@ -1,6 +1,7 @@
 // V8 heap settings for the commands that run a gateway in this process (`serve`, `run`): an
 // old-generation headroom sized to what the gateway is doing, and a smaller young generation.
 // The library API leaves the embedding program's V8 alone.
+import { canSetV8Flags, setV8Flag } from '../gateway/node-internals.js';
 
 /**
  * How far V8 lets the old generation grow past the live heap before the next full collection,
@@ -107,6 +108,8 @@ export function tuneHeapForProxying(): OldGenerationGrowth | undefined {
   const tuning = heapTuningFor(process.execArgv, process.env.NODE_OPTIONS);
   if (!tuning.steerOldGeneration && !tuning.capYoungGeneration) return undefined;
   const v8 = process.getBuiltinModule('node:v8');
+  // A node without run-time V8 flags keeps V8's own heap sizing (gateway/node-internals.ts).
+  if (!canSetV8Flags(v8)) return undefined;
   if (tuning.capYoungGeneration) capYoungGeneration(v8);
   return tuning.steerOldGeneration ? steerOldGeneration(v8) : undefined;
 }
@@ -114,10 +117,10 @@ export function tuneHeapForProxying(): OldGenerationGrowth | undefined {
 /** Samples the heap's ArrayBuffer bytes on a timer and sets V8's old-generation growth from them. */
 function steerOldGeneration(v8: typeof import('node:v8')): OldGenerationGrowth {
   const growth = new OldGenerationGrowth();
-  v8.setFlagsFromString(`--heap-growing-percent=${growth.percent}`);
+  setV8Flag(v8, `--heap-growing-percent=${growth.percent}`);
   setInterval(() => {
     const changed = growth.sample(process.memoryUsage().arrayBuffers, performance.now());
-    if (changed !== undefined) v8.setFlagsFromString(`--heap-growing-percent=${changed}`);
+    if (changed !== undefined) setV8Flag(v8, `--heap-growing-percent=${changed}`);
   }, BULK_SAMPLE_INTERVAL_MS).unref();
   return growth;
 }
@@ -132,7 +135,7 @@ function capYoungGeneration(v8: typeof import('node:v8')): void {
     const wanted = semiSpaceGrowthFactorFor(young.space_size);
     if (wanted === factor) return;
     factor = wanted;
-    v8.setFlagsFromString(`--semi-space-growth-factor=${wanted}`);
+    setV8Flag(v8, `--semi-space-growth-factor=${wanted}`);
   });
   observer.observe({ entryTypes: ['gc'] });
 }

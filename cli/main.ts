@@ -110,8 +110,7 @@ Exit status: the command's own (128+N when signal N ended it); 125 when the run 
 (bad flag or policy, jail unavailable: the message says what to do).`,
   );
 addUpstreamOptions(runCommand).action(async (command: string, args: string[], flags) => {
-    const { run } = runModule;
-    process.exitCode = await run(command, args, flags);
+    await runModule.runAndExit(command, args, flags);
   });
 
 program
@@ -152,8 +151,9 @@ changes
   .description('Apply held changes to the host: all of the run\'s, or those at or below each PATH')
   .argument('<id>', 'the id srt-gw changes list shows')
   .argument('[paths...]', 'held paths (absolute, or relative to the directory the run started in)')
-  .action(async (id: string, paths: string[]) => {
-    process.exitCode = await (await import('./changes.js')).changesApply(id, paths);
+  .addOption(new Option('--force', 'apply paths the host changed after the run started too, overwriting those changes').default(false))
+  .action(async (id: string, paths: string[], flags: { force: boolean }) => {
+    process.exitCode = await (await import('./changes.js')).changesApply(id, paths, flags);
   });
 changes
   .command('drop')
@@ -177,6 +177,50 @@ ca.command('path')
   .action(async (flags: { caDir?: string }) => {
     const { printCaPath } = await import('./ca.js');
     await printCaPath(flags.caDir);
+  });
+
+const token = program
+  .command('token')
+  .description('Mint, revoke and list tokens for the policy\'s "issued: {}" clients of srt-gw serve')
+  .addHelpText(
+    'after',
+    `
+Examples:
+  srt-gw token issue --client laptops --ttl 8h          prints a token for client laptops
+  srt-gw token issue --client ci --state-dir /var/lib/srt-gw   the directory srt-gw serve reads
+  srt-gw token revoke --jti 1b4e28ba-2fa1-41d2-883f-0016d3cca427
+  printf %s "$TOKEN" | srt-gw token revoke -              without the token in the process list
+  srt-gw token list
+
+The signing key lives in STATE/client-tokens (STATE: --state-dir, else $XDG_STATE_HOME/srt-gw or
+~/.local/state/srt-gw), created on first use; srt-gw serve must read the same directory.`,
+  );
+token
+  .command('issue')
+  .description('Mint a token for an "issued: {}" client and print it; clients send it as Proxy-Authorization: Bearer TOKEN, or Basic CLIENT:TOKEN')
+  .requiredOption('--client <id>', 'the client id in the policy')
+  .option('--ttl <duration>', 'how long the token is valid: 30m, 1h, 7d (at most 90d)', '1h')
+  .option('--state-dir <dir>', 'state directory holding client-tokens/ (default: $XDG_STATE_HOME/srt-gw or ~/.local/state/srt-gw)')
+  .addOption(new Option('--json', 'print the token, jti, client and expiry as JSON').default(false))
+  .action(async (flags: { client: string; ttl: string; stateDir?: string; json: boolean }) => {
+    process.exitCode = await (await import('./token.js')).tokenIssue(flags);
+  });
+token
+  .command('revoke')
+  .description('Revoke a minted token, given itself or its jti; gateways reading the same state directory refuse it from then on')
+  .argument('[token]', 'the token (- reads it from standard input)')
+  .option('--jti <id>', 'the jti srt-gw token list shows, instead of the token')
+  .option('--state-dir <dir>', 'state directory holding client-tokens/')
+  .action(async (value: string | undefined, flags: { jti?: string; stateDir?: string }) => {
+    process.exitCode = await (await import('./token.js')).tokenRevoke(value, flags);
+  });
+token
+  .command('list')
+  .description('The tokens minted so far: jti, client, expiry and whether each is active, expired or revoked (never the tokens)')
+  .option('--state-dir <dir>', 'state directory holding client-tokens/')
+  .addOption(new Option('--json', 'as JSON').default(false))
+  .action(async (flags: { stateDir?: string; json: boolean }) => {
+    process.exitCode = await (await import('./token.js')).tokenList(flags);
   });
 
 const policy = program.command('policy').description('Author and review policies: check, explain, test, show the resolved policy, import srt settings, print the JSON Schema');

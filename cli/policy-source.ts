@@ -1,7 +1,6 @@
 // Builds the policy a command runs with: --policy / --srt-settings, --allow and
 // --allow-local-binding flags, or, for `srt-gw run`, the first policy found in the usual places.
-import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
@@ -126,7 +125,8 @@ async function fromSrtSettings(file: string, allow: readonly string[], check: ((
   const discovered = check !== null;
   let text: string;
   try {
-    text = await readFile(file, 'utf8');
+    // Synchronously: importing node:fs/promises for this would load it (and readline) at every start of run.
+    text = readFileSync(file, 'utf8');
   } catch (error) {
     throw new SrtGwError(ErrorCodes.POLICY_UNREADABLE, `cannot read srt settings ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`, { cause: error });
   }

@@ -1,5 +1,5 @@
 // `srt-gw serve`: the gateway as a long-running explicit proxy.
-import { statSync, watch, type FSWatcher } from 'node:fs';
+import { lstatSync, readlinkSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { startGateway } from '../gateway/gateway.js';
@@ -41,7 +41,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
   const upstreamTimeoutMs = flags.upstreamTimeout === undefined ? undefined : parseSeconds('--upstream-timeout', flags.upstreamTimeout) * 1000;
   const headersTimeoutMs = flags.headerTimeout === undefined ? undefined : parseSeconds('--header-timeout', flags.headerTimeout) * 1000;
   const policy = await policyFromFlags(flags.policy, flags.allow);
-  const observedTraffic = flags.writePolicy === undefined ? null : await import('../gateway/observed-traffic.js');
+  const observedTraffic = flags.writePolicy === undefined ? null : await import('../gateway/audit/observed-traffic.js');
   if (flags.writePolicy !== undefined) observedTraffic?.checkDraftPolicyPath(flags.writePolicy);
   tuneHeapForProxying();
 
@@ -93,7 +93,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
   process.stdout.write(
     JSON.stringify({
       event: 'listening',
-      proxy: format(gateway.proxyAddress),
+      proxy: format(gateway.address),
       metrics: gateway.metricsAddress ? format(gateway.metricsAddress) : null,
       dns: gateway.dnsAddress ? format(gateway.dnsAddress) : null,
       transparent: flags.transparent ?? null,
@@ -115,6 +115,38 @@ export async function serve(flags: ServeFlags): Promise<void> {
     observed.writeDraft(flags.writePolicy, "srt-gw serve's clients");
     process.stderr.write(`srt-gw: draft policy written to ${flags.writePolicy} (review it, then: srt-gw policy check ${flags.writePolicy})\n`);
   }
+}
+
+/** Symlink hops followed when listing what a policy path's content depends on. */
+const MAX_LINK_HOPS = 8;
+
+/**
+ * The directory entries whose change changes what `file` reads: the file itself and, when it is
+ * reached through symlinks, each link on the way. Kubernetes updates a mounted ConfigMap by
+ * renaming a `..data` symlink beside `policy.yaml -> ..data/policy.yaml`; only `..data` changes then.
+ */
+function entriesThatChange(file: string): string[] {
+  const entries: string[] = [];
+  let path = file;
+  for (let hop = 0; hop <= MAX_LINK_HOPS; hop++) {
+    entries.push(path);
+    let target: string;
+    try {
+      if (!lstatSync(path).isSymbolicLink()) break;
+      target = resolve(dirname(path), readlinkSync(path));
+    } catch {
+      break;
+    }
+    for (let ancestor = dirname(target); ancestor !== dirname(ancestor); ancestor = dirname(ancestor)) {
+      try {
+        if (lstatSync(ancestor).isSymbolicLink()) entries.push(ancestor);
+      } catch {
+        // a link target that does not exist (yet): the reload reports it
+      }
+    }
+    path = target;
+  }
+  return entries;
 }
 
 /** Changes closer together than this are one reload. */
@@ -142,9 +174,11 @@ class PolicyWatcher {
     const files = policy.origin === undefined ? [resolve(this.policyFile)] : policyFiles(policy, this.policyFile);
     const names = new Map<string, Set<string>>();
     for (const file of files) {
-      const directory = dirname(file);
-      if (!names.has(directory)) names.set(directory, new Set());
-      names.get(directory)!.add(basename(file));
+      for (const entry of entriesThatChange(file)) {
+        const directory = dirname(entry);
+        if (!names.has(directory)) names.set(directory, new Set());
+        names.get(directory)!.add(basename(entry));
+      }
     }
     this.names = names;
     for (const [directory, watcher] of this.watchers) {
@@ -155,14 +189,14 @@ class PolicyWatcher {
     for (const directory of names.keys()) {
       if (this.watchers.has(directory)) continue;
       try {
-        this.watchers.set(
-          directory,
-          watch(directory, { persistent: false }, (_event, changed) => {
-            if (changed !== null && !this.names.get(directory)?.has(changed)) return;
-            clearTimeout(this.debounce);
-            this.debounce = setTimeout(() => this.settled(), CHANGE_DEBOUNCE_MS);
-          }),
-        );
+        const watcher = watch(directory, { persistent: false }, (_event, changed) => {
+          if (changed !== null && !this.names.get(directory)?.has(changed)) return;
+          clearTimeout(this.debounce);
+          this.debounce = setTimeout(() => this.settled(), CHANGE_DEBOUNCE_MS);
+        });
+        // A watched directory that is removed (an old ConfigMap generation) must not end serve.
+        watcher.on('error', () => watcher.close());
+        this.watchers.set(directory, watcher);
       } catch {
         // A directory that vanished: SIGHUP still reloads.
       }

@@ -12,6 +12,12 @@ export interface ConnectionContext {
   readonly port: number;
   /** "https" once TLS is terminated on it; "http" for plain HTTP inside a tunnel or absolute-form. */
   scheme: 'http' | 'https';
+  /**
+   * Policy client id the connection authenticated as (explicit proxy with a `clients:` section).
+   * Set once for a CONNECT tunnel and shared by every request inside it; undefined when the
+   * policy names no clients or for the jail's redirected connections.
+   */
+  clientId?: string;
 }
 
 let nextConnectionId = 0;

@@ -1,45 +1,45 @@
-// Assembles and starts one gateway: CA, policy, resolver, upstream client, pipeline, listeners,
-// audit log and metrics. `srt-gw serve`, `srt-gw run` and the library API all start it here.
+// Assembles and starts one gateway from its parts: the policy in force (policy-state.ts), the CA
+// and leaf cache, the resolver and upstream client, the request pipeline and tunnel terminator,
+// the audit log and metrics, the listeners, and the doors jails open (listeners/jail-endpoints.ts).
+// `srt-gw serve`, `srt-gw run` and the library API all start it here.
 import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
-import type net from 'node:net';
 import { loadOrCreateCertificateAuthority, LeafContextCache } from '../ca/index.js';
 import { defaultCaDir } from '../ca/paths.js';
 import { ErrorCodes, SrtGwError } from '../errors.js';
-import { compilePolicy, type CompiledPolicy } from '../policies/match.js';
-import type { Policy, Rule } from '../policies/types.js';
-import type { AuditLog } from './audit-log.js';
-import { loadRuleCredentials, type RuleCredentials } from './credential-secrets.js';
-import { DestinationCheck } from './destination-check.js';
-import { DecisionHub, type DecisionKinds, type DecisionStream, type DecisionStreamOptions } from './decisions.js';
-import { DnsResponder, serveDns, serveDnsOverUnixSocket, type DnsServer, type DnsUnixListener } from './dns/server.js';
+import type { CompiledPolicy } from '../policies/match.js';
+import type { Policy } from '../policies/types.js';
+import type { AuditLog } from './audit/audit-log.js';
+import { DecisionHub, type DecisionKinds, type DecisionStream, type DecisionStreamOptions } from './audit/decisions.js';
+import { GatewayEvents } from './audit/events.js';
+import type { GatewayMetrics } from './audit/metrics.js';
+import { EgressBudgets } from './credentials/egress-budget.js';
+import { DnsResponder } from './dns/responder.js';
 import { SyntheticAddressPool } from './dns/synthetic-pool.js';
 import { UpstreamResolver } from './dns/upstream-resolver.js';
 import { WildcardNameCap } from './dns/wildcard-names.js';
-import { GatewayEvents } from './events.js';
-import { EgressBudgets } from './egress-budget.js';
-import { createExplicitProxyServer } from './explicit-proxy.js';
+import { RequestPipeline } from './http/request-pipeline.js';
 import { DEFAULT_LIMITS, type GatewayLimits } from './limits.js';
-import type { GatewayMetrics } from './metrics.js';
-import { RequestPipeline } from './request-pipeline.js';
-import { loadUpstreamTrust } from './trust-store.js';
-import type { OriginalDestination } from './proxy-protocol-header.js';
-import { routeRedirectedConnection, startTransparentListener, type RedirectedConnectionOptions } from './transparent-listener.js';
-import { TunnelTerminator } from './tunnel-terminator.js';
+import { ClientConnections } from './listeners/client-connections.js';
+import { createExplicitProxyServer } from './listeners/explicit-proxy.js';
+import { GatewayListeners, type ListenAddress } from './listeners/gateway-listeners.js';
+import { JailDoors, type JailEndpoints } from './listeners/jail-endpoints.js';
+import { RedirectedConnections } from './listeners/redirected-connections.js';
+import { PolicyState } from './policy-state.js';
+import { loadUpstreamTrust } from './tls/trust-store.js';
+import { TunnelTerminator } from './tls/tunnel-terminator.js';
 import {
-  approvedRuleId,
   DEFAULT_MAX_DEFERRED_NAMES,
   DEFAULT_MAX_UNKNOWN_HOST_QUESTIONS,
   DEFAULT_UNKNOWN_HOST_TIMEOUT_MS,
   UnknownHostQuestions,
   type UnknownHostCallback,
 } from './unknown-host.js';
-import { UpstreamClient } from './upstream-client.js';
+import { DestinationCheck } from './upstream/destination-check.js';
+import { ResponseEnds } from './upstream/response-ends.js';
+import { UpstreamClient } from './upstream/upstream-client.js';
 
-export interface ListenAddress {
-  host: string;
-  port: number;
-}
+export type { JailEndpoints, ListenAddress };
 
 /** Host → addresses overrides for the gateway's upstream connections (like curl --resolve). */
 export type ResolveOverrides = ReadonlyMap<string, readonly string[]> | Readonly<Record<string, string | readonly string[]>>;
@@ -123,23 +123,11 @@ export interface GatewayCa {
   readonly fingerprint256: string;
 }
 
-/** What a jail needs from a gateway: its DNS on a unix socket, and a door for redirected connections. */
-export interface JailEndpoints {
-  /** The `client` of this jail's DNS queries and the prefix of its connections' `client` ("jail:<address>"). */
-  readonly clientLabel: string;
-  readonly dnsSocket: string;
-  acceptRedirected(socket: net.Socket, destination: OriginalDestination): void;
-  /** Stops the DNS socket and drops this jail's connections. Safe to call twice. */
-  close(): Promise<void>;
-}
-
 export interface Gateway {
   /** The explicit proxy listener (HTTP and CONNECT), e.g. { host: '127.0.0.1', port: 41234 }. */
   readonly address: ListenAddress;
   /** The same, as a proxy URL for HTTPS_PROXY and friends: "http://127.0.0.1:41234". */
   readonly proxyUrl: string;
-  /** Same as `address` (the name the CLI and older code use). */
-  readonly proxyAddress: ListenAddress;
   readonly metricsAddress: ListenAddress | null;
   readonly dnsAddress: ListenAddress | null;
   /** Names the DNS server handed synthetic addresses to, and back. */
@@ -174,11 +162,6 @@ export interface Gateway {
   /** Opens the audit log file again by name, for log rotation (`srt-gw serve` does it on SIGUSR1). */
   reopenAuditLog(): void;
   /**
-   * Serves a connection the jail's redirector handed over as the program's own socket (srt-gw
-   * run), for the address it dialled; decided exactly like one from the transparent socket.
-   */
-  acceptRedirectedConnection(socket: net.Socket, destination: OriginalDestination): void;
-  /**
    * Opens what one jail needs (used by run() with a `gateway` option): DNS on a new unix socket,
    * whose queries and connections are labelled `clientLabel` so that one run's decisions can be
    * told from another's.
@@ -198,221 +181,74 @@ const UNKNOWN_HOST_LIMITS = { maxQuestions: DEFAULT_MAX_UNKNOWN_HOST_QUESTIONS, 
 
 export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const limits: GatewayLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const monitor = options.monitor ?? false;
   const events = new GatewayEvents(randomBytes(4).toString('hex'));
-  let basePolicy = await policyFrom(options.policy);
-  // Rules onUnknownHost approved: kept across reloads, for the gateway's life.
-  const approvedRules: Rule[] = [];
-  const withApprovals = (base: Policy): Policy => (approvedRules.length === 0 ? base : { ...base, rules: [...base.rules, ...approvedRules] });
-  let policy = compilePolicy(basePolicy);
-  // Before anything listens: a secret that cannot be read fails the start.
-  let credentials: RuleCredentials = await loadRuleCredentials(basePolicy, { env: options.secretEnv });
+  // Before anything listens: a policy or a secret that cannot be read fails the start.
+  const policy = await PolicyState.load(options.policy, events, { secretEnv: options.secretEnv });
   const ca = await loadOrCreateCertificateAuthority(options.caDir ?? defaultCaDir());
   const leafContexts = new LeafContextCache(ca, { onLookup: (hit) => events.emit('leafCache', { hit }) });
   // Shared by the DNS answers and the gateway's own lookups: a name counts once, whichever comes first.
-  const wildcardNames = new WildcardNameCap(() => policy.policy);
-  const resolver = new UpstreamResolver({
-    overrides: resolveOverrides(options.resolve),
-    nameCheck: (name) => (policy.couldResolveHost(name) ? (wildcardNames.check(name)?.refusal ?? null) : null),
-    dnsServers: options.dnsUpstream ? [...options.dnsUpstream] : undefined,
-    // Read at each connection: a reload's rules and allowPrivateDestinations apply to the next one.
-    addressCheck: new DestinationCheck(() => policy.policy),
-  });
-  const timeout = options.upstreamTimeoutMs;
-  const upstream = new UpstreamClient({
-    trustedCa: loadUpstreamTrust(options.upstreamCaFiles),
-    lookup: resolver.lookup,
-    literalRefusal: (host) => resolver.literalRefusal(host),
-    ...(timeout !== undefined ? { connectTimeoutMs: timeout, headersTimeoutMs: timeout, bodyTimeoutMs: timeout } : {}),
-  });
-
-  // pino and prom-client load only when asked for: a run without --log or --metrics starts faster.
-  const auditLog: AuditLog | null = options.auditLog === false ? null : (await import('./audit-log.js')).startAuditLog(events, options.auditLog ?? 2);
-  const metricsModule = options.metrics ? await import('./metrics.js') : null;
+  const wildcardNames = new WildcardNameCap(() => policy.current.policy);
+  const resolver = createResolver(options, policy, wildcardNames);
+  const upstream = createUpstreamClient(options, resolver);
   const budgets = new EgressBudgets();
-  const metrics: GatewayMetrics | null = metricsModule ? metricsModule.startGatewayMetrics(events, policy, budgets) : null;
-
-  const monitor = options.monitor ?? false;
-  const currentPolicy = () => policy;
-  const decisions = new DecisionHub(events);
-  // Monitor mode blocks nothing, so there is nothing to ask about.
-  const unknownHosts =
-    options.onUnknownHost && !monitor
-      ? new UnknownHostQuestions(
-          { ask: options.onUnknownHost, timeoutMs: options.unknownHostTimeoutMs ?? DEFAULT_UNKNOWN_HOST_TIMEOUT_MS, ...UNKNOWN_HOST_LIMITS },
-          (host, port) => {
-            const taken = new Set([...basePolicy.rules, ...approvedRules].map((rule) => rule.id));
-            const stem = approvedRuleId(host, port);
-            let id = stem;
-            for (let n = 2; taken.has(id); n++) id = `${stem}-${n}`;
-            const rule: Rule = Object.freeze({ id, host, port, action: 'allow', protocol: 'http' });
-            // Compiled before it counts: a rule that does not compile is no approval.
-            const next = compilePolicy({ ...basePolicy, rules: [...basePolicy.rules, ...approvedRules, rule] });
-            approvedRules.push(rule);
-            policy = next;
-            metrics?.setPolicy(next);
-            return id;
-          },
-        )
-      : null;
-  const pipeline = new RequestPipeline({ currentPolicy, currentCredentials: () => credentials, budgets, upstream, events, monitor });
-  const terminator = new TunnelTerminator({ leafContexts, pipeline, events, limits });
-  const proxyServer = createExplicitProxyServer({ currentPolicy, terminator, pipeline, events, limits, monitor, unknownHosts });
-
-  const sockets = new Set<net.Socket>();
-  proxyServer.on('connection', (socket: net.Socket) => {
-    sockets.add(socket);
-    socket.once('close', () => sockets.delete(socket));
-  });
-
   const syntheticAddresses = new SyntheticAddressPool();
-  const dnsListen = options.dns ?? (options.dnsSocket ? { host: '127.0.0.1', port: 0 } : null);
-  const dnsMetrics = metrics ? (await import('./dns/metrics.js')).registerDnsMetrics(metrics.registry, (listener) => events.on('dns', listener), syntheticAddresses) : null;
-  // One responder for every way DNS reaches this gateway (UDP/TCP, the jails' unix sockets).
-  const dnsResponder = new DnsResponder({
-    pool: syntheticAddresses,
-    denyRcode: options.dnsDenyRcode,
-    // SECURITY: names are answered from the policy alone; nothing is ever forwarded, so a query
-    // cannot carry data to an outside DNS server — test/e2e/dns-tunnel.test.ts. With
-    // onUnknownHost a name no rule allows may get a synthetic address too (it carries nothing
-    // out, and the connection to it is asked about) — test/e2e/library-unknown-host.test.ts
-    admission: { couldAllowHost: (host) => policy.couldResolveHost(host) || (unknownHosts?.mayDeferName(host) ?? false) },
-    onQuery: (event) => events.emit('dns', event),
-    wildcardNames,
-    // Report mode lets data out by design: A/AAAA for a name no rule allows is resolved upstream
-    // (only those types) and gets a synthetic address — test/e2e/monitor-mode.test.ts.
-    ...(monitor ? { monitor: { exists: (name: string) => resolver.exists(name) } } : {}),
-  });
-  let dnsServer: DnsServer | null = null;
-  const jailEndpoints = new Set<JailEndpoints>();
+  const observers = await startObservers(options, events, policy, budgets, syntheticAddresses);
+  const unknownHosts = monitor ? null : askAboutUnknownHosts(options, policy);
+  const currentPolicy = () => policy.current;
+  const pipeline = new RequestPipeline({ currentPolicy, currentCredentials: () => policy.credentials, budgets, upstream, events, monitor });
+  const terminator = new TunnelTerminator({ leafContexts, pipeline, events, limits });
+  const connections = new ClientConnections(events, limits.maxConnections);
+  const proxyServer = createExplicitProxyServer({ currentPolicy, terminator, pipeline, events, limits, monitor, unknownHosts });
+  proxyServer.on('connection', (socket) => connections.track(socket));
+  const redirected = new RedirectedConnections({ currentPolicy, syntheticAddresses, resolver, terminator, events, limits, monitor, unknownHosts });
+  const dnsResponder = createDnsResponder(options, events, policy, { syntheticAddresses, wildcardNames, resolver, unknownHosts, monitor });
+  const jailDoors = new JailDoors(dnsResponder, connections, redirected);
 
-  const servers: http.Server[] = [];
-  let transparentServer: net.Server | null = null;
+  const listeners = new GatewayListeners();
+  let closing: Promise<void> | null = null;
   const closeAll = async () => {
+    connections.stopAdmitting();
     unknownHosts?.close();
-    transparentServer?.close();
-    await Promise.all([...jailEndpoints].map((endpoints) => endpoints.close()));
-    await dnsServer?.close();
-    dnsMetrics?.close();
-    for (const socket of sockets) socket.destroy();
+    listeners.stopTransparent();
+    await jailDoors.closeAll();
+    await listeners.closeDns();
+    connections.destroyAll();
     terminator.close();
-    await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    await listeners.closeServers();
     await upstream.close();
-    metrics?.close();
-    await auditLog?.close();
-    decisions.end();
+    await observers.close();
   };
 
   try {
-    const proxyAddress = await listen(proxyServer, options.listen ?? { host: '127.0.0.1', port: 0 }, 'proxy');
-    servers.push(proxyServer);
-    let metricsAddress: ListenAddress | null = null;
-    if (metrics && metricsModule && options.metrics) {
-      const metricsServer = metricsModule.createMetricsServer(metrics);
-      metricsAddress = await listen(metricsServer, options.metrics, 'metrics');
-      servers.push(metricsServer);
-    }
-    if (dnsListen) {
-      dnsServer = await serveDns(dnsResponder, { host: dnsListen.host, port: dnsListen.port, unixSocketPath: options.dnsSocket }).catch((error: NodeJS.ErrnoException) => {
-        if (error instanceof SrtGwError) throw error;
-        throw new SrtGwError(ErrorCodes.LISTEN_FAILED, `cannot serve DNS on ${dnsListen.host}:${dnsListen.port}: ${error.code ?? error.message}`, { cause: error });
-      });
-    }
-    const redirected: RedirectedConnectionOptions = { currentPolicy, syntheticAddresses, resolver, terminator, events, limits, monitor, unknownHosts };
-    if (options.transparentSocket) {
-      transparentServer = await startTransparentListener({ socketPath: options.transparentSocket, ...redirected }).catch((error: NodeJS.ErrnoException) => {
-        throw new SrtGwError(ErrorCodes.LISTEN_FAILED, `cannot listen on ${options.transparentSocket}: ${error.code ?? error.message}`, { cause: error });
-      });
-    }
-    const dnsAddress = dnsServer ? { host: dnsServer.address.udp.address, port: dnsServer.address.udp.port } : null;
-    let closing: Promise<void> | null = null;
-    const acceptRedirected = (socket: net.Socket, destination: OriginalDestination, clientLabel: string, owned?: Set<net.Socket>) => {
-      if (closing || sockets.size >= limits.maxConnections) {
-        socket.destroy();
-        return;
-      }
-      sockets.add(socket);
-      owned?.add(socket);
-      socket.setNoDelay(true);
-      socket.on('error', () => undefined);
-      events.emit('connections', { delta: 1 });
-      socket.once('close', () => {
-        sockets.delete(socket);
-        owned?.delete(socket);
-        events.emit('connections', { delta: -1 });
-      });
-      routeRedirectedConnection(redirected, socket, destination, undefined, clientLabel);
-    };
+    const dnsListen = options.dns ?? (options.dnsSocket ? { host: '127.0.0.1', port: 0 } : null);
+    const { address, metricsAddress, dnsAddress } = await listeners.start(proxyServer, {
+      listen: options.listen ?? { host: '127.0.0.1', port: 0 },
+      metrics: observers.metricsServer && options.metrics ? { server: observers.metricsServer, address: options.metrics } : null,
+      dns: dnsListen ? { responder: dnsResponder, address: dnsListen, unixSocketPath: options.dnsSocket } : null,
+      transparent: options.transparentSocket ? { socketPath: options.transparentSocket, redirected, events, limits } : null,
+    });
     return {
-      address: proxyAddress,
-      proxyUrl: `http://${proxyAddress.host.includes(':') ? `[${proxyAddress.host}]` : proxyAddress.host}:${proxyAddress.port}`,
-      proxyAddress,
+      address,
+      proxyUrl: `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`,
       metricsAddress,
       dnsAddress,
       syntheticAddresses,
       events,
       ca,
       get policy() {
-        return policy;
+        return policy.current;
       },
-      decisions: (streamOptions?: DecisionStreamOptions) => decisions.stream(streamOptions),
-      on: (kind, listener) => decisions.on(kind, listener),
-      async reload(source: Policy | string) {
-        let next: Policy;
-        try {
-          next = await policyFrom(source);
-        } catch (error) {
-          events.emit('policyReload', { kind: 'policy-reload', outcome: 'failed', reason: (error as Error).message });
-          throw error;
-        }
-        let compiled = compilePolicy(withApprovals(next));
-        const approvals = approvedRules.length;
-        // Secrets are read again (a rotated key takes effect); if one cannot be read, the reload
-        // fails as a whole and the old policy with its secrets stays.
-        const nextCredentials = await loadRuleCredentials(next, { env: options.secretEnv });
-        // An approval that came while the secrets were read is not lost.
-        if (approvedRules.length !== approvals) compiled = compilePolicy(withApprovals(next));
-        basePolicy = next;
-        policy = compiled;
-        credentials = nextCredentials;
-        metrics?.setPolicy(compiled);
-        events.emit('policyReload', { kind: 'policy-reload', outcome: 'ok', rules: next.rules.length });
+      decisions: (streamOptions?: DecisionStreamOptions) => observers.decisions.stream(streamOptions),
+      on: (kind, listener) => observers.decisions.on(kind, listener),
+      reload: (source: Policy | string) => policy.reload(source),
+      reportReloadFailure: (reason: string) => policy.reportReloadFailure(reason),
+      reopenAuditLog: () => observers.auditLog?.reopen(),
+      openJailEndpoints(dnsSocket: string, clientLabel: string) {
+        if (closing) return Promise.reject(new SrtGwError(ErrorCodes.LISTEN_FAILED, 'the gateway is closed'));
+        return jailDoors.open(dnsSocket, clientLabel);
       },
-      reportReloadFailure(reason: string) {
-        events.emit('policyReload', { kind: 'policy-reload', outcome: 'failed', reason });
-      },
-      reopenAuditLog() {
-        auditLog?.reopen();
-      },
-      acceptRedirectedConnection(socket: net.Socket, destination: OriginalDestination) {
-        acceptRedirected(socket, destination, 'jail');
-      },
-      async openJailEndpoints(dnsSocket: string, clientLabel: string) {
-        if (closing) throw new SrtGwError(ErrorCodes.LISTEN_FAILED, 'the gateway is closed');
-        const dns: DnsUnixListener = await serveDnsOverUnixSocket(dnsResponder, dnsSocket, { clientLabel });
-        const owned = new Set<net.Socket>();
-        let closed: Promise<void> | null = null;
-        const endpoints: JailEndpoints = {
-          clientLabel,
-          dnsSocket,
-          acceptRedirected: (socket, destination) => {
-            if (closed) socket.destroy();
-            else acceptRedirected(socket, destination, clientLabel, owned);
-          },
-          close() {
-            closed ??= (async () => {
-              jailEndpoints.delete(endpoints);
-              for (const socket of owned) socket.destroy();
-              await dns.close();
-            })();
-            return closed;
-          },
-        };
-        jailEndpoints.add(endpoints);
-        return endpoints;
-      },
-      prepareUpstream() {
-        return upstream.prepare();
-      },
+      prepareUpstream: () => upstream.prepare(),
       close() {
         closing ??= closeAll();
         return closing;
@@ -424,29 +260,101 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   }
 }
 
-/** A policy given as an object is used as is; a path is read with the same loader (and errors) as the CLI's. */
-async function policyFrom(source: Policy | string): Promise<Policy> {
-  if (typeof source !== 'string') return source;
-  // The YAML parser and the schema load only when a file is read.
-  return (await import('../policies/loader.js')).loadPolicyFile(source);
+/** The gateway's own resolver: overrides, the policy's name check and the destination check. */
+function createResolver(options: GatewayOptions, policy: PolicyState, wildcardNames: WildcardNameCap): UpstreamResolver {
+  return new UpstreamResolver({
+    overrides: resolveOverrides(options.resolve),
+    nameCheck: (name) => (policy.current.couldResolveHost(name) ? (wildcardNames.check(name)?.refusal ?? null) : null),
+    dnsServers: options.dnsUpstream ? [...options.dnsUpstream] : undefined,
+    // Read at each connection: a reload's rules and allowPrivateDestinations apply to the next one.
+    addressCheck: new DestinationCheck(() => policy.current.policy),
+  });
+}
+
+function createUpstreamClient(options: GatewayOptions, resolver: UpstreamResolver): UpstreamClient {
+  const timeout = options.upstreamTimeoutMs;
+  return new UpstreamClient({
+    trustedCa: loadUpstreamTrust(options.upstreamCaFiles),
+    lookup: resolver.lookup,
+    literalRefusal: (host) => resolver.literalRefusal(host),
+    // This gateway's own: another gateway in the process never delays or batches its responses.
+    responseEnds: new ResponseEnds(),
+    ...(timeout !== undefined ? { connectTimeoutMs: timeout, headersTimeoutMs: timeout, bodyTimeoutMs: timeout } : {}),
+  });
+}
+
+/** What watches a gateway's events: the library's decision stream, the audit log, the metrics. */
+interface Observers {
+  readonly decisions: DecisionHub;
+  readonly auditLog: AuditLog | null;
+  /** Serves the metrics; null without options.metrics. */
+  readonly metricsServer: http.Server | null;
+  close(): Promise<void>;
+}
+
+async function startObservers(options: GatewayOptions, events: GatewayEvents, policy: PolicyState, budgets: EgressBudgets, pool: SyntheticAddressPool): Promise<Observers> {
+  // pino and prom-client load only when asked for: a run without --log or --metrics starts faster.
+  const auditLog = options.auditLog === false ? null : (await import('./audit/audit-log.js')).startAuditLog(events, options.auditLog ?? 2);
+  let metrics: GatewayMetrics | null = null;
+  let metricsServer: http.Server | null = null;
+  let dnsMetrics: { close(): void } | null = null;
+  if (options.metrics) {
+    const metricsModule = await import('./audit/metrics.js');
+    metrics = metricsModule.startGatewayMetrics(events, policy.current, budgets);
+    const registry = metrics.registry;
+    dnsMetrics = (await import('./dns/metrics.js')).registerDnsMetrics(registry, (listener) => events.on('dns', listener), pool);
+    metricsServer = metricsModule.createMetricsServer(metrics);
+    const gatewayMetrics = metrics;
+    // Host labels follow the rules in force (after a reload or an onUnknownHost approval).
+    policy.onChange = (compiled: CompiledPolicy) => gatewayMetrics.setPolicy(compiled);
+  }
+  const decisions = new DecisionHub(events);
+  return {
+    decisions,
+    auditLog,
+    metricsServer,
+    async close() {
+      dnsMetrics?.close();
+      metrics?.close();
+      await auditLog?.close();
+      decisions.end();
+    },
+  };
+}
+
+/** onUnknownHost's questions, each approval an allow rule of the policy in force; null without the option. */
+function askAboutUnknownHosts(options: GatewayOptions, policy: PolicyState): UnknownHostQuestions | null {
+  if (!options.onUnknownHost) return null;
+  const timeoutMs = options.unknownHostTimeoutMs ?? DEFAULT_UNKNOWN_HOST_TIMEOUT_MS;
+  return new UnknownHostQuestions({ ask: options.onUnknownHost, timeoutMs, ...UNKNOWN_HOST_LIMITS }, (host, port) => policy.approve(host, port));
+}
+
+/** One responder for every way DNS reaches this gateway (UDP/TCP, the jails' unix sockets). */
+function createDnsResponder(
+  options: GatewayOptions,
+  events: GatewayEvents,
+  policy: PolicyState,
+  parts: { syntheticAddresses: SyntheticAddressPool; wildcardNames: WildcardNameCap; resolver: UpstreamResolver; unknownHosts: UnknownHostQuestions | null; monitor: boolean },
+): DnsResponder {
+  const { unknownHosts, resolver } = parts;
+  return new DnsResponder({
+    pool: parts.syntheticAddresses,
+    denyRcode: options.dnsDenyRcode,
+    // SECURITY: names are answered from the policy alone; nothing is ever forwarded, so a query
+    // cannot carry data to an outside DNS server — test/e2e/dns-tunnel.test.ts. With
+    // onUnknownHost a name no rule allows may get a synthetic address too (it carries nothing
+    // out, and the connection to it is asked about) — test/e2e/library-unknown-host.test.ts
+    admission: { couldAllowHost: (host) => policy.current.couldResolveHost(host) || (unknownHosts?.mayDeferName(host) ?? false) },
+    onQuery: (event) => events.emit('dns', event),
+    wildcardNames: parts.wildcardNames,
+    // Report mode lets data out by design: A/AAAA for a name no rule allows is resolved upstream
+    // (only those types) and gets a synthetic address — test/e2e/monitor-mode.test.ts.
+    ...(parts.monitor ? { monitor: { exists: (name: string) => resolver.exists(name) } } : {}),
+  });
 }
 
 function resolveOverrides(overrides: ResolveOverrides | undefined): ReadonlyMap<string, string[]> | undefined {
   if (overrides === undefined) return undefined;
   const entries: [string, string | readonly string[]][] = overrides instanceof Map ? [...(overrides as ReadonlyMap<string, readonly string[]>)] : Object.entries(overrides);
   return new Map(entries.map(([host, addresses]) => [host, typeof addresses === 'string' ? [addresses] : [...addresses]]));
-}
-
-function listen(server: http.Server, address: ListenAddress, what: string): Promise<ListenAddress> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: NodeJS.ErrnoException) => {
-      reject(new SrtGwError(ErrorCodes.LISTEN_FAILED, `cannot listen for ${what} on ${address.host}:${address.port}: ${error.code ?? error.message}`, { cause: error }));
-    };
-    server.once('error', onError);
-    server.listen(address.port, address.host, () => {
-      server.off('error', onError);
-      const bound = server.address() as net.AddressInfo;
-      resolve({ host: bound.address, port: bound.port });
-    });
-  });
 }

@@ -1,5 +1,5 @@
 // Resource bounds for client connections: no slowloris, no unbounded headers or sessions.
-import type { SweepClock } from './connection-sweeper.js';
+import type { SweepClock } from './http/connection-sweeper.js';
 
 export interface GatewayLimits {
   /** Largest request head accepted (bytes); larger → 431 and the connection closes. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { GatewayEvents, type ConnectEvent, type RequestEvent } from '../gateway/events.js';
+import { GatewayEvents, type ConnectEvent, type RequestEvent } from '../gateway/audit/events.js';
 import type { DnsQueryEvent } from '../gateway/dns/query-events.js';
 import { DenialCollector, formatDenialSummary } from './denial-summary.js';
 
@@ -14,6 +14,7 @@ const request = (overrides: Partial<RequestEvent>): RequestEvent => ({
   decision: 'deny',
   rule: 'no-uploads',
   reason: 'uploads are not allowed',
+  code: 'denied-by-rule',
   step: 'policy',
   status: 403,
   bytesIn: 0,
@@ -30,6 +31,7 @@ const connect = (overrides: Partial<ConnectEvent>): ConnectEvent => ({
   decision: 'deny',
   rule: 'default-deny',
   reason: 'no rule allows host 203.0.113.9',
+  code: 'host-not-allowed',
   ...overrides,
 });
 const dns = (overrides: Partial<DnsQueryEvent>): DnsQueryEvent => ({
@@ -38,6 +40,7 @@ const dns = (overrides: Partial<DnsQueryEvent>): DnsQueryEvent => ({
   name: 'evil.test',
   qtype: 'A',
   decision: 'denied',
+  code: 'host-not-allowed',
   rcode: 'NXDOMAIN',
   tunnelSignals: [],
   ...overrides,

@@ -1,7 +1,7 @@
 // What one run was refused, grouped so a user can fix the policy: host, port, rule and reason
 // with a count. Fed by the gateway's decision events (the same seam as the audit log).
 import type { DnsQueryEvent, TunnelSignal } from '../gateway/dns/query-events.js';
-import type { GatewayEvents } from '../gateway/events.js';
+import type { GatewayEvents } from '../gateway/audit/events.js';
 
 export interface Denial {
   /**

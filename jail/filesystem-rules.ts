@@ -322,10 +322,10 @@ const evaluators = new WeakMap<readonly FilesystemRule[], Evaluate>();
 function evaluatorFor(rules: readonly FilesystemRule[]): Evaluate {
   const base = rules.find((rule) => rule.effect === 'read-only-default');
   if (base === undefined) throw new Error('filesystem rules without the read-only default');
-  const writeRoots = rules.filter((rule) => rule.effect === 'allow-write' || rule.effect === 'private');
-  const alwaysHidden = rules.filter((rule) => rule.effect === 'hide' && rule.origin.kind === 'always-hidden');
-  const reading = rules.filter((rule) => (rule.effect === 'hide' && rule.origin.kind !== 'always-hidden') || rule.effect === 'allow-read');
-  const vetoes = rules.filter((rule) => rule.effect === 'deny-write');
+  const writeRoots = byPath(rules.filter((rule) => rule.effect === 'allow-write' || rule.effect === 'private'));
+  const alwaysHidden = byPath(rules.filter((rule) => rule.effect === 'hide' && rule.origin.kind === 'always-hidden'));
+  const reading = byPath(rules.filter((rule) => (rule.effect === 'hide' && rule.origin.kind !== 'always-hidden') || rule.effect === 'allow-read'));
+  const vetoes = byPath(rules.filter((rule) => rule.effect === 'deny-write'));
   return (path) => {
     // At one path: private wins over a write root (cwd = /tmp stays private); allowRead over hide.
     const root = deepestContaining(writeRoots, path, 'private');
@@ -340,13 +340,37 @@ function evaluatorFor(rules: readonly FilesystemRule[]): Evaluate {
   };
 }
 
-function deepestContaining(rules: readonly FilesystemRule[], path: string, preferred?: FilesystemEffect): FilesystemRule | undefined {
-  let best: FilesystemRule | undefined;
+/** Rules by path, each path's in their order. */
+type RulesByPath = ReadonlyMap<string, readonly FilesystemRule[]>;
+
+function byPath(rules: readonly FilesystemRule[]): RulesByPath {
+  const index = new Map<string, FilesystemRule[]>();
   for (const rule of rules) {
-    if (!isWithin(path, rule.path)) continue;
-    if (best === undefined || rule.path.length > best.path.length || (rule.path === best.path && rule.effect === preferred)) best = rule;
+    const here = index.get(rule.path);
+    if (here === undefined) index.set(rule.path, [rule]);
+    else here.push(rule);
   }
-  return best;
+  return index;
+}
+
+/**
+ * The rule on the deepest path that `path` is within (isWithin) and that has one; of several there,
+ * the last with the `preferred` effect, else the first. Looked up prefix by prefix (`path` cut at
+ * each "/", then "/") rather than by testing every rule: run's start-up evaluates a few hundred
+ * paths against ~100 rules.
+ */
+function deepestContaining(rules: RulesByPath, path: string, preferred?: FilesystemEffect): FilesystemRule | undefined {
+  for (let at = path; ; ) {
+    const here = rules.get(at);
+    if (here !== undefined) {
+      let best = here[0];
+      for (const rule of here) if (rule.effect === preferred) best = rule;
+      return best;
+    }
+    if (at === '/') return undefined;
+    const slash = at.lastIndexOf('/');
+    at = slash > 0 ? at.slice(0, slash) : '/';
+  }
 }
 
 function pointsOf(rules: readonly FilesystemRule[], evaluate: Evaluate): FilesystemPoint[] {

@@ -4,7 +4,7 @@
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import type { Socket } from 'node:net';
 import type { ListenAddress } from '../gateway/gateway.js';
-import type { OriginalDestination } from '../gateway/proxy-protocol-header.js';
+import type { OriginalDestination } from '../gateway/listeners/proxy-protocol-header.js';
 import type { ResolvedFilesystemRules } from './filesystem-rules.js';
 import type { JailOverlay } from './overlay/reviewed-writes.js';
 import type { RunDirectory } from './run-directory.js';

@@ -10,7 +10,7 @@ import { defaultCaDir } from '../ca/paths.js';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { PACKAGE_ROOT } from '../package-root.js';
 import type { Gateway, GatewayOptions, JailEndpoints } from '../gateway/gateway.js';
-import type { ObservedTraffic } from '../gateway/observed-traffic.js';
+import type { ObservedTraffic } from '../gateway/audit/observed-traffic.js';
 import type { DeletesMode, Policy, WriteMode } from '../policies/types.js';
 import { credentialPlaceholders, credentialSecretFiles } from '../policies/credentials.js';
 import { DenialCollector, type Denial } from './denial-summary.js';
@@ -23,7 +23,6 @@ import { LinuxJail } from './linux/linux-jail.js';
 import { NATIVE_BUILD_DIR, NATIVE_HELPER_FILES } from './linux/native-helpers.js';
 import type { MacosJailedProcess } from './macos/macos-jail.js';
 import type { Change } from './overlay/held-changes-store.js';
-import { ReviewedWrites } from './overlay/reviewed-writes.js';
 import { RunDirectory, sweepLeftovers } from './run-directory.js';
 import { ensureStateDirectory } from './state-directory.js';
 
@@ -76,7 +75,7 @@ export interface RunInJailOptions extends JailRunSettings {
   jail?: Jail;
   /**
    * Write a draft policy from this run's requests here once it ends (atomically), as
-   * `srt-gw run --write-policy FILE` does: gateway/observed-traffic.ts.
+   * `srt-gw run --write-policy FILE` does: gateway/audit/observed-traffic.ts.
    */
   writePolicy?: string;
 }
@@ -147,9 +146,10 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     platform: jail.platform,
     reviewedWrites: writeMode === 'overlay',
   });
+  // The review code (and the schema its records are checked with) loads only for overlay runs.
   const reviewed =
     writeMode === 'overlay'
-      ? ReviewedWrites.start({
+      ? (await import('./overlay/reviewed-writes.js')).ReviewedWrites.start({
           filesystem,
           stateDirectory,
           command: [options.command, ...(options.args ?? [])],
@@ -159,10 +159,13 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
       : null;
 
   const runDirectory = RunDirectory.create();
-  // Directories of killed runs go while this one starts; awaited below, so none outlives the run.
-  const sweep = sweepLeftovers(runDirectory.parent);
   let mountPoints: CreatedMountPoints | null = null;
-  let mountPointSweep: Promise<string[]> | null = null;
+  // What runs killed with SIGKILL left (their directories, their mount points) goes while this one
+  // starts, once bubblewrap is on its way; awaited below, so no sweep outlives the run. This run's
+  // directory listens and its record is written by then: neither sweep takes them for a dead run's.
+  let sweeps: Promise<unknown> | null = null;
+  const startSweeps = (): Promise<unknown> =>
+    (sweeps ??= Promise.all([sweepLeftovers(runDirectory.parent), jail.platform === 'linux' ? sweepCreatedMountPoints(runDirectory.parent) : null]));
   /** Set while the command's jail may still run: its mount points must stay until it has ended. */
   let running: JailedProcess | null = null;
   let gateway: Gateway | null = shared;
@@ -172,16 +175,13 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
   let result: RunResult;
   let prepared: PreparedJail | null = null;
   let planted: PlantedFilesCheck | null = null;
+  let stopUpstreamWarmUp: (() => void) | null = null;
   try {
     // The jail is built while the gateway starts (bwrap, the network rules, the helpers); its
     // command waits until start() below. The trust bundle is filled in once the CA is loaded.
     const caBundle = runDirectory.writeJailFile('ca-bundle.pem', '');
-    if (jail.platform === 'linux') {
-      // Runs killed with SIGKILL could not remove their mount points: they go while this one
-      // starts (awaited below). This run records its own before bubblewrap makes them.
-      mountPointSweep = sweepCreatedMountPoints(runDirectory.parent);
-      mountPoints = CreatedMountPoints.record(filesystem, runDirectory.path);
-    }
+    // This run records its mount points before bubblewrap makes them.
+    if (jail.platform === 'linux') mountPoints = CreatedMountPoints.record(filesystem, runDirectory.path);
     prepared = jail.prepare({
       command: options.command,
       args: options.args ?? [],
@@ -195,6 +195,7 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
       allowUnixSockets: policy.jail?.allowUnixSockets ?? [],
       ...(reviewed === null ? {} : { overlay: reviewed.overlay }),
     });
+    void startSweeps();
     // While bubblewrap builds the jail; its command has not started, so nothing is planted yet.
     // With reviewed writes nothing lands on the host unreviewed: the review holds such files.
     if (reviewed === null) planted = PlantedFilesCheck.start(writableRoots(filesystem));
@@ -221,29 +222,23 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     // On macOS the jail reaches the gateway's explicit proxy, where runs cannot be told apart.
     collector = new DenialCollector(gateway.events, shared && jail.platform === 'linux' ? { clientLabel } : {});
     if (options.writePolicy !== undefined) {
-      observed = new (await import('../gateway/observed-traffic.js')).ObservedTraffic(gateway.events, shared && jail.platform === 'linux' ? { clientLabel } : {});
+      observed = new (await import('../gateway/audit/observed-traffic.js')).ObservedTraffic(gateway.events, shared && jail.platform === 'linux' ? { clientLabel } : {});
     }
     const systemBundle = jail.platform === 'darwin' ? MACOS_SYSTEM_CA_BUNDLE : SYSTEM_CA_BUNDLE;
     runDirectory.rewriteJailFile(caBundle, buildTrustBundle(readFileSync(gateway.ca.certPath, 'utf8'), systemBundle));
+    stopUpstreamWarmUp = prepareUpstreamOnFirstUse(gateway);
     const jailed = (running = prepared.start({
-      acceptRedirected: (socket, destination) => opened.acceptRedirected(socket, destination),
+      acceptRedirected: opened.acceptRedirected,
       dnsSocket: opened.dnsSocket,
-      proxyAddress: gateway.proxyAddress,
+      proxyAddress: gateway.address,
     }));
     prepared = null;
     options.onStart?.({ process: jailed, gateway });
-    // A command that is still running after 50 ms will likely make a request: load the upstream
-    // client then, while it starts, rather than on its first request. A short command (run -- true)
-    // never pays for it.
-    const started = gateway;
-    const warm = setTimeout(() => void started.prepareUpstream().catch(() => undefined), 50);
-    warm.unref();
     const exitCode = await jailed.exited;
     running = null;
     // The jail has ended (its overlays with it): its writes are reviewed now. A command's failure
     // is still a finished run; only srt-gw's own failure or death leaves everything held.
     const outcome = reviewed?.review(true);
-    clearTimeout(warm);
     const { denials, omitted } = collector.denials();
     // On macOS the kernel's own refusals (Seatbelt's log) join the gateway's.
     const platform = 'violations' in jailed ? await (jailed as MacosJailedProcess).violations() : { denials: [], omitted: 0 };
@@ -257,6 +252,9 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
       readOnlyPlaceholders: mountPoints?.paths ?? [],
     };
   } finally {
+    // A run that failed before its jail started sweeps all the same.
+    const sweeping = startSweeps();
+    stopUpstreamWarmUp?.();
     // The gateway failed to start: the held command never runs.
     await prepared?.abort();
     // SECURITY: a run that failed in srt-gw applies nothing; its writes stay held for
@@ -266,7 +264,6 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     await endpoints?.close();
     if (!shared) await gateway?.close();
     runDirectory.dispose();
-    await sweep;
     // SECURITY: removing a mount point detaches the protection mounted on it, so only once the
     // jail has ended (bwrap exited; its whole jail dies with it) — test/e2e/jail-leftovers.test.ts.
     const created = mountPoints;
@@ -284,12 +281,47 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     };
     if (running === null) await holdPlanted();
     else void running.exited.then(holdPlanted, holdPlanted);
-    await mountPointSweep;
+    await sweeping;
     observed?.stop();
   }
   // Once the gateway has closed, so the requests that ended with the command are in it too.
   if (observed && options.writePolicy !== undefined) observed.writeDraft(options.writePolicy, `the command ${basename(options.command)}`);
   return result;
+}
+
+/**
+ * Loads the gateway's upstream client (undici and the upstream trust store, tens of ms of CPU) as
+ * soon as the jail first uses the network, at its first DNS query or connection: before the first
+ * request, which would otherwise wait for it, yet never for a command that does not connect (most
+ * of the short commands an agent runs), whose exit a timed warm-up would hold up on a busy machine.
+ * Returns what ends the watch (once the run ends).
+ */
+function prepareUpstreamOnFirstUse(gateway: Gateway): () => void {
+  let watching = true;
+  let scheduled = false;
+  const firstUse = () => {
+    if (scheduled) return;
+    scheduled = true;
+    // On the next turn: the answer or connection at hand goes first, and the listeners are not
+    // removed while the gateway is still calling them.
+    setImmediate(() => {
+      if (!watching) return; // the run ended meanwhile
+      stop();
+      void gateway.prepareUpstream().catch(() => undefined);
+    });
+  };
+  const unsubscribe = [
+    gateway.events.on('dns', firstUse),
+    gateway.events.on('connections', (event) => {
+      if (event.delta > 0) firstUse();
+    }),
+  ];
+  const stop = () => {
+    if (!watching) return;
+    watching = false;
+    for (const off of unsubscribe) off();
+  };
+  return stop;
 }
 
 /** The audit log exists before the jail is built, so that the jail hides a file and creates no mount point for it. */

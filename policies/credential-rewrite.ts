@@ -3,6 +3,7 @@
 // come in resolved (the gateway reads them); nothing is read or logged here, and no message ever
 // holds a credential value. `policy explain` runs it too, with a stand-in for the secret.
 import { createHash } from 'node:crypto';
+import type { ReasonCode } from '../reason-codes.js';
 import { describeLocation } from './credentials.js';
 import type { CredentialLocation, CredentialRule } from './types.js';
 
@@ -33,7 +34,7 @@ export type CredentialStepResult =
       /** Injected secrets and how to mask them in the response (secret → placeholder). */
       readonly masks: MaskPair[];
     }
-  | { readonly ok: false; readonly reason: string };
+  | { readonly ok: false; readonly reason: string; readonly code: CredentialRefusalCode };
 
 const OUTCOME_RANK: Record<CredentialOutcome, number> = { stripped: 1, 'required-ok': 2, injected: 3 };
 
@@ -70,7 +71,12 @@ export function applyCredentials(ruleId: string, credentials: readonly ResolvedC
   return { ok: true, headers: currentHeaders, query: currentQuery, outcome, masks };
 }
 
-type PartResult<T> = ({ ok: true; outcome: CredentialOutcome; masks: MaskPair[] } & T) | { ok: false; reason: string };
+/** Why the credentials step refused a request (reason-codes.ts). */
+export type CredentialRefusalCode = Extract<ReasonCode, 'credential-in-request' | 'credential-missing'>;
+
+type Refusal = { ok: false; reason: string; code: CredentialRefusalCode };
+
+type PartResult<T> = ({ ok: true; outcome: CredentialOutcome; masks: MaskPair[] } & T) | Refusal;
 
 function applyToHeaders(
   ruleId: string,
@@ -106,14 +112,14 @@ function applyToHeaders(
       return { ok: true, headers: without(), outcome: 'stripped', masks: [] };
     case 'require': {
       const refusal = checkRequired(ruleId, where, credential.sha256, carried);
-      if (refusal !== null) return { ok: false, reason: refusal };
+      if (refusal !== null) return refusal;
       return { ok: true, headers, outcome: 'required-ok', masks: [] };
     }
     case 'inject': {
       // SECURITY: any value but the placeholder is refused, so a key brought in by the sandbox
       // (an attacker's own API key) never reaches the upstream — the approved-domain leak,
       // test/e2e/credentials.test.ts "the approved-domain attack".
-      if (carried.some((item) => item.value !== credential.placeholder)) return { ok: false, reason: injectRefusal(ruleId, where, credential) };
+      if (carried.some((item) => item.value !== credential.placeholder)) return { ok: false, reason: injectRefusal(ruleId, where, credential), code: 'credential-in-request' };
       const username = location.username ?? carried.find((item) => item.username !== undefined)?.username ?? '';
       const value = injectedHeaderValue(location, credential.secret, username);
       const rewritten = without();
@@ -210,7 +216,7 @@ function applyToQuery(
   // SECURITY: a name that only some stacks read as the credential's is refused, not guessed at —
   // policies/credential-rewrite.test.ts "spellings".
   if (parts.some((part) => part.ambiguous)) {
-    return { ok: false, reason: `rule ${ruleId} refuses a query parameter whose name servers decode differently, one reading of which is ${location.name}; send it encoded once` };
+    return { ok: false, reason: `rule ${ruleId} refuses a query parameter whose name servers decode differently, one reading of which is ${location.name}; send it encoded once`, code: 'credential-in-request' };
   }
   const matching = parts.filter((part) => part.matches);
   // Parameters without a value ("?key" or "?key=") carry no credential.
@@ -220,11 +226,11 @@ function applyToQuery(
       return { ok: true, query: joinQuery(parts.filter((part) => !part.matches)), outcome: 'stripped', masks: [] };
     case 'require': {
       const refusal = checkRequired(ruleId, where, credential.sha256, carried);
-      if (refusal !== null) return { ok: false, reason: refusal };
+      if (refusal !== null) return refusal;
       return { ok: true, query, outcome: 'required-ok', masks: [] };
     }
     case 'inject': {
-      if (carried.some((item) => item.value !== credential.placeholder)) return { ok: false, reason: injectRefusal(ruleId, where, credential) };
+      if (carried.some((item) => item.value !== credential.placeholder)) return { ok: false, reason: injectRefusal(ruleId, where, credential), code: 'credential-in-request' };
       const text = `${encodeURIComponent(location.name)}=${encodeURIComponent(credential.secret)}`;
       const first = parts.findIndex((part) => part.matches);
       const kept = parts.filter((part, index) => !part.matches || index === first);
@@ -295,11 +301,13 @@ function decodeComponent(text: string): string {
   }
 }
 
-function checkRequired(ruleId: string, where: string, allowed: ReadonlySet<string>, carried: readonly Carried[]): string | null {
-  if (carried.length === 0) return `rule ${ruleId} requires a ${where} and the request has none`;
+function checkRequired(ruleId: string, where: string, allowed: ReadonlySet<string>, carried: readonly Carried[]): Refusal | null {
+  if (carried.length === 0) return { ok: false, reason: `rule ${ruleId} requires a ${where} and the request has none`, code: 'credential-missing' };
   // Every copy must be allowed: an upstream may read the first or the last of several.
   for (const item of carried) {
-    if (item.value === null || !allowed.has(sha256Hex(item.value))) return `rule ${ruleId} refuses the ${where} sent: it is not one of the credentials this rule allows`;
+    if (item.value === null || !allowed.has(sha256Hex(item.value))) {
+      return { ok: false, reason: `rule ${ruleId} refuses the ${where} sent: it is not one of the credentials this rule allows`, code: 'credential-in-request' };
+    }
   }
   return null;
 }

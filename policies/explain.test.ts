@@ -97,7 +97,7 @@ describe('explainRequest', () => {
         '  match    deny block-admin (line 12), host api.example.test: matches (any port, any method, path /v1/admin/users)',
         'decision: DENY by block-admin: denied by rule block-admin',
         '  (a matching deny wins over the matching allow api-read)',
-        'response: 403 {"error":"denied","rule":"block-admin","reason":"denied by rule block-admin"}',
+        'response: 403 {"error":"denied","code":"denied-by-rule","rule":"block-admin","reason":"denied by rule block-admin"}',
         '',
       ].join('\n'),
     );
@@ -115,7 +115,7 @@ describe('explainRequest', () => {
     expect(explanation.notes).toContainEqual(expect.stringMatching(/^the gateway answers 400 before the policy is asked: request path .*decodes it could read another path\)$/));
     expect(explainRequest(policy, request('GET', 'https://API.Example.Test/v1/admin')).notes).toEqual([]);
     expect(text).toContain('host:    API.Example.Test → api.example.test\n');
-    expect(text).toContain('response: 403 {"error":"denied","rule":"default-deny","reason":"rules api-upload, api-read allow api.example.test but not GET /admin"}');
+    expect(text).toContain('response: 403 {"error":"denied","code":"path-not-allowed","rule":"default-deny","reason":"rules api-upload, api-read allow api.example.test but not GET /admin"}');
   });
 
   test('the failing field is named: port', () => {
@@ -127,7 +127,7 @@ describe('explainRequest', () => {
     const explanation = explainRequest(policy, request('GET', 'https://nobody.example.test/'));
     expect(explanation.rules).toEqual([]);
     expect(renderExplanation(explanation)).toContain('rules naming this host: none\n');
-    expect(explanation.denyBody).toBe('{"error":"denied","rule":"default-deny","reason":"no rule allows host nobody.example.test"}');
+    expect(explanation.denyBody).toBe('{"error":"denied","code":"host-not-allowed","rule":"default-deny","reason":"no rule allows host nobody.example.test"}');
   });
 
   test('a Host header that differs from the URL is called out as fronting', () => {

@@ -1,5 +1,6 @@
 // Explains one decision for a reviewer: how the request was normalised, which rules name its
 // host and why each did or did not match, and what the client would get. Pure; the CLI prints it.
+import type { ReasonCode } from '../reason-codes.js';
 import { applyCredentials, type ResolvedCredential } from './credential-rewrite.js';
 import { describeBudget, describeCredentialRule, placeholderFor } from './credentials.js';
 import { compilePolicy } from './match.js';
@@ -74,7 +75,7 @@ export interface Explanation {
   /** Every http rule whose host pattern matches the host, in policy order. */
   readonly rules: readonly RuleVerdict[];
   readonly decision: Decision;
-  /** The 403 body the gateway sends for a deny (gateway/responses.ts denialResponse), else null. */
+  /** The 403 body the gateway sends for a deny (gateway/http/responses.ts denialResponse), else null. */
   readonly denyBody: string | null;
   /** What happens to the credentials of an allowed request: one sentence per credential rule of the deciding rule. */
   readonly credentials: readonly string[];
@@ -82,7 +83,7 @@ export interface Explanation {
    * The credentials step run on the headers (and query) given, with a stand-in for the secret:
    * null when the deciding rule has no credential rules or the request is denied anyway.
    */
-  readonly credentialCheck: { readonly outcome: 'injected' | 'required-ok' | 'stripped' | 'refused' | 'none'; readonly reason?: string } | null;
+  readonly credentialCheck: { readonly outcome: 'injected' | 'required-ok' | 'stripped' | 'refused' | 'none'; readonly reason?: string; readonly code?: ReasonCode } | null;
   /** The deciding rule's egress budget ("1 MiB per minute and 100 MiB per run"), else null. */
   readonly budget: string | null;
   /** Remarks on the headers given and what this policy format does not check yet. */
@@ -118,8 +119,8 @@ export function explainRequest(policy: Policy, request: RequestLine, headers: re
     notes.push(`headers given (${otherHeaders.map(([name]) => name).join(', ')}) do not affect the decision: ${why}`);
   }
   const credentialCheck = deciding && credentialRules.length > 0 ? checkCredentials(deciding, headers, request.path) : null;
-  let denyBody = decision.action === 'deny' ? JSON.stringify({ error: 'denied', rule: decision.ruleId, reason: decision.reason }) : null;
-  if (credentialCheck?.outcome === 'refused') denyBody = JSON.stringify({ error: 'denied', rule: decision.ruleId, reason: credentialCheck.reason ?? '' });
+  let denyBody = decision.action === 'deny' ? JSON.stringify({ error: 'denied', code: decision.code, rule: decision.ruleId, reason: decision.reason }) : null;
+  if (credentialCheck?.outcome === 'refused') denyBody = JSON.stringify({ error: 'denied', code: credentialCheck.code, rule: decision.ruleId, reason: credentialCheck.reason ?? '' });
   const defaultPort = DEFAULT_PORTS[request.scheme] === request.port;
   return {
     request: { method: request.method, url: `${request.scheme}://${bracketed(request.host)}${defaultPort ? '' : `:${request.port}`}${request.path}` },
@@ -147,7 +148,7 @@ function checkCredentials(rule: Rule, headers: readonly [string, string][], path
   const flat = headers.flatMap(([name, value]) => [name.toLowerCase(), value]);
   const queryStart = path.indexOf('?');
   const result = applyCredentials(rule.id, resolved, flat, queryStart < 0 ? '' : path.slice(queryStart));
-  if (!result.ok) return { outcome: 'refused', reason: result.reason };
+  if (!result.ok) return { outcome: 'refused', reason: result.reason, code: result.code };
   return { outcome: result.outcome ?? 'none' };
 }
 

@@ -6,6 +6,7 @@
 import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize, resolve } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
+import { mergeClients } from './clients.js';
 import { formatFieldPath } from './issue-messages.js';
 import { parsePolicyDocument, type PolicyDocument } from './policy-document.js';
 import { checkPresetArguments, presetFile, presetNames, type ParameterValue } from './presets.js';
@@ -62,17 +63,20 @@ export function resolvePolicy(root: RootPolicyText): Policy {
       ...(document.jail === undefined ? {} : { jail: document.jail }),
       ...(document.allowPrivateDestinations === undefined ? {} : { allowPrivateDestinations: document.allowPrivateDestinations }),
       ...(document.dns === undefined ? {} : { dns: document.dns }),
+      ...mergeClients([{ clients: document.clients, name: document.name, extendedAt: undefined }], document.rules),
     });
   }
   const state: ResolveState = { firstExtendedAt: new Map(), extended: [], onExtendedFile: root.onExtendedFile };
   const contributions = collect(document, [{ identity: root.identity, name: root.name }], undefined, state);
+  const rules = mergeRules(contributions);
   return Object.freeze({
     version: 1,
-    rules: Object.freeze(mergeRules(contributions)),
+    rules: Object.freeze(rules),
     ...mergeFilesystem(contributions),
     ...mergeJail(contributions),
     ...mergePrivateDestinations(contributions),
     ...mergeDns(contributions),
+    ...mergeClients(contributions.map(({ document: part, extendedAt }) => ({ clients: part.clients, name: part.name, extendedAt })), rules),
     origin: Object.freeze({ file: root.name, extended: Object.freeze(state.extended) }),
   });
 }

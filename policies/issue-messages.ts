@@ -1,7 +1,7 @@
 // Turns zod issues from the policy file schema into one sentence each: which field, what is
 // wrong, what to write instead ("rules[0].paths[0] must start with "/" (got "v1/upload")").
 import type { z } from 'zod';
-import { BUDGET_FILE_KEYS, CREDENTIAL_FILE_KEYS, DNS_FILE_KEYS, EXTENDS_PRESET_FILE_KEYS, FILESYSTEM_FILE_KEYS, JAIL_FILE_KEYS, POLICY_FILE_KEYS, RULE_FILE_KEYS, SECRET_SOURCE_FILE_KEYS } from './schema.js';
+import { BUDGET_FILE_KEYS, clientKeysAt, CREDENTIAL_FILE_KEYS, DNS_FILE_KEYS, EXTENDS_PRESET_FILE_KEYS, FILESYSTEM_FILE_KEYS, JAIL_FILE_KEYS, POLICY_FILE_KEYS, RULE_FILE_KEYS, SECRET_SOURCE_FILE_KEYS } from './schema.js';
 
 export interface PolicyProblem {
   /** Path of the offending node in the file. */
@@ -64,6 +64,7 @@ function knownKeysAt(path: readonly PropertyKey[]): readonly string[] {
   if (path[0] === 'jail') return JAIL_FILE_KEYS;
   if (path[0] === 'dns') return DNS_FILE_KEYS;
   if (path[0] === 'extends') return EXTENDS_PRESET_FILE_KEYS;
+  if (path[0] === 'clients') return clientKeysAt(path);
   const named = path.filter((segment) => typeof segment === 'string');
   switch (named[named.length - 1]) {
     case 'credentials':

@@ -2,6 +2,7 @@
 import { describe, expect, test } from 'vitest';
 import { allowHostRule, parsePolicy } from './loader.js';
 import { compilePolicy } from './match.js';
+import type { ReasonCode } from '../reason-codes.js';
 import { DEFAULT_DENY_RULE_ID, type Decision, type Policy, type RequestFacts } from './types.js';
 
 const policy = parsePolicy(
@@ -64,9 +65,9 @@ function request(host: string, method: string, path: string, port = 443): Reques
   return { host, port, method, path };
 }
 
-const allow = (ruleId: string): Decision => ({ action: 'allow', ruleId, reason: `allowed by rule ${ruleId}` });
-const denyBy = (ruleId: string): Decision => ({ action: 'deny', ruleId, reason: `denied by rule ${ruleId}` });
-const defaultDeny = (reason: string): Decision => ({ action: 'deny', ruleId: DEFAULT_DENY_RULE_ID, reason });
+const allow = (ruleId: string): Decision => ({ action: 'allow', ruleId, reason: `allowed by rule ${ruleId}`, code: 'allowed-by-rule' });
+const denyBy = (ruleId: string): Decision => ({ action: 'deny', ruleId, reason: `denied by rule ${ruleId}`, code: 'denied-by-rule' });
+const defaultDeny = (reason: string, code: ReasonCode): Decision => ({ action: 'deny', ruleId: DEFAULT_DENY_RULE_ID, reason, code });
 
 describe('decide', () => {
   test.each<[string, RequestFacts, Decision]>([
@@ -78,17 +79,17 @@ describe('decide', () => {
     [
       'rule names the host but not the method and path, so the candidates are named',
       request('api.example.test', 'DELETE', '/v1/models'),
-      defaultDeny('rules api-read, api-upload allow api.example.test but not DELETE /v1/models'),
+      defaultDeny('rules api-read, api-upload allow api.example.test but not DELETE /v1/models', 'method-not-allowed'),
     ],
     [
       '"*" glob does not cover two segments',
       request('api.example.test', 'POST', '/v1/files/a/b'),
-      defaultDeny('rules api-read, api-upload allow api.example.test but not POST /v1/files/a/b'),
+      defaultDeny('rules api-read, api-upload allow api.example.test but not POST /v1/files/a/b', 'path-not-allowed'),
     ],
     [
       'port-limited rule does not allow another port',
       request('api.example.test', 'POST', '/v1/upload', 444),
-      defaultDeny('rule api-read allows api.example.test but not POST /v1/upload'),
+      defaultDeny('rule api-read allows api.example.test but not POST /v1/upload', 'method-not-allowed'),
     ],
     ['a rule without methods or paths allows everything on its port', request('api.example.test', 'PATCH', '/x', 8443), allow('api-everything')],
     ['deny wins over an earlier allow', request('api.example.test', 'GET', '/v1/admin/users'), denyBy('block-admin')],
@@ -96,24 +97,24 @@ describe('decide', () => {
     [
       '/v1/%2e%2e/admin cannot slip past a /v1/** rule',
       request('api.example.test', 'GET', '/v1/%2e%2e/admin'),
-      defaultDeny('rules api-read, api-upload allow api.example.test but not GET /admin'),
+      defaultDeny('rules api-read, api-upload allow api.example.test but not GET /admin', 'path-not-allowed'),
     ],
     ['encoded dots cannot dodge a deny rule', request('api.example.test', 'GET', '/v1/x/%2E%2E/admin/users'), denyBy('block-admin')],
     ['doubled slashes cannot dodge a deny rule', request('api.example.test', 'GET', '//v1//admin//users'), denyBy('block-admin')],
     [
       'a malformed path is denied with the problem named',
       request('api.example.test', 'GET', '/v1/%zz'),
-      defaultDeny('request path has an invalid percent escape "%zz"; write "%" as %25'),
+      defaultDeny('request path has an invalid percent escape "%zz"; write "%" as %25', 'invalid-path'),
     ],
     [
       '..; segment is denied rather than passed to a server that reads it as ..',
       request('api.example.test', 'GET', '/v1/..;/admin'),
-      defaultDeny('request path has an ambiguous segment "..;"; servers disagree whether it means "." or ".."'),
+      defaultDeny('request path has an ambiguous segment "..;"; servers disagree whether it means "." or ".."', 'invalid-path'),
     ],
     [
       'a "*" rule is not named as a candidate for a host it does not name',
       request('evil.test', 'GET', '/'),
-      defaultDeny('no rule allows GET / on host evil.test'),
+      defaultDeny('no rule allows GET / on host evil.test', 'host-not-allowed'),
     ],
     ['the "*" rule still allows its one path on an unknown host', request('evil.test', 'GET', '/robots.txt'), allow('all-names-get')],
     ['wildcard allows a subdomain', request('img.cdn.example.test', 'GET', '/a.png'), allow('cdn')],
@@ -121,7 +122,7 @@ describe('decide', () => {
     [
       'wildcard does not match the apex',
       request('cdn.example.test', 'GET', '/a.png'),
-      defaultDeny('no rule allows GET /a.png on host cdn.example.test'),
+      defaultDeny('no rule allows GET /a.png on host cdn.example.test', 'host-not-allowed'),
     ],
     ['exact deny wins over a wildcard allow', request('bad.cdn.example.test', 'GET', '/a.png'), denyBy('cdn-ban')],
     ['host comparison is case-insensitive', request('API.Example.Test', 'GET', '/v1/models'), allow('api-read')],
@@ -132,33 +133,33 @@ describe('decide', () => {
     [
       'IPv6 literal inside an allowed CIDR on another port',
       request('fd00::1', 'GET', '/', 8081),
-      defaultDeny('rule v6-lab allows fd00::1 but not port 8081'),
+      defaultDeny('rule v6-lab allows fd00::1 but not port 8081', 'port-not-allowed'),
     ],
     ['named IP literal', request('198.51.100.7', 'GET', '/'), allow('single-ip')],
     [
       'IP literal never matches a name wildcard: "*" does not allow an address',
       request('192.0.2.1', 'GET', '/robots.txt'),
-      defaultDeny('no rule allows host 192.0.2.1'),
+      defaultDeny('no rule allows host 192.0.2.1', 'host-not-allowed'),
     ],
     [
       'numeric host spelling is judged as the address it means',
       request('3221225985', 'GET', '/robots.txt'),
-      defaultDeny('no rule allows host 192.0.2.1'),
+      defaultDeny('no rule allows host 192.0.2.1', 'host-not-allowed'),
     ],
     [
       'an invalid host is denied',
       request('a..b', 'GET', '/'),
-      defaultDeny('host "a..b" is not a valid host name or IP address'),
+      defaultDeny('host "a..b" is not a valid host name or IP address', 'invalid-host'),
     ],
     [
       'tcp rules never allow HTTP requests',
       request('db.example.test', 'GET', '/', 5432),
-      defaultDeny('no rule allows GET / on host db.example.test'),
+      defaultDeny('no rule allows GET / on host db.example.test', 'host-not-allowed'),
     ],
     [
       'methods are case-sensitive on the wire',
       request('api.example.test', 'get', '/v1/models'),
-      defaultDeny('rules api-read, api-upload allow api.example.test but not get /v1/models'),
+      defaultDeny('rules api-read, api-upload allow api.example.test but not get /v1/models', 'method-not-allowed'),
     ],
   ])('%s', (_name, facts, expected) => {
     expect(compiled.decide(facts)).toEqual(expected);
@@ -183,17 +184,17 @@ describe('decide', () => {
         `version: 1\nrules:\n${['a', 'b', 'c', 'd', 'e'].map((id) => `  - id: ${id}\n    host: x.test\n    methods: [GET]\n`).join('')}`,
       ),
     );
-    expect(many.decide(request('x.test', 'POST', '/'))).toEqual(defaultDeny('rules a, b, c and 2 more allow x.test but not POST /'));
+    expect(many.decide(request('x.test', 'POST', '/'))).toEqual(defaultDeny('rules a, b, c and 2 more allow x.test but not POST /', 'method-not-allowed'));
   });
 
   test('no rule allows an unknown host', () => {
     const narrow = compilePolicy(parsePolicy('version: 1\nrules:\n  - id: a\n    host: api.example.test\n'));
-    expect(narrow.decide(request('evil.test', 'GET', '/'))).toEqual(defaultDeny('no rule allows host evil.test'));
+    expect(narrow.decide(request('evil.test', 'GET', '/'))).toEqual(defaultDeny('no rule allows host evil.test', 'host-not-allowed'));
   });
 
   test('an empty policy denies everything', () => {
     const empty = compilePolicy(parsePolicy('version: 1\nrules: []\n'));
-    expect(empty.decide(request('api.example.test', 'GET', '/'))).toEqual(defaultDeny('no rule allows host api.example.test'));
+    expect(empty.decide(request('api.example.test', 'GET', '/'))).toEqual(defaultDeny('no rule allows host api.example.test', 'host-not-allowed'));
   });
 
   test('the first matching allow decides, by policy order', () => {
@@ -247,10 +248,10 @@ describe('tcpRuleFor', () => {
     ['tcp rule allows its host and port', 'db.example.test', 5432, allow('postgres')],
     ['tcp rule on a CIDR', '203.0.113.5', 5432, allow('postgres-lab')],
     ['deny tcp rule', 'db.example.test', 25, denyBy('no-smtp')],
-    ['another port', 'db.example.test', 5433, defaultDeny('rule postgres allows tcp to db.example.test but not port 5433')],
-    ['http rules never allow tcp', 'api.example.test', 8443, defaultDeny('no tcp rule allows host api.example.test')],
-    ['the "*" http rule never allows tcp', 'anything.test', 443, defaultDeny('no tcp rule allows host anything.test')],
-    ['invalid host', 'a b', 5432, defaultDeny('host "a b" is not a valid host name or IP address')],
+    ['another port', 'db.example.test', 5433, defaultDeny('rule postgres allows tcp to db.example.test but not port 5433', 'port-not-allowed')],
+    ['http rules never allow tcp', 'api.example.test', 8443, defaultDeny('no tcp rule allows host api.example.test', 'host-not-allowed')],
+    ['the "*" http rule never allows tcp', 'anything.test', 443, defaultDeny('no tcp rule allows host anything.test', 'host-not-allowed')],
+    ['invalid host', 'a b', 5432, defaultDeny('host "a b" is not a valid host name or IP address', 'invalid-host')],
   ])('%s', (_name, host, port, expected) => {
     expect(compiled.tcpRuleFor(host, port)).toEqual(expected);
   });

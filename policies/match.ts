@@ -1,6 +1,8 @@
 // The policy decision: pure (no files, sockets or time). compilePolicy() does the work once —
 // hosts indexed, globs compiled — so decide() is a few map lookups per request.
+import { BoundedMap } from '../bounded-map.js';
 import { ErrorCodes, SrtGwError } from '../errors.js';
+import type { ReasonCode } from '../reason-codes.js';
 import {
   isIpLiteral,
   matchHostPattern,
@@ -80,7 +82,7 @@ export function compilePolicy(policy: Policy): CompiledPolicy {
     }
   });
 
-  const cache = new Map<string, HostCandidates>();
+  const cache = new BoundedMap<string, HostCandidates>({ capacity: CANDIDATE_CACHE_SIZE });
 
   function candidatesFor(rawHost: string): HostCandidates {
     const cached = cache.get(rawHost);
@@ -107,33 +109,32 @@ export function compilePolicy(policy: Policy): CompiledPolicy {
       tcp: matching.filter((rule) => rule.rule.protocol === 'tcp'),
       httpHasDeny: http.some((rule) => !rule.allows),
     };
-    if (cache.size >= CANDIDATE_CACHE_SIZE) cache.clear();
     cache.set(rawHost, candidates);
     return candidates;
   }
 
   function decide(facts: RequestFacts): Decision {
     const candidates = candidatesFor(facts.host);
-    if (candidates.host === null) return defaultDeny(`host ${shown(facts.host)} is not a valid host name or IP address`);
-    if (candidates.http.length === 0) return defaultDeny(`no rule allows host ${candidates.host}`);
+    if (candidates.host === null) return defaultDeny(`host ${shown(facts.host)} is not a valid host name or IP address`, 'invalid-host');
+    if (candidates.http.length === 0) return defaultDeny(`no rule allows host ${candidates.host}`, 'host-not-allowed');
     // SECURITY: rules see the normalised path, so "/v1/%2e%2e/admin" is judged as "/admin" and
     // cannot pass a "/v1/**" rule — match.test.ts "/v1/%2e%2e/admin cannot slip past".
     const normalized = normalizePath(facts.path);
-    if ('error' in normalized) return defaultDeny(`request path ${normalized.error}`);
+    if ('error' in normalized) return defaultDeny(`request path ${normalized.error}`, 'invalid-path');
     const path = normalized.path;
 
     let firstAllow: CompiledRule | null = null;
     for (const rule of candidates.http) {
       if (!requestMatches(rule, facts.port, facts.method, path)) continue;
-      if (!rule.allows) return { action: 'deny', ruleId: rule.rule.id, reason: `denied by rule ${rule.rule.id}` };
+      if (!rule.allows) return deniedBy(rule);
       if (firstAllow === null) {
         firstAllow = rule;
         // A later deny could still win; without any deny for this host the first allow decides.
         if (!candidates.httpHasDeny) break;
       }
     }
-    if (firstAllow !== null) return { action: 'allow', ruleId: firstAllow.rule.id, reason: `allowed by rule ${firstAllow.rule.id}` };
-    return defaultDeny(explainNoMatch(candidates.http, candidates.host, facts.port, `${facts.method} ${shownPath(path)}`));
+    if (firstAllow !== null) return allowedBy(firstAllow);
+    return explainNoMatch(candidates.http, candidates.host, facts.port, facts.method, path);
   }
 
   function couldAllowHost(host: string, port?: number): boolean {
@@ -151,17 +152,17 @@ export function compilePolicy(policy: Policy): CompiledPolicy {
 
   function tcpRuleFor(host: string, port: number): Decision {
     const candidates = candidatesFor(host);
-    if (candidates.host === null) return defaultDeny(`host ${shown(host)} is not a valid host name or IP address`);
+    if (candidates.host === null) return defaultDeny(`host ${shown(host)} is not a valid host name or IP address`, 'invalid-host');
     let firstAllow: CompiledRule | null = null;
     for (const rule of candidates.tcp) {
       if (rule.port !== port) continue;
-      if (!rule.allows) return { action: 'deny', ruleId: rule.rule.id, reason: `denied by rule ${rule.rule.id}` };
+      if (!rule.allows) return deniedBy(rule);
       firstAllow ??= rule;
     }
-    if (firstAllow !== null) return { action: 'allow', ruleId: firstAllow.rule.id, reason: `allowed by rule ${firstAllow.rule.id}` };
+    if (firstAllow !== null) return allowedBy(firstAllow);
     const allowing = candidates.tcp.filter((rule) => rule.allows);
-    if (allowing.length === 0) return defaultDeny(`no tcp rule allows host ${candidates.host}`);
-    return defaultDeny(`${describeRules(allowing)} tcp to ${candidates.host} but not port ${port}`);
+    if (allowing.length === 0) return defaultDeny(`no tcp rule allows host ${candidates.host}`, 'host-not-allowed');
+    return defaultDeny(`${describeRules(allowing)} tcp to ${candidates.host} but not port ${port}`, 'port-not-allowed');
   }
 
   function couldResolveHost(host: string): boolean {
@@ -203,15 +204,18 @@ function requestMatches(rule: CompiledRule, port: number, method: string, path: 
 
 /**
  * Why no rule matched, naming the allow rules written for this host (not "*" rules, which name
- * no host) so the user knows which one to edit.
+ * no host) so the user knows which one to edit; its code says which part of the request no rule
+ * allows: the host, the port, the method (no rule for this host and port has it) or the path.
  */
-function explainNoMatch(candidates: readonly CompiledRule[], host: string, port: number, request: string): string {
+function explainNoMatch(candidates: readonly CompiledRule[], host: string, port: number, method: string, path: string): Decision {
+  const request = `${method} ${shownPath(path)}`;
   const allowing = candidates.filter((rule) => rule.allows);
   const forThisHost = allowing.filter((rule) => rule.host.kind !== 'any-name');
-  if (forThisHost.length === 0) return allowing.length === 0 ? `no rule allows host ${host}` : `no rule allows ${request} on host ${host}`;
+  if (forThisHost.length === 0) return defaultDeny(allowing.length === 0 ? `no rule allows host ${host}` : `no rule allows ${request} on host ${host}`, 'host-not-allowed');
   const onPort = forThisHost.filter((rule) => rule.port === undefined || rule.port === port);
-  if (onPort.length === 0) return `${describeRules(forThisHost)} ${host} but not port ${port}`;
-  return `${describeRules(onPort)} ${host} but not ${request}`;
+  if (onPort.length === 0) return defaultDeny(`${describeRules(forThisHost)} ${host} but not port ${port}`, 'port-not-allowed');
+  const methodAllowed = onPort.some((rule) => rule.methods === null || rule.methods.has(method));
+  return defaultDeny(`${describeRules(onPort)} ${host} but not ${request}`, methodAllowed ? 'path-not-allowed' : 'method-not-allowed');
 }
 
 /** "rule a allows", "rules a, b allow", "rules a, b, c and 2 more allow". */
@@ -222,8 +226,16 @@ function describeRules(rules: readonly CompiledRule[]): string {
   return `rules ${ids.join(', ')}${more} allow`;
 }
 
-function defaultDeny(reason: string): Decision {
-  return { action: 'deny', ruleId: DEFAULT_DENY_RULE_ID, reason };
+function defaultDeny(reason: string, code: ReasonCode): Decision {
+  return { action: 'deny', ruleId: DEFAULT_DENY_RULE_ID, reason, code };
+}
+
+function deniedBy(rule: CompiledRule): Decision {
+  return { action: 'deny', ruleId: rule.rule.id, reason: `denied by rule ${rule.rule.id}`, code: 'denied-by-rule' };
+}
+
+function allowedBy(rule: CompiledRule): Decision {
+  return { action: 'allow', ruleId: rule.rule.id, reason: `allowed by rule ${rule.rule.id}`, code: 'allowed-by-rule' };
 }
 
 function shown(host: string): string {

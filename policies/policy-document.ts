@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import { LineCounter, parseDocument, type YAMLError } from 'yaml';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { parseByteSize } from './byte-size.js';
+import { toDocumentClients, type DocumentClients } from './clients.js';
 import { parseHostPattern } from './host.js';
 import { problemsFromIssues } from './issue-messages.js';
 import { normalizePathGlob } from './path.js';
@@ -70,6 +71,8 @@ export interface PolicyDocument {
   readonly allowPrivateDestinations?: readonly PrivateDestinationEntry[];
   /** Absent when the file sets no `dns:` setting. */
   readonly dns?: DnsPolicy;
+  /** Absent when the file has no `clients:` section. */
+  readonly clients?: DocumentClients;
   readonly locate: Locate;
 }
 
@@ -148,6 +151,7 @@ function toDocument(file: PolicyFile, name: string, directory: string, locate: L
     ...(file.jail?.allowLocalBinding === undefined && file.jail?.allowUnixSockets === undefined ? {} : { jail: toRuntimeJail(file.jail, locate) }),
     ...(file.allowPrivateDestinations === undefined ? {} : { allowPrivateDestinations: toRuntimePrivateDestinations(file.allowPrivateDestinations, locate) }),
     ...(file.dns?.maxNamesPerWildcard === undefined ? {} : { dns: Object.freeze({ maxNamesPerWildcard: file.dns.maxNamesPerWildcard }) }),
+    ...(file.clients === undefined ? {} : { clients: toDocumentClients(file.clients, directory, locate) }),
     locate,
   };
 }

@@ -24,6 +24,17 @@ describe('policies/policy.schema.json', () => {
     expect(validate({ version: 1, rules: [], jail: { allowLocalbinding: true } })).toBe(false);
   });
 
+  test('validates clients: one way to authenticate each, keys from a file or over https', () => {
+    const validate = new Ajv2020({ strict: false }).compile(JSON.parse(committed) as object);
+    const hash = 'a'.repeat(64);
+    const jwt = { issuer: 'https://kubernetes.default.svc', audience: 'srt-gw', jwksFile: './jwks.json', subject: 'system:serviceaccount:agents:*' };
+    expect(validate({ version: 1, rules: [], clients: [{ id: 'ci', token: { sha256: hash }, rules: ['npm-read'] }, { id: 'b', jwt }, { id: 'r', mtls: { subject: 'CN=runner-*' } }, { id: 'l', issued: {} }] })).toBe(true);
+    expect(validate({ version: 1, rules: [], clients: [{ id: 'ci', token: { sha256: 'abc' } }] })).toBe(false);
+    expect(validate({ version: 1, rules: [], clients: [{ id: 'ci', tokn: { sha256: hash } }] })).toBe(false);
+    expect(validate({ version: 1, rules: [], clients: [{ id: 'ci:x', issued: {} }] })).toBe(false);
+    expect(validate({ version: 1, rules: [], clients: [{ id: 'b', jwt: { ...jwt, audince: 'x' } }] })).toBe(false);
+  });
+
   test('validates extends: presets and files, with or without rules of the file itself', () => {
     const validate = new Ajv2020({ strict: false }).compile(JSON.parse(committed) as object);
     expect(validate({ version: 1, extends: ['preset:npm-read', './team.yaml'] })).toBe(true);

@@ -3,6 +3,7 @@
 // in schema/; this one puts them together and is what the rest of srt-gw imports.
 import { z } from 'zod';
 import { budgetFileSchema } from './schema/budget.js';
+import { clientListSchema } from './schema/clients.js';
 import { credentialFileSchema, secretSourceFileSchema } from './schema/credentials.js';
 import { dnsFileSchema } from './schema/dns.js';
 import { extendsListSchema, extendsPresetFileSchema } from './schema/extends.js';
@@ -14,6 +15,7 @@ import { allowPrivateDestinationsSchema } from './schema/private-destinations.js
 import { ruleFileSchema, ruleListSchema } from './schema/rule.js';
 
 export { budgetFileSchema } from './schema/budget.js';
+export { CLIENT_ID_PATTERN, clientFileSchema, clientKeysAt } from './schema/clients.js';
 export { credentialFileSchema, ENV_NAME_PATTERN, SHA256_ENTRY_PATTERN, secretSourceFileSchema } from './schema/credentials.js';
 export { dnsFileSchema } from './schema/dns.js';
 export { extendsPresetFileSchema, PRESET_NAME_PATTERN, PRESET_REFERENCE_PREFIX } from './schema/extends.js';
@@ -31,6 +33,7 @@ const policyFileShape = {
   jail: jailFileSchema.optional(),
   allowPrivateDestinations: allowPrivateDestinationsSchema.optional(),
   dns: dnsFileSchema.optional(),
+  clients: clientListSchema.optional(),
 };
 
 /** A file that extends others may leave its own rules out; any other file needs "rules:". */
@@ -64,6 +67,7 @@ export type JailFile = z.output<typeof jailFileSchema>;
 export type CredentialFile = z.output<typeof credentialFileSchema>;
 export type BudgetFile = z.output<typeof budgetFileSchema>;
 export type DnsFile = z.output<typeof dnsFileSchema>;
+export type ClientFile = NonNullable<PolicyFile['clients']>[number];
 
 export const POLICY_FILE_KEYS: readonly string[] = Object.keys(policyFileSchema.shape);
 export const EXTENDS_PRESET_FILE_KEYS: readonly string[] = Object.keys(extendsPresetFileSchema.shape);

@@ -1,5 +1,6 @@
 // The runtime shape of a policy: what the matcher works on. The YAML file shape lives in
 // schema.ts; loader.ts converts one into the other and is the only place validation happens.
+import type { ReasonCode } from '../reason-codes.js';
 
 export type RuleAction = 'allow' | 'deny';
 
@@ -178,6 +179,11 @@ export interface Policy {
   readonly allowPrivateDestinations?: readonly PrivateDestinationEntry[];
   /** Absent when no file has a `dns:` section: the defaults apply. */
   readonly dns?: DnsPolicy;
+  /**
+   * Absent when no file has a `clients:` section. When present, `srt-gw serve` authenticates every
+   * request as one of these clients (identity/authenticate-client.ts).
+   */
+  readonly clients?: readonly PolicyClient[];
   /** Present when the policy file uses `extends:`: the files and presets merged into it. */
   readonly origin?: PolicyOrigin;
 }
@@ -208,6 +214,37 @@ export interface Decision {
   ruleId: string;
   /** One sentence a user can act on; safe to send into the sandbox. */
   reason: string;
+  /** The reason's stable code (reason-codes.ts): allowed-by-rule, host-not-allowed, path-not-allowed, ... */
+  code: ReasonCode;
 }
 
 export const DEFAULT_DENY_RULE_ID = 'default-deny';
+
+/** Where a JWT client's issuer keys come from. */
+export type JwksSource =
+  /** `path` is absolute ("~" and paths relative to the policy file already resolved). */
+  | { readonly kind: 'file'; readonly path: string; readonly written: string }
+  | { readonly kind: 'url'; readonly url: string };
+
+/** How a client proves who it is: exactly one way per client. */
+export type ClientCredential =
+  /** A static token; `sha256` is its lower-case hex SHA-256. */
+  | { readonly kind: 'token'; readonly sha256: string }
+  /** A JWT signed by one of the issuer's keys; `subjects` are globs, absent = any subject. */
+  | { readonly kind: 'jwt'; readonly issuer: string; readonly audience: string; readonly jwks: JwksSource; readonly subjects?: readonly string[] }
+  /** A verified client certificate whose common name (`cn`) or one URI SAN (`uri`) matches the glob. */
+  | { readonly kind: 'mtls'; readonly field: 'cn' | 'uri'; readonly pattern: string }
+  /** A token minted by `srt-gw token issue --client ID`. */
+  | { readonly kind: 'issued' };
+
+/** The metrics label of requests from no client the policy names; no client may have this id. */
+export const RESERVED_CLIENT_ID = 'other';
+
+/** One entry of `clients:`. */
+export interface PolicyClient {
+  readonly id: string;
+  readonly credential: ClientCredential;
+  /** Ids of the allow rules this client may use (deny rules apply to all); absent = every rule. */
+  readonly rules?: readonly string[];
+  readonly source?: SourceLocation;
+}

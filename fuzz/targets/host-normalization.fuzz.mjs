@@ -2,7 +2,7 @@
 // Contract: normalizeHost returns a string or null and is idempotent; splitAuthority returns
 // {host, port}|null with a port in 1..65535; IP literals format and parse back to themselves.
 import { normalizeHost, parseHostPattern, parseIpAddress, formatIpAddress, isIpLiteral } from '../../dist/policies/host.js';
-import { splitAuthority } from '../../dist/gateway/exchange.js';
+import { splitAuthority } from '../../dist/gateway/http/exchange.js';
 import { expect, expectEqual } from '../target-contract.mjs';
 
 export function fuzz(data) {

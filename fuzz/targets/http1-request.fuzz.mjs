@@ -7,9 +7,9 @@
 // closed once the client has sent everything (no hang).
 import http from 'node:http';
 import { Duplex } from 'node:stream';
-import { readHttp1Exchange } from '../../dist/gateway/http1-exchange.js';
-import { splitAuthority } from '../../dist/gateway/exchange.js';
-import { answerParseError } from '../../dist/gateway/tunnel-terminator.js';
+import { readHttp1Exchange } from '../../dist/gateway/http/http1-exchange.js';
+import { splitAuthority } from '../../dist/gateway/http/exchange.js';
+import { answerParseError } from '../../dist/gateway/http/parse-errors.js';
 import { DEFAULT_LIMITS } from '../../dist/gateway/limits.js';
 import { normalizeHost } from '../../dist/policies/host.js';
 import { normalizePath } from '../../dist/policies/path.js';
@@ -18,7 +18,7 @@ import { expect, expectEqual, violation, withinDeadline } from '../target-contra
 const DEADLINE_MS = 3000;
 const events = { emit: () => true };
 
-// The same parser options as createExplicitProxyServer (gateway/explicit-proxy.ts); the
+// The same parser options as createExplicitProxyServer (gateway/listeners/explicit-proxy.ts); the
 // insecure parser stays off, as there.
 const server = http.createServer({
   maxHeaderSize: DEFAULT_LIMITS.maxHeaderBytes,

@@ -6,7 +6,7 @@
 // the header) followed by what is still unread on the paused socket.
 import { PassThrough } from 'node:stream';
 import { isIP } from 'node:net';
-import { loadProxyHeaderParser, readProxyHeader } from '../../dist/gateway/proxy-protocol-header.js';
+import { loadProxyHeaderParser, readProxyHeader } from '../../dist/gateway/listeners/proxy-protocol-header.js';
 import { expect, violation, withinDeadline } from '../target-contract.mjs';
 
 await loadProxyHeaderParser();

@@ -1,6 +1,6 @@
 // A client's first TLS flight (the ClientHello and whatever follows), as the tunnel terminator
 // receives it. No JavaScript parses the ClientHello: node's TLS (OpenSSL) does, and hands the
-// server name to the SNI check, which this target runs as gateway/tunnel-terminator.ts does
+// server name to the SNI check, which this target runs as gateway/tls/tunnel-terminator.ts does
 // (normalizeHost, then equality with the tunnel's host). So this target covers the bytes → SNI →
 // normalizeHost path, OpenSSL included, with coverage counted on the JavaScript side.
 // Contract: the SNI check never throws, a name it accepts is the tunnel host exactly, and the

@@ -3,7 +3,7 @@ import client from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { registerDnsMetrics } from './metrics.js';
 import type { DnsQueryEvent } from './query-events.js';
-import { DnsResponder } from './server.js';
+import { DnsResponder } from './responder.js';
 import { SyntheticAddressPool } from './synthetic-pool.js';
 import { WildcardNameCap } from './wildcard-names.js';
 import { parsePolicy } from '../../policies/loader.js';

@@ -2,6 +2,7 @@
 // subscribe. Names are made loggable first, so the log never becomes a store of exfiltrated data.
 import { createHash } from 'node:crypto';
 import diagnosticsChannel from 'node:diagnostics_channel';
+import type { ReasonCode } from '../../reason-codes.js';
 
 export const DNS_QUERY_CHANNEL = 'srt-gw:dns:query';
 
@@ -17,6 +18,8 @@ export interface DnsQueryEvent {
   /** "A", "AAAA", "TXT", "HTTPS", "TYPE1234", or "" for a malformed packet. */
   qtype: string;
   decision: DnsDecision;
+  /** The decision's stable code (reason-codes.ts): dnsReasonCode(). */
+  code: ReasonCode;
   /** The rcode sent ("NOERROR", "NXDOMAIN", ...), or "none" when nothing was sent. */
   rcode: string;
   tunnelSignals: TunnelSignal[];
@@ -48,6 +51,24 @@ export interface DnsWildcardUse {
 }
 
 export const dnsQueryChannel = diagnosticsChannel.channel(DNS_QUERY_CHANNEL);
+
+/** The code of a DNS decision; `wildcardCapped`: a wildcard rule's name cap refused the name. */
+export function dnsReasonCode(decision: DnsDecision, wildcardCapped = false): ReasonCode {
+  switch (decision) {
+    case 'synthetic':
+      return 'name-allowed';
+    case 'nodata':
+      return 'record-type-not-answered';
+    case 'denied':
+      return wildcardCapped ? 'wildcard-cap-reached' : 'host-not-allowed';
+    case 'refused':
+      return 'query-refused';
+    case 'rate-limited':
+      return 'rate-limited';
+    case 'malformed':
+      return 'malformed-query';
+  }
+}
 
 export const LOGGABLE_NAME_MAX = 64;
 

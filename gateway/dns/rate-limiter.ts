@@ -1,5 +1,6 @@
 // Per-client token buckets for the DNS server: a tunnel needs many queries per second, a program
 // resolving its hosts needs few. The table of clients is bounded so spoofed sources cannot grow it.
+import { BoundedMap } from '../../bounded-map.js';
 
 export interface ClientRateLimitOptions {
   /** Sustained queries per second per client address (default 200). */
@@ -18,13 +19,13 @@ interface Bucket {
 export class ClientRateLimiter {
   private readonly rate: number;
   private readonly burst: number;
-  private readonly maxClients: number;
-  private readonly buckets = new Map<string, Bucket>();
+  private readonly buckets: BoundedMap<string, Bucket>;
 
   constructor(options: ClientRateLimitOptions = {}, private readonly now: () => number = () => performance.now()) {
     this.rate = Math.max(0.001, options.queriesPerSecond ?? 200);
     this.burst = Math.max(1, options.burst ?? 400);
-    this.maxClients = Math.max(1, options.maxClients ?? 4096);
+    // Full: the client first seen longest ago goes (after the idle ones, makeRoom).
+    this.buckets = new BoundedMap({ capacity: Math.max(1, Math.floor(options.maxClients ?? 4096)) });
   }
 
   /** Takes one token for `client`; false when the client is over its rate. */
@@ -49,16 +50,11 @@ export class ClientRateLimiter {
   }
 
   private makeRoom(now: number): void {
-    if (this.buckets.size < this.maxClients) return;
+    if (this.buckets.size < this.buckets.capacity) return;
     // A bucket that has refilled completely carries no state worth keeping.
     const refillMs = (this.burst / this.rate) * 1000;
     for (const [client, bucket] of this.buckets) {
       if (now - bucket.updatedAt >= refillMs) this.buckets.delete(client);
-    }
-    while (this.buckets.size >= this.maxClients) {
-      const oldest = this.buckets.keys().next().value;
-      if (oldest === undefined) break;
-      this.buckets.delete(oldest);
     }
   }
 }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCodes, isSrtGwError } from '../../errors.js';
 import { startDnsLogServer, type DnsLogServer } from '../../test/support/dns-log-server.js';
-import { DestinationCheck } from '../destination-check.js';
+import { DestinationCheck } from '../upstream/destination-check.js';
 import { UpstreamResolver, parseHostsFile } from './upstream-resolver.js';
 
 let upstream: DnsLogServer;

@@ -4,6 +4,7 @@
 import { promises as dnsPromises } from 'node:dns';
 import { readFile, stat } from 'node:fs/promises';
 import { isIP } from 'node:net';
+import { BoundedMap } from '../../bounded-map.js';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
 import { normalizeHost } from '../../policies/host.js';
 
@@ -89,9 +90,9 @@ export class UpstreamResolver {
   private readonly resolver: dnsPromises.Resolver;
   private readonly useHostsFile: boolean;
   private readonly hostsFile: string;
-  private readonly maxCacheEntries: number;
   private readonly negativeTtlMs: number;
-  private readonly cache = new Map<string, CacheEntry>();
+  /** Least recently used goes first when full. */
+  private readonly cache: BoundedMap<string, CacheEntry>;
   private readonly inFlight = new Map<string, Promise<ResolvedAddress[]>>();
   /** The errors that are answers (NXDOMAIN, no A/AAAA records), as opposed to failures to get one. */
   private readonly negativeAnswers = new WeakSet<SrtGwError>();
@@ -125,7 +126,7 @@ export class UpstreamResolver {
     }
     this.useHostsFile = options.useHostsFile ?? true;
     this.hostsFile = options.hostsFile ?? '/etc/hosts';
-    this.maxCacheEntries = Math.max(1, options.maxCacheEntries ?? 1000);
+    this.cache = new BoundedMap({ capacity: Math.max(1, Math.floor(options.maxCacheEntries ?? 1000)), refreshOnGet: true });
     this.negativeTtlMs = (options.negativeTtlSeconds ?? 5) * 1000;
     this.addressCheck = options.addressCheck;
     this.nameCheck = options.nameCheck;
@@ -150,9 +151,6 @@ export class UpstreamResolver {
     const cached = this.cache.get(name);
     if (cached) {
       if (cached.expiresAt > Date.now()) {
-        // Refresh recency so the bound evicts the least recently used name.
-        this.cache.delete(name);
-        this.cache.set(name, cached);
         if (cached.error) throw cached.error;
         return (cached.addresses ?? []).map((a) => ({ ...a }));
       }
@@ -235,7 +233,7 @@ export class UpstreamResolver {
     }
     if (addresses.length > 0) {
       ttl = Math.min(MAX_TTL_SECONDS, Math.max(MIN_TTL_SECONDS, ttl));
-      this.remember(name, { expiresAt: Date.now() + ttl * 1000, addresses });
+      this.cache.set(name, { expiresAt: Date.now() + ttl * 1000, addresses });
       return addresses;
     }
     const codes = [v4, v6].map((r) => (r.status === 'rejected' ? errorCode(r.reason) : 'ENODATA'));
@@ -249,18 +247,8 @@ export class UpstreamResolver {
     const word = codes.includes('ENOTFOUND') ? NEGATIVE_CODES.ENOTFOUND : NEGATIVE_CODES.ENODATA;
     const error = new SrtGwError(ErrorCodes.UPSTREAM_DNS, `could not resolve ${name}: ${word}`, { cause });
     this.negativeAnswers.add(error);
-    this.remember(name, { expiresAt: Date.now() + this.negativeTtlMs, error });
+    this.cache.set(name, { expiresAt: Date.now() + this.negativeTtlMs, error });
     throw error;
-  }
-
-  private remember(name: string, entry: CacheEntry): void {
-    this.cache.delete(name);
-    this.cache.set(name, entry);
-    while (this.cache.size > this.maxCacheEntries) {
-      const oldest = this.cache.keys().next().value;
-      if (oldest === undefined) break;
-      this.cache.delete(oldest);
-    }
   }
 
   private async hostsEntries(): Promise<Map<string, ResolvedAddress[]>> {

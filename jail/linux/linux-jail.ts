@@ -9,7 +9,7 @@ import { homedir, constants as osConstants } from 'node:os';
 import { basename, delimiter, dirname, join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
-import type { OriginalDestination } from '../../gateway/proxy-protocol-header.js';
+import type { OriginalDestination } from '../../gateway/listeners/proxy-protocol-header.js';
 import { JAIL_SETUP_FAILED, type Jail, type JailedProcess, type JailGatewayEndpoints, type JailPrepareOptions, type JailSpawnOptions, type PreparedJail } from '../jail.js';
 import { bwrapFilesystemArgs } from './bwrap-filesystem.js';
 import { findNativeHelpers, NATIVE_BUILD_DIR, type NativeHelpers } from './native-helpers.js';

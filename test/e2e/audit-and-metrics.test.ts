@@ -107,6 +107,7 @@ describe.skipIf(skip !== null)('audit log and metrics', () => {
         kind: 'request',
         decision: 'deny',
         rule: 'api-admin-deny',
+        code: 'denied-by-rule',
         method: 'GET',
         host: API,
         port: upstream.port,
@@ -117,10 +118,10 @@ describe.skipIf(skip !== null)('audit log and metrics', () => {
 
     it('CONNECT decisions are logged: denied for the unlisted host, allowed for the API host', async () => {
       const denied = await gateway.waitForAudit((l) => l.kind === 'connect' && l.host === UNLISTED);
-      expect(denied).toMatchObject({ kind: 'connect', decision: 'deny', host: UNLISTED, port: upstream.port });
+      expect(denied).toMatchObject({ kind: 'connect', decision: 'deny', host: UNLISTED, port: upstream.port, code: 'host-not-allowed' });
       expect(typeof denied.reason === 'string' && denied.reason.length > 0).toBe(true);
       const allowed = await gateway.waitForAudit((l) => l.kind === 'connect' && l.host === API);
-      expect(allowed).toMatchObject({ decision: 'allow', port: upstream.port });
+      expect(allowed).toMatchObject({ decision: 'allow', port: upstream.port, code: 'checked-per-request' });
     });
 
     it('request and CONNECT lines of one tunnel share the conn id', async () => {

@@ -5,7 +5,7 @@
 // a WebSocket are not. Idle: a connection where no byte moves for the limit is closed, an HTTP/1.1
 // request waiting on its upstream or an HTTP/2 session alike; not an upgraded one (as before:
 // node stops timing a socket it hands over for an upgrade). The gateway enforces both with one
-// sweep over its connections instead of node's timers (gateway/connection-sweeper.ts); a sweep
+// sweep over its connections instead of node's timers (gateway/http/connection-sweeper.ts); a sweep
 // closes a connection synchronously, so a request answered after the clock moved proves the
 // connection was still open at that time.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePolicy, startGateway, type Gateway } from '../../index.js';
-import type { SweepClock } from '../../gateway/connection-sweeper.js';
+import type { SweepClock } from '../../gateway/http/connection-sweeper.js';
 import { sweepIntervalFor } from '../../gateway/sweep-timing.js';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
 import { connectTunnel, openTlsTunnel, tlsOverTunnel, type RawConnection } from '../support/raw-tunnel.js';

@@ -7,7 +7,9 @@ import net from 'node:net';
 import { promisify } from 'node:util';
 import dnsPacket from 'dns-packet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DNS_QUERY_CHANNEL, startDnsServer, type DnsAdmission, type DnsQueryEvent, type DnsServer } from '../../gateway/dns/index.js';
+import { DNS_QUERY_CHANNEL, type DnsQueryEvent } from '../../gateway/dns/query-events.js';
+import type { DnsAdmission } from '../../gateway/dns/responder.js';
+import { startDnsServer, type DnsServer } from '../../gateway/dns/server.js';
 import { decodeResponse } from '../support/dns-test-packets.js';
 import { capabilityGate, missingCommand } from '../support/capabilities.js';
 

@@ -33,6 +33,7 @@ rules:
 
 interface DenialBody {
   error: string;
+  code: string;
   rule: string | null;
   reason: string;
 }
@@ -127,7 +128,7 @@ describe.skipIf(skip !== null)('curl through the gateway', () => {
       expect(res.connectStatus).toBe(200); // the host is allowed: the denial is per request
       expect(res.status).toBe(403);
       const body = res.json<DenialBody>();
-      expect(body).toMatchObject({ error: 'denied', rule: 'api-admin-deny' });
+      expect(body).toMatchObject({ error: 'denied', code: 'denied-by-rule', rule: 'api-admin-deny' });
       expect(body.reason).toEqual(expect.any(String));
       expect(body.reason.length).toBeGreaterThan(0);
       expect(res.headers['x-srt-gw-reason']).toBeTruthy();
@@ -137,7 +138,7 @@ describe.skipIf(skip !== null)('curl through the gateway', () => {
     it('a path no rule allows gets 403 (default deny) and never reaches the upstream', async () => {
       const res = await curl([upstream.url('/private/keys')]);
       expect(res.status).toBe(403);
-      expect(res.json<DenialBody>()).toMatchObject({ error: 'denied' });
+      expect(res.json<DenialBody>()).toMatchObject({ error: 'denied', code: 'path-not-allowed', rule: 'default-deny' });
       expect(res.headers['x-srt-gw-reason']).toBeTruthy();
       expect(upstream.received.filter((r) => r.path.startsWith('/private'))).toEqual([]);
     });
@@ -146,7 +147,7 @@ describe.skipIf(skip !== null)('curl through the gateway', () => {
       const res = await curl(['--http2', '-X', 'DELETE', upstream.url('/v1/items/1')]);
       expect(res.status).toBe(403);
       expect(res.httpVersion).toBe('2');
-      expect(res.json<DenialBody>()).toMatchObject({ error: 'denied' });
+      expect(res.json<DenialBody>()).toMatchObject({ error: 'denied', code: 'method-not-allowed' });
       expect(upstream.received.filter((r) => r.method === 'DELETE')).toEqual([]);
     });
 
@@ -190,7 +191,8 @@ describe.skipIf(skip !== null)('curl through the gateway', () => {
       const before = plainUpstream.connections;
       const res = await curl([plainUpstream.url('/v1/items', UNLISTED)]);
       expect(res.status).toBe(403);
-      expect(res.json<DenialBody>()).toMatchObject({ error: 'denied' });
+      // The stable code beside the English reason, for programs that branch on why.
+      expect(res.json<DenialBody>()).toMatchObject({ error: 'denied', code: 'host-not-allowed', rule: 'default-deny' });
       expect(plainUpstream.connections).toBe(before);
     });
 

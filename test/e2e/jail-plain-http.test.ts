@@ -211,7 +211,7 @@ print(json.dumps(out))
     const [get, post, admin] = JSON.parse(result.stdout.trim().split('\n').at(-1)!) as [number, unknown, ...unknown[]][];
     expect(get).toEqual([200, expect.objectContaining({ method: 'GET', path: '/py/get', host: PLAIN })]);
     expect(post).toEqual([200, expect.objectContaining({ method: 'POST', path: '/py/post', bodyBytes: 100000 })]);
-    expect(admin).toEqual([403, 'denied by rule plain-no-admin', { error: 'denied', rule: 'plain-no-admin', reason: 'denied by rule plain-no-admin' }]);
+    expect(admin).toEqual([403, 'denied by rule plain-no-admin', { error: 'denied', code: 'denied-by-rule', rule: 'plain-no-admin', reason: 'denied by rule plain-no-admin' }]);
     expect(plain.received.slice(before).map((request) => request.path)).toEqual(['/py/get', '/py/post']);
     const lines = requestLines(result.audit, PLAIN);
     expect(lines.map((line) => [line.method, line.path, line.decision, line.status])).toEqual([

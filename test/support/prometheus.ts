@@ -38,8 +38,6 @@ export interface PrometheusServer {
   query(expr: string): Promise<QueryResult>;
   /** Waits until the target's scrape health is "up" and at least `scrapes` scrapes are stored. */
   waitForScrapes(scrapes: number, timeoutMs?: number): Promise<void>;
-  /** Metadata (HELP/TYPE) Prometheus saw for `metric` on its targets, even without samples. */
-  targetMetadata(metric: string): Promise<{ type: string; help: string }[]>;
   stderr(): string;
   /** SIGTERM, wait for the exit, remove the temp directory. Safe to call twice. */
   stop(): Promise<void>;
@@ -142,10 +140,6 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Prome
         }
         await sleep(250);
       }
-    },
-    async targetMetadata(metric) {
-      const body = await getJson<{ data?: { type: string; help: string }[] }>(`/api/v1/targets/metadata?metric=${encodeURIComponent(metric)}`);
-      return body.data ?? [];
     },
     stderr: () => stderr,
     stop,

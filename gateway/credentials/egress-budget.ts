@@ -1,0 +1,91 @@
+// Egress budgets: how many request bytes (line, headers and body) each rule has sent, per sliding
+// minute and per run, so that even an allowed channel cannot carry a bulk exfiltration. The counts
+// live as long as the gateway (a run) and survive policy reloads, keyed by rule id; the limits are
+// the policy's.
+import { formatByteSize } from '../../policies/byte-size.js';
+import type { EgressBudget } from '../../policies/types.js';
+
+/** The per-minute window: 60 one-second buckets, so the window slides in 1-second steps. */
+const WINDOW_SECONDS = 60;
+
+export interface BudgetAccount {
+  /**
+   * Counts `bytes` against the rule if both limits leave room for them and returns null;
+   * otherwise counts nothing and returns why (a sentence that names the rule and the limit).
+   */
+  tryCharge(bytes: number): string | null;
+  /** Counts `bytes` unconditionally (bytes --monitor let through over the limit). */
+  charge(bytes: number): void;
+}
+
+class RuleUsage {
+  perRun = 0;
+  private readonly bucketBytes = new Float64Array(WINDOW_SECONDS);
+  private readonly bucketSecond = new Float64Array(WINDOW_SECONDS).fill(-Infinity);
+
+  inLastMinute(second: number): number {
+    let total = 0;
+    for (let i = 0; i < WINDOW_SECONDS; i++) {
+      if (this.bucketSecond[i]! > second - WINDOW_SECONDS) total += this.bucketBytes[i]!;
+    }
+    return total;
+  }
+
+  add(second: number, bytes: number): void {
+    const slot = second % WINDOW_SECONDS;
+    if (this.bucketSecond[slot] !== second) {
+      this.bucketSecond[slot] = second;
+      this.bucketBytes[slot] = 0;
+    }
+    this.bucketBytes[slot] = this.bucketBytes[slot]! + bytes;
+    this.perRun += bytes;
+  }
+}
+
+export class EgressBudgets {
+  private readonly usage = new Map<string, RuleUsage>();
+
+  /** `now` in milliseconds; injectable for tests. */
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** The account of rule `ruleId` under `budget` (the limits of the policy in force). */
+  account(ruleId: string, budget: EgressBudget): BudgetAccount {
+    let usage = this.usage.get(ruleId);
+    if (usage === undefined) {
+      usage = new RuleUsage();
+      this.usage.set(ruleId, usage);
+    }
+    const counted = usage;
+    const second = () => Math.floor(this.now() / 1000);
+    return {
+      tryCharge: (bytes) => {
+        // Nothing to send crosses nothing (an empty chunk of a streamed body).
+        if (bytes === 0) return null;
+        const now = second();
+        const perRun = budget.requestBytesPerRun;
+        if (perRun !== undefined && counted.perRun + bytes > perRun) {
+          return refusal(ruleId, bytes, perRun, 'per run', Math.max(0, perRun - counted.perRun));
+        }
+        const perMinute = budget.requestBytesPerMinute;
+        if (perMinute !== undefined) {
+          const used = counted.inLastMinute(now);
+          if (used + bytes > perMinute) return refusal(ruleId, bytes, perMinute, 'per minute', Math.max(0, perMinute - used));
+        }
+        counted.add(now, bytes);
+        return null;
+      },
+      charge: (bytes) => counted.add(second(), bytes),
+    };
+  }
+
+  /** Bytes rule `ruleId` has sent in the sliding minute (the window its per-minute limit judges) and in this run. */
+  sent(ruleId: string): { lastMinute: number; perRun: number } {
+    const usage = this.usage.get(ruleId);
+    if (usage === undefined) return { lastMinute: 0, perRun: 0 };
+    return { lastMinute: usage.inLastMinute(Math.floor(this.now() / 1000)), perRun: usage.perRun };
+  }
+}
+
+function refusal(ruleId: string, bytes: number, limit: number, period: string, left: number): string {
+  return `rule ${ruleId} has an egress budget of ${formatByteSize(limit)} ${period} (request lines, headers and bodies); ${bytes} more bytes would exceed it (${left} left)`;
+}
