@@ -25,7 +25,12 @@ function refuseInsideJail(): void {
 export async function changesList(flags: { json: boolean }): Promise<number> {
   refuseInsideJail();
   const options = reviewOptions();
-  const sets = ChangeSet.list(stateDirectoryPath()).map((set) => ({ set, held: heldChanges(set, options) }));
+  let damagedCount = 0;
+  const damaged = (id: string, problem: string) => {
+    damagedCount += 1;
+    process.stderr.write(`srt-gw: held changes ${id} not listed: their record is damaged (${problem}); discard them with srt-gw changes drop ${id}\n`);
+  };
+  const sets = ChangeSet.list(stateDirectoryPath(), damaged).map((set) => ({ set, held: heldChanges(set, options) }));
   if (flags.json) {
     const records = sets.map(({ set, held }) => ({
       id: set.id,
@@ -38,7 +43,7 @@ export async function changesList(flags: { json: boolean }): Promise<number> {
     process.stdout.write(`${JSON.stringify(records, null, 2)}\n`);
     return 0;
   }
-  if (sets.length === 0) process.stdout.write('no held changes\n');
+  if (sets.length === 0 && damagedCount === 0) process.stdout.write('no held changes\n');
   for (const { set, held } of sets) {
     const status = set.status === 'held' ? '' : set.status === 'running' ? ' (still running)' : ' (interrupted: nothing was applied)';
     process.stdout.write(`${set.id}  ${set.record.createdAt}  ${set.record.cwd}  ${set.record.command.join(' ')}${status}\n`);
@@ -60,18 +65,16 @@ export async function changesShow(id: string, path: string | undefined): Promise
   return 0;
 }
 
-export async function changesApply(id: string, paths: string[]): Promise<number> {
+export async function changesApply(id: string, paths: string[], flags: { force?: boolean } = {}): Promise<number> {
   refuseInsideJail();
   const set = ChangeSet.open(stateDirectoryPath(), id);
-  for (const change of applyHeldChanges(set, paths, reviewOptions())) process.stdout.write(`applied ${describeKind(change).trim()} ${change.path}\n`);
+  for (const change of applyHeldChanges(set, paths, reviewOptions(), flags.force === true)) process.stdout.write(`applied ${describeKind(change).trim()} ${change.path}\n`);
   return 0;
 }
 
 export async function changesDrop(id: string): Promise<number> {
   refuseInsideJail();
-  const set = ChangeSet.open(stateDirectoryPath(), id);
-  if (set.status === 'running') throw new SrtGwError(ErrorCodes.CHANGES_INVALID, `the run ${id} is still running; drop its changes once it has ended`);
-  set.remove();
+  ChangeSet.drop(stateDirectoryPath(), id);
   process.stdout.write(`dropped ${id}\n`);
   return 0;
 }

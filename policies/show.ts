@@ -4,7 +4,7 @@
 import { resolve } from 'node:path';
 import { Document, isMap, isScalar, isSeq, Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
 import { describeOrigin, extendedChain, formatLocation } from './source-location.js';
-import type { CredentialRule, FilesystemPathEntry, FilesystemPolicyKey, Policy, Rule, SourceLocation } from './types.js';
+import type { CredentialRule, DeletesMode, DnsPolicy, FilesystemPathEntry, FilesystemPolicyKey, Policy, Rule, SourceLocation, WriteMode } from './types.js';
 
 const FILESYSTEM_KEYS: readonly FilesystemPolicyKey[] = ['denyRead', 'allowRead', 'allowWrite', 'denyWrite'];
 
@@ -64,11 +64,19 @@ export interface ShownPolicy {
     readonly repeatOf?: string;
   }[];
   readonly rules: readonly (Record<string, unknown> & { readonly source: string | null; readonly extendedAt: readonly string[] })[];
-  readonly filesystem: Partial<Record<FilesystemPolicyKey, readonly { readonly path: string; readonly source: string | null; readonly extendedAt: readonly string[] }[]>> | null;
+  /** The paths, each with where it was written; writeMode and deletes as the merged policy sets them (absent: direct, apply). */
+  readonly filesystem:
+    | (Partial<Record<FilesystemPolicyKey, readonly { readonly path: string; readonly source: string | null; readonly extendedAt: readonly string[] }[]>> & {
+        readonly writeMode?: WriteMode;
+        readonly deletes?: DeletesMode;
+      })
+    | null;
   /** The jail settings a file writes, each with the file whose value is used; null when none does. */
   readonly jail: { readonly allowLocalBinding: { readonly value: boolean; readonly source: string | null; readonly extendedAt: readonly string[] } } | null;
   /** The private ranges the gateway may connect to, each with where it was written; null when no file lists any. */
   readonly allowPrivateDestinations: readonly { readonly range: string; readonly source: string | null; readonly extendedAt: readonly string[] }[] | null;
+  /** The `dns:` settings; null when no file has a `dns:` section (the defaults apply). */
+  readonly dns: DnsPolicy | null;
 }
 
 /** The resolved policy as data (`policy show --json`). */
@@ -89,9 +97,14 @@ export function showPolicy(policy: Policy, file: string): ShownPolicy {
     filesystem:
       filesystem === undefined
         ? null
-        : Object.fromEntries(FILESYSTEM_KEYS.map((key) => [key, filesystem[key].map((entry) => ({ path: absoluteFilesystemPath(entry), ...at(entry.source) }))])),
+        : {
+            ...Object.fromEntries(FILESYSTEM_KEYS.map((key) => [key, filesystem[key].map((entry) => ({ path: absoluteFilesystemPath(entry), ...at(entry.source) }))])),
+            ...(filesystem.writeMode === undefined ? {} : { writeMode: filesystem.writeMode }),
+            ...(filesystem.deletes === undefined ? {} : { deletes: filesystem.deletes }),
+          },
     jail: policy.jail?.allowLocalBinding === undefined ? null : { allowLocalBinding: { value: policy.jail.allowLocalBinding, ...at(policy.jail.sources?.allowLocalBinding) } },
     allowPrivateDestinations: policy.allowPrivateDestinations === undefined ? null : policy.allowPrivateDestinations.map((entry) => ({ range: entry.range, ...at(entry.source) })),
+    dns: policy.dns === undefined ? null : { ...policy.dns },
   };
 }
 
@@ -111,7 +124,12 @@ export function renderShownPolicy(policy: Policy, file: string): string {
   }
   const data: Record<string, unknown> = { version: 1, rules: policy.rules.map(ruleAsWritten) };
   if (shown.filesystem !== null) {
-    data.filesystem = Object.fromEntries(Object.entries(shown.filesystem).filter(([, entries]) => entries.length > 0).map(([key, entries]) => [key, entries.map((entry) => entry.path)]));
+    const { writeMode, deletes } = shown.filesystem;
+    data.filesystem = {
+      ...Object.fromEntries(FILESYSTEM_KEYS.flatMap((key) => (shown.filesystem?.[key]?.length ? [[key, shown.filesystem[key].map((entry) => entry.path)]] : []))),
+      ...(writeMode === undefined ? {} : { writeMode }),
+      ...(deletes === undefined ? {} : { deletes }),
+    };
   }
   if (shown.jail !== null) data.jail = { allowLocalBinding: shown.jail.allowLocalBinding.value };
   if (shown.allowPrivateDestinations !== null) data.allowPrivateDestinations = shown.allowPrivateDestinations.map((entry) => entry.range);

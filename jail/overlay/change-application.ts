@@ -75,8 +75,10 @@ export function heldChanges(set: ChangeSet, options: Omit<ReviewOptions, 'finish
 /**
  * Applies held changes of `set`: those at or below `paths` (absolute, or relative to the run's
  * directory), or all of them; a held directory above one is applied first. Returns what was applied.
+ * A selected path the host changed after the run started (then, or since the review) is a
+ * conflict: nothing is applied unless `overwriteHostChanges`.
  */
-export function applyHeldChanges(set: ChangeSet, paths: readonly string[], options: Omit<ReviewOptions, 'finished'>): Change[] {
+export function applyHeldChanges(set: ChangeSet, paths: readonly string[], options: Omit<ReviewOptions, 'finished'>, overwriteHostChanges = false): Change[] {
   if (set.status === 'running') throw new SrtGwError(ErrorCodes.CHANGES_INVALID, `the run ${set.id} is still running; apply its changes once it has ended`);
   const held = heldChanges(set, options);
   const wanted = paths.map((path) => (isAbsolute(path) ? resolve(path) : resolve(set.record.cwd, path)));
@@ -90,6 +92,16 @@ export function applyHeldChanges(set: ChangeSet, paths: readonly string[], optio
     for (const other of held) if (other.kind === 'directory' && isWithin(change.path, other.path)) selected.add(other);
   }
   const ordered = [...selected].sort((a, b) => depth(a.path) - depth(b.path));
+  if (!overwriteHostChanges) {
+    const conflicts = ordered.filter((change) => changedOnHostSince(change, set.record.startedAtMs));
+    if (conflicts.length > 0) {
+      throw new SrtGwError(
+        ErrorCodes.CHANGES_INVALID,
+        `the host changed ${conflicts.map((change) => change.path).join(', ')} after the run started, so applying would overwrite that; nothing was applied. ` +
+          `srt-gw changes show ${set.id} PATH shows the difference; apply anyway with --force, or leave those paths out`,
+      );
+    }
+  }
   const applied: Change[] = [];
   for (const change of ordered) {
     applyChange(change, upperPathOf(set, change));
@@ -101,6 +113,16 @@ export function applyHeldChanges(set: ChangeSet, paths: readonly string[], optio
   if (remaining.length === 0) set.remove();
   else set.update({ held: remaining });
   return applied;
+}
+
+/**
+ * Whether the host entry at a change's path was changed after `sinceMs` (a directory being made
+ * is not: it adds to what is there). ctime too, as a rename or chmod leaves mtime alone.
+ */
+function changedOnHostSince(change: Change, sinceMs: number): boolean {
+  if (change.kind === 'directory') return false;
+  const host = lstatSync(change.path, { throwIfNoEntry: false });
+  return host !== undefined && Math.max(host.ctimeMs, host.mtimeMs) > sinceMs;
 }
 
 /** Where a change's content is in its upper layer (nothing there for a deletion an opaque directory implies). */

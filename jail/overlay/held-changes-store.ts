@@ -4,9 +4,11 @@
 // what ran, when, and — once the run has been reviewed — the changes still held.
 import { chmodSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { join } from 'node:path';
+import { isAbsolute, join, normalize } from 'node:path';
+import { z } from 'zod';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
 import type { DeletesMode } from '../../policies/types.js';
+import { isWithin } from '../filesystem/canonical-path.js';
 
 /** What one change does to a host path. */
 export type ChangeKind = 'file' | 'directory' | 'symlink' | 'delete' | 'special';
@@ -42,6 +44,24 @@ export interface ChangeSetRecord {
   /** Once reviewed: the changes still held. */
   readonly held?: readonly Change[];
 }
+
+const CHANGE_KINDS = ['file', 'directory', 'symlink', 'delete', 'special'] as const satisfies readonly ChangeKind[];
+
+/** run.json as written by save(); what it says is checked again by recordProblem. */
+const ChangeSetRecordSchema = z.object({
+  id: z.string(),
+  createdAt: z.string(),
+  startedAtMs: z.number(),
+  command: z.array(z.string()),
+  cwd: z.string(),
+  roots: z.array(z.string()),
+  deletes: z.enum(['apply', 'hold']),
+  pid: z.number().int(),
+  status: z.enum(['running', 'held', 'interrupted']),
+  held: z
+    .array(z.object({ path: z.string(), root: z.string(), layer: z.number().int().nonnegative(), kind: z.enum(CHANGE_KINDS), reason: z.string().optional() }))
+    .optional(),
+});
 
 const RECORD_FILE = 'run.json';
 const ID_PATTERN = /^[0-9]{8}-[0-9]{6}-[0-9a-f]{6}$/;
@@ -91,17 +111,24 @@ export class ChangeSet {
     return set;
   }
 
-  /** The change set `id`; throws CHANGES_INVALID naming what to run when there is none. */
+  /**
+   * The change set `id`; throws CHANGES_INVALID naming what to run when there is none, or when its
+   * record is damaged (then only `srt-gw changes drop` takes it).
+   */
   static open(stateDirectory: string, id: string): ChangeSet {
-    const dir = join(changesDirectory(stateDirectory), id);
-    if (!ID_PATTERN.test(id) || lstatSync(join(dir, RECORD_FILE), { throwIfNoEntry: false }) === undefined) {
-      throw new SrtGwError(ErrorCodes.CHANGES_INVALID, `no held changes with id ${JSON.stringify(id)}; srt-gw changes list shows the ids`);
+    const dir = existingDirectory(stateDirectory, id);
+    const problem = recordProblem(dir, id);
+    if (typeof problem === 'string') {
+      throw new SrtGwError(ErrorCodes.CHANGES_INVALID, `the record of held changes ${id} (${join(dir, RECORD_FILE)}) is damaged: ${problem}; discard it with srt-gw changes drop ${id}`);
     }
-    return new ChangeSet(dir, readRecord(dir));
+    return new ChangeSet(dir, problem.record);
   }
 
-  /** Every recorded change set, oldest first. */
-  static list(stateDirectory: string): ChangeSet[] {
+  /**
+   * Every recorded change set, oldest first. A damaged record is not listed; `damaged` hears of it.
+   * (A directory without a record yet — a run starting — is passed over.)
+   */
+  static list(stateDirectory: string, damaged?: (id: string, problem: string) => void): ChangeSet[] {
     let names: string[];
     try {
       names = readdirSync(changesDirectory(stateDirectory));
@@ -110,13 +137,26 @@ export class ChangeSet {
     }
     const sets: ChangeSet[] = [];
     for (const name of names.filter((entry) => ID_PATTERN.test(entry)).sort()) {
-      try {
-        sets.push(ChangeSet.open(stateDirectory, name));
-      } catch {
-        // A directory whose record is being written or was damaged: not listed.
-      }
+      const dir = join(changesDirectory(stateDirectory), name);
+      if (lstatSync(join(dir, RECORD_FILE), { throwIfNoEntry: false }) === undefined) continue;
+      const problem = recordProblem(dir, name);
+      if (typeof problem === 'string') damaged?.(name, problem);
+      else sets.push(new ChangeSet(dir, problem.record));
     }
     return sets;
+  }
+
+  /**
+   * Removes change set `id`, a damaged one too; refuses one whose run is still going. Throws
+   * CHANGES_INVALID when there is none.
+   */
+  static drop(stateDirectory: string, id: string): void {
+    const dir = existingDirectory(stateDirectory, id);
+    const problem = recordProblem(dir, id);
+    const set = typeof problem === 'string' ? undefined : new ChangeSet(dir, problem.record);
+    if (set?.status === 'running') throw new SrtGwError(ErrorCodes.CHANGES_INVALID, `the run ${id} is still running; drop its changes once it has ended`);
+    makeRemovable(dir);
+    rmSync(dir, { recursive: true, force: true });
   }
 
   /** 'running' only while the run's srt-gw process lives; otherwise it was cut short. */
@@ -144,8 +184,50 @@ export class ChangeSet {
   }
 }
 
-function readRecord(dir: string): ChangeSetRecord {
-  return JSON.parse(readFileSync(join(dir, RECORD_FILE), 'utf8')) as ChangeSetRecord;
+function existingDirectory(stateDirectory: string, id: string): string {
+  const dir = join(changesDirectory(stateDirectory), id);
+  // The pattern also keeps `id` from naming anything outside the changes directory ("../x").
+  if (!ID_PATTERN.test(id) || lstatSync(join(dir, RECORD_FILE), { throwIfNoEntry: false }) === undefined) {
+    throw new SrtGwError(ErrorCodes.CHANGES_INVALID, `no held changes with id ${JSON.stringify(id)}; srt-gw changes list shows the ids`);
+  }
+  return dir;
+}
+
+/**
+ * The record in `dir`, or what is wrong with it. Applying a held change writes to the host path
+ * it names, so a change must lie below its own writable root, spelled without "." or "..".
+ */
+function recordProblem(dir: string, id: string): { record: ChangeSetRecord } | string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(join(dir, RECORD_FILE), 'utf8'));
+  } catch (error) {
+    return `it cannot be read (${(error as Error).message})`;
+  }
+  const checked = ChangeSetRecordSchema.safeParse(parsed);
+  if (!checked.success) {
+    const issue = checked.error.issues[0]!;
+    return `${issue.path.join('.') || 'the record'}: ${issue.message}`;
+  }
+  const record = checked.data as ChangeSetRecord;
+  if (record.id !== id) return `its id is ${JSON.stringify(record.id)}, not the directory's`;
+  if (!isPlainAbsolute(record.cwd)) return `cwd ${JSON.stringify(record.cwd)} is not an absolute path without "." or ".."`;
+  for (const [layer, root] of record.roots.entries()) {
+    if (!isPlainAbsolute(root)) return `roots[${layer}] ${JSON.stringify(root)} is not an absolute path without "." or ".."`;
+  }
+  for (const [index, change] of (record.held ?? []).entries()) {
+    // SECURITY: a held change applies to its path: one spelled with ".." or outside its root would
+    // write anywhere the user can — jail/overlay/held-changes-store.test.ts.
+    if (!isPlainAbsolute(change.path)) return `held[${index}].path ${JSON.stringify(change.path)} is not an absolute path without "." or ".."`;
+    if (record.roots[change.layer] !== change.root) return `held[${index}].root ${JSON.stringify(change.root)} is not roots[${change.layer}]`;
+    if (change.path === change.root || !isWithin(change.path, change.root)) return `held[${index}].path ${change.path} is not below its root ${change.root}`;
+  }
+  return { record };
+}
+
+/** Absolute, and as path.normalize spells it: no ".", "..", empty or trailing component. */
+function isPlainAbsolute(path: string): boolean {
+  return isAbsolute(path) && (path === '/' || (normalize(path) === path && !path.endsWith('/'))) && !path.includes('\0');
 }
 
 function processAlive(pid: number): boolean {

@@ -88,10 +88,15 @@ async function run(s: Setup, script: string, flags: string[] = []): Promise<SrtG
   return result;
 }
 
+/** `srt-gw changes ARGS` as the setup's user. */
+function changesCommand(s: Setup, ...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const argv = [...(s.who === 'nobody' ? AS_NOBODY : []), process.execPath, CLI_PATH, 'changes', ...args];
+  return spawnSync(argv[0]!, argv.slice(1), { cwd: s.repo, env: env(s), encoding: 'utf8' });
+}
+
 /** `srt-gw changes ARGS` as the setup's user; returns its stdout, failing on a non-zero status. */
 function changes(s: Setup, ...args: string[]): string {
-  const argv = [...(s.who === 'nobody' ? AS_NOBODY : []), process.execPath, CLI_PATH, 'changes', ...args];
-  const result = spawnSync(argv[0]!, argv.slice(1), { cwd: s.repo, env: env(s), encoding: 'utf8' });
+  const result = changesCommand(s, ...args);
   expect(result.status, `srt-gw changes ${args.join(' ')}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`).toBe(0);
   return result.stdout;
 }
@@ -208,7 +213,7 @@ describe.skipIf(skip !== null).each(['root', 'nobody'] as const)('reviewed write
     expect(listed(s)).toEqual([]);
   }, 180_000);
 
-  it('holds a file the host changed while the command ran, as a conflict', async () => {
+  it('holds a file the host changed while the command ran, as a conflict; changes apply overwrites it only with --force', async () => {
     const s = setup(who);
     const running = startSrtGwRun({ ...runOptions(s, 'echo jail > a.txt && echo jail > other.txt && echo ready && read line'), interactive: true });
     await running.waitForStdout(/ready/, 60_000);
@@ -221,6 +226,13 @@ describe.skipIf(skip !== null).each(['root', 'nobody'] as const)('reviewed write
     expect(read(join(s.repo, 'other.txt'))).toBe('jail\n');
     const [set] = listed(s);
     expect(set!.held).toEqual([expect.objectContaining({ path: join(s.repo, 'a.txt'), reason: expect.stringMatching(/conflict/) as unknown })]);
+    const refused = changesCommand(s, 'apply', set!.id);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain(`the host changed ${join(s.repo, 'a.txt')} after the run started`);
+    expect(read(join(s.repo, 'a.txt'))).toBe('host edit\n');
+    expect(changes(s, 'apply', '--force', set!.id, 'a.txt')).toBe(`applied write ${join(s.repo, 'a.txt')}\n`);
+    expect(read(join(s.repo, 'a.txt'))).toBe('jail\n');
+    expect(listed(s)).toEqual([]);
   }, 180_000);
 
   it('applies nothing when srt-gw is killed mid-run; changes list shows the writes held', async () => {
@@ -242,6 +254,57 @@ describe.skipIf(skip !== null).each(['root', 'nobody'] as const)('reviewed write
     changes(s, 'apply', set!.id, 'new.txt');
     expect(read(join(s.repo, 'new.txt'))).toBe('new\n');
     expect(read(join(s.repo, 'a.txt'))).toBe('one\n');
+  }, 180_000);
+
+  // overlayfs renames a directory of the lower layer only with redirect_dir, which the kernel
+  // refuses together with userxattr (the only way an unprivileged overlay keeps its metadata):
+  // rename(2) fails with EXDEV, and tools fall back to copying and deleting (docs/overlay.md).
+  it.skipIf(missingCommand('python3') !== null)('renaming a host directory fails with EXDEV; mv falls back to copy and delete, which the review applies as such', async () => {
+    const s = setup(who);
+    const rename = (from: string, to: string) => `python3 -c 'import errno, os, sys\ntry:\n    os.rename("${from}", "${to}"); print("rename ${from}: ok")\nexcept OSError as e:\n    print("rename ${from}:", errno.errorcode[e.errno])'`;
+    const result = await run(s, [rename('dir', 'renamed'), 'mkdir mine && echo mine > mine/f.txt', rename('mine', 'mine2'), 'mv dir moved', 'cat moved/inner.txt'].join(' && '));
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toBe('rename dir: EXDEV\nrename mine: ok\ninner\n');
+    expect(read(join(s.repo, 'moved/inner.txt'))).toBe('inner\n');
+    expect(existsSync(join(s.repo, 'dir'))).toBe(false);
+    expect(existsSync(join(s.repo, 'renamed'))).toBe(false);
+    expect(read(join(s.repo, 'mine2/f.txt'))).toBe('mine\n');
+    expect(existsSync(join(s.repo, 'mine'))).toBe(false);
+    expect(listed(s)).toEqual([]);
+    expect(git(s.repo, 'status', '--porcelain', '-uall').split('\n').filter(Boolean).sort()).toEqual([' D dir/inner.txt', '?? mine2/f.txt', '?? moved/inner.txt']);
+  }, 180_000);
+
+  it('with deletes: hold, a directory moved by mv is applied at its new path and its old path is one held deletion', async () => {
+    const s = setup(who, 'filesystem:\n  writeMode: overlay\n  deletes: hold\n');
+    const result = await run(s, 'mv dir moved');
+    expect(result.code, result.stderr).toBe(0);
+    expect(read(join(s.repo, 'moved/inner.txt'))).toBe('inner\n');
+    expect(read(join(s.repo, 'dir/inner.txt'))).toBe('inner\n');
+    const [set] = listed(s);
+    expect(set!.held.map((change) => [change.path, change.kind])).toEqual([[join(s.repo, 'dir'), 'delete']]);
+    changes(s, 'apply', set!.id, 'dir');
+    expect(existsSync(join(s.repo, 'dir'))).toBe(false);
+    expect(listed(s)).toEqual([]);
+  }, 180_000);
+
+  it('a held change whose record was altered to lead out of its directory is refused; drop removes the change set', async () => {
+    const s = setup(who);
+    const result = await run(s, 'echo "echo pwned" > .envrc');
+    expect(result.code, result.stderr).toBe(0);
+    const [set] = listed(s);
+    const record = join(s.state, 'xdg-state', 'srt-gw', 'changes', set!.id, 'run.json');
+    writeFileSync(record, readFileSync(record, 'utf8').replace(`"path": "${join(s.repo, '.envrc')}"`, `"path": "${s.repo}/../escaped"`));
+    const apply = changesCommand(s, 'apply', set!.id);
+    expect(apply.status).toBe(1);
+    expect(apply.stderr).toContain(`is damaged: held[0].path "${s.repo}/../escaped" is not an absolute path without "." or ".."`);
+    expect(existsSync(join(s.repo, '..', 'escaped'))).toBe(false);
+    const list = changesCommand(s, 'list');
+    expect(list.stdout).toBe('');
+    expect(list.stderr).toContain(`held changes ${set!.id} not listed: their record is damaged`);
+    // The overlay's work directory is left mode 000 by the kernel: drop opens it to remove it.
+    changes(s, 'drop', set!.id);
+    expect(existsSync(join(s.state, 'xdg-state', 'srt-gw', 'changes', set!.id))).toBe(false);
+    expect(read(join(s.repo, '.envrc'))).toBeNull();
   }, 180_000);
 
   it('keeps a hidden path inside the working directory hidden under the overlay', async () => {

@@ -53,7 +53,7 @@ describe('srt-gw policy explain', () => {
     expect(stdout).toContain('path:    /v1/%2e%2e/admin → /admin\n');
     expect(stdout).toContain('  no match allow api-read (line 23), host api.example.test: path /admin matches none of /v1/**\n');
     expect(stdout).toContain('decision: DENY by default-deny: ');
-    expect(stdout).toContain('response: 403 {"error":"denied","rule":"default-deny",');
+    expect(stdout).toContain('response: 403 {"error":"denied","code":"path-not-allowed","rule":"default-deny",');
     expect(stdout).toContain('note: headers given (Accept) do not affect the decision');
     expect(status).toBe(0);
   });
@@ -61,7 +61,7 @@ describe('srt-gw policy explain', () => {
   it('--json prints the structure', () => {
     const { status, stdout } = policy('explain', 'policies/examples/basic.yaml', 'get', 'https://api.example.test/v1/files/a', '--json');
     const explanation = JSON.parse(stdout) as { decision: { action: string; ruleId: string }; denyBody: unknown };
-    expect(explanation.decision).toEqual({ action: 'allow', ruleId: 'api-read', reason: 'allowed by rule api-read' });
+    expect(explanation.decision).toEqual({ action: 'allow', ruleId: 'api-read', reason: 'allowed by rule api-read', code: 'allowed-by-rule' });
     expect(explanation.denyBody).toBeNull();
     expect(status).toBe(0);
   });
@@ -128,6 +128,32 @@ describe('srt-gw policy show', () => {
     expect(shown.rules[0]).toMatchObject({ id: 'npm-read.packuments', extendedAt: [`${TESTDATA}/presets/npm-read.yaml:3:11`] });
     expect(shown.rules[0]?.source).toMatch(/^preset:npm-read:\d+:5$/);
     expect(status).toBe(0);
+  });
+
+  it('prints the filesystem writeMode and deletes, merged through extends, and the dns section', () => {
+    writeFileSync(join(scratch, 'modes-base.yaml'), 'version: 1\nrules: []\nfilesystem:\n  writeMode: overlay\n  deletes: apply\n');
+    const file = join(scratch, 'modes.yaml');
+    writeFileSync(file, 'version: 1\nextends: [./modes-base.yaml]\nrules: []\nfilesystem:\n  deletes: hold\n  denyRead: [/srv/secrets]\ndns:\n  maxNamesPerWildcard: 42\n');
+    const { status, stdout } = policy('show', file);
+    expect(stdout).toContain('filesystem:\n  denyRead:\n    - /srv/secrets # ');
+    expect(stdout).toMatch(/\n {2}writeMode: overlay\n {2}deletes: hold\n/);
+    expect(stdout).toContain('dns:\n  maxNamesPerWildcard: 42\n');
+    expect(status).toBe(0);
+    const shown = join(scratch, 'modes-shown.yaml');
+    writeFileSync(shown, stdout);
+    expect(policy('check', shown).status).toBe(0);
+    expect(policy('show', shown).stdout).toMatch(/\n {2}writeMode: overlay\n {2}deletes: hold\n/);
+  });
+
+  it('--json has the filesystem writeMode and deletes and the dns section; null when not written', () => {
+    writeFileSync(join(scratch, 'modes-json.yaml'), 'version: 1\nrules: []\nfilesystem:\n  writeMode: overlay\n  deletes: hold\ndns:\n  maxNamesPerWildcard: 42\n');
+    const { status, stdout } = policy('show', '--json', join(scratch, 'modes-json.yaml'));
+    const shown = JSON.parse(stdout) as { filesystem: { writeMode?: string; deletes?: string; denyRead: unknown[] }; dns: unknown };
+    expect(shown.filesystem).toMatchObject({ writeMode: 'overlay', deletes: 'hold', denyRead: [] });
+    expect(shown.dns).toEqual({ maxNamesPerWildcard: 42 });
+    expect(status).toBe(0);
+    const plain = JSON.parse(policy('show', '--json', `${TESTDATA}/lint-clean.yaml`).stdout) as { dns: unknown };
+    expect(plain.dns).toBeNull();
   });
 
   it('a policy whose extends does not resolve prints the error and exits 1', () => {
