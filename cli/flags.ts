@@ -5,6 +5,7 @@ import { ErrorCodes, SrtGwError } from '../errors.js';
 import { splitAuthority } from '../gateway/http/exchange.js';
 import { normalizeHost } from '../policies/host.js';
 import type { ListenAddress } from '../gateway/gateway.js';
+import { parseUpstreamProxy, UPSTREAM_PROXY_AUTH_ENV, type UpstreamProxyOptions } from '../gateway/upstream/upstream-proxy.js';
 
 function invalid(message: string): never {
   throw new SrtGwError(ErrorCodes.CONFIG_INVALID, message);
@@ -70,4 +71,22 @@ export function auditLogDestination(flag: string | undefined, otherwise: number 
 
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/**
+ * --upstream-proxy URL and --no-upstream-proxy-for LIST → the gateway's upstreamProxy option, the
+ * credentials from SRT_GW_UPSTREAM_PROXY_AUTH (or the URL). Checked now, so a typo stops the command.
+ */
+export function upstreamProxyFromFlags(url: string | undefined, bypass: readonly string[], env: NodeJS.ProcessEnv, warn: (message: string) => void): UpstreamProxyOptions | undefined {
+  if (url === undefined) {
+    if (bypass.length > 0) invalid('--no-upstream-proxy-for needs --upstream-proxy');
+    return undefined;
+  }
+  const auth = env[UPSTREAM_PROXY_AUTH_ENV];
+  const options: UpstreamProxyOptions = { url, bypass, ...(auth !== undefined && auth !== '' ? { auth } : {}) };
+  const parsed = parseUpstreamProxy(options);
+  if (parsed.credentialsInUrl && options.auth === undefined) {
+    warn(`srt-gw: warning: the --upstream-proxy URL carries credentials, which other local users can read in ps; set ${UPSTREAM_PROXY_AUTH_ENV}=user:password instead`);
+  }
+  return options;
 }

@@ -7,7 +7,7 @@ import { isSrtGwError } from '../errors.js';
 import { formatDenialSummary } from '../jail/denial-summary.js';
 import { JAIL_SETUP_FAILED } from '../jail/jail.js';
 import { runInJail } from '../jail/run.js';
-import { auditLogDestination, parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds } from './flags.js';
+import { auditLogDestination, parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds, upstreamProxyFromFlags } from './flags.js';
 import { tuneHeapForProxying } from './heap-tuning.js';
 import { runPolicyFromFlags } from './policy-source.js';
 
@@ -18,6 +18,9 @@ export interface RunFlags {
   allowLocalBinding: boolean;
   caDir?: string;
   upstreamCa: string[];
+  upstreamProxy?: string;
+  /** --no-upstream-proxy-for (commander names a "--no-" flag's value after the rest of its name). */
+  upstreamProxyFor: string[];
   resolve: string[];
   dnsUpstream: string[];
   upstreamTimeout?: string;
@@ -64,6 +67,7 @@ async function runToEnd(command: string, args: string[], flags: RunFlags): Promi
       cwd,
       caDir: flags.caDir,
       upstreamCaFiles: flags.upstreamCa,
+      upstreamProxy: upstreamProxyFromFlags(flags.upstreamProxy, flags.upstreamProxyFor, process.env, (message) => process.stderr.write(`${message}\n`)),
       resolve: new Map(flags.resolve.map(parseResolveOverride)),
       dnsUpstream: flags.dnsUpstream.map(parseDnsServer),
       upstreamTimeoutMs: flags.upstreamTimeout === undefined ? undefined : parseSeconds('--upstream-timeout', flags.upstreamTimeout) * 1000,

@@ -82,6 +82,7 @@ export function run(command: string, args: readonly string[] = [], options: RunO
         stdio,
         caDir: options.caDir,
         upstreamCaFiles: options.upstreamCaFiles,
+        upstreamProxy: options.upstreamProxy,
         resolve: options.resolve,
         dnsUpstream: options.dnsUpstream,
         auditLog: options.auditLog,

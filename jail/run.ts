@@ -41,6 +41,8 @@ export interface JailRunSettings {
   env?: NodeJS.ProcessEnv;
   caDir?: string;
   upstreamCaFiles?: readonly string[];
+  /** Allowed traffic leaves through this proxy (CONNECT); see GatewayOptions.upstreamProxy. */
+  upstreamProxy?: GatewayOptions['upstreamProxy'];
   resolve?: GatewayOptions['resolve'];
   dnsUpstream?: readonly string[];
   /** Audit log: a file path, a file descriptor, or false (the default) for none. */
@@ -205,6 +207,7 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
       policy,
       caDir,
       upstreamCaFiles,
+      upstreamProxy: options.upstreamProxy,
       resolve: options.resolve,
       dnsUpstream: options.dnsUpstream,
       auditLog,

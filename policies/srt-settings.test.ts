@@ -216,3 +216,33 @@ describe('problems', () => {
     expect(() => importSrtSettingsText('{', 'bad.json')).toThrow(/^bad\.json: not valid JSON: /);
   });
 });
+
+describe('network.parentProxy', () => {
+  test('becomes --upstream-proxy and --no-upstream-proxy-for, with what does not carry over named', () => {
+    const imported = importSrtSettings(
+      {
+        network: {
+          allowedDomains: ['example.com'],
+          parentProxy: { http: 'http://plain-proxy.corp:3128', https: 'http://user:pw@proxy.corp:8080', noProxy: 'internal.corp, .svc.local,10.0.0.0/8,git.corp:22' },
+        },
+      },
+      'srt.json',
+    );
+    expect(imported.upstreamProxy).toEqual({ url: 'http://user:pw@proxy.corp:8080', bypass: ['internal.corp', '.svc.local', 'git.corp'] });
+    expect(imported.warnings).toContainEqual(expect.stringContaining('network.parentProxy.noProxy entry "10.0.0.0/8" skipped'));
+    expect(imported.warnings).toContainEqual(expect.stringContaining('network.parentProxy.http (http://plain-proxy.corp:3128) is not carried over'));
+    expect(imported.warnings).toContainEqual(expect.stringContaining('SRT_GW_UPSTREAM_PROXY_AUTH'));
+    const advice = imported.warnings.find((warning) => warning.startsWith('network.parentProxy: run srt-gw with'));
+    expect(advice).toContain('--upstream-proxy http://***@proxy.corp:8080 --no-upstream-proxy-for internal.corp,.svc.local,git.corp');
+    // The rendered file never shows the credentials.
+    expect(renderSrtImport(imported, 'srt.json')).not.toContain('user:pw');
+  });
+
+  test('falls back to parentProxy.http, as srt does', () => {
+    expect(importSrtSettings({ network: { allowedDomains: [], parentProxy: { http: 'http://proxy:3128' } } }, 'srt.json').upstreamProxy).toEqual({ url: 'http://proxy:3128', bypass: [] });
+  });
+
+  test('is absent without a parentProxy', () => {
+    expect(importSrtSettings({ network: { allowedDomains: ['example.com'] } }, 'srt.json').upstreamProxy).toBeUndefined();
+  });
+});

@@ -23,6 +23,15 @@
 //   listed); srt-gw always lets the command write its working directory;
 // - relative paths are relative to the working directory; srt-gw's to the policy file's directory;
 // - git-style globs (*, **, ?, [abc]) work on macOS only; srt-gw's jail works on concrete paths.
+// And from srt's settings schema (src/sandbox/sandbox-config.ts, ParentProxyConfigSchema, and
+// src/sandbox/parent-proxy.ts, read 2026-12):
+// - network.parentProxy {http, https, noProxy}: srt's own proxies tunnel through this parent with
+//   CONNECT; https falls back to http; noProxy is a NO_PROXY list of host suffixes and CIDRs, and
+//   loopback always bypasses it; unset, srt reads HTTP_PROXY/HTTPS_PROXY/NO_PROXY from its env.
+//   srt-gw's --upstream-proxy / --no-upstream-proxy-for, which are flags, not policy: the import
+//   returns them beside the policy (SrtImport.upstreamProxy) and names them in the YAML header.
+// - httpProxyPort / socksProxyPort are not a parent proxy: they replace srt's own proxies with an
+//   external filtering one, which srt-gw (itself the filter) does not do.
 import { stringify } from 'yaml';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { parseHostPattern } from './host.js';
@@ -44,9 +53,17 @@ export interface ImportedPolicy {
   jail?: { allowLocalBinding?: true; allowUnixSockets?: string[] };
 }
 
+/** srt's network.parentProxy as srt-gw's --upstream-proxy and --no-upstream-proxy-for. */
+export interface ImportedUpstreamProxy {
+  readonly url: string;
+  readonly bypass: readonly string[];
+}
+
 export interface SrtImport {
   /** The policy FILE shape (what `srt-gw policy import-srt` prints as YAML). */
   readonly policy: ImportedPolicy;
+  /** From network.parentProxy: flags of `srt-gw serve` / `run`, not part of the policy. */
+  readonly upstreamProxy?: ImportedUpstreamProxy;
   /** One sentence per option that maps differently or is not carried over. */
   readonly warnings: readonly string[];
 }
@@ -64,8 +81,8 @@ const JAIL_NETWORK_MEANING: Record<(typeof JAIL_NETWORK_KEYS)[number], string> =
 };
 const NETWORK_KEYS_WITH_NO_EQUIVALENT: Record<string, string> = {
   deniedDomainReasons: 'srt-gw 403 bodies give the deny rule id and reason; custom reasons are not supported yet',
-  httpProxyPort: 'srt-gw is itself the proxy; chaining to another HTTP proxy is not supported',
-  socksProxyPort: 'srt-gw is itself the proxy; chaining to another SOCKS proxy is not supported',
+  httpProxyPort: 'it replaces srt\'s own HTTP proxy with an external filtering one; srt-gw is itself the filter (a corporate proxy to leave through is network.parentProxy, or --upstream-proxy)',
+  socksProxyPort: 'it replaces srt\'s own SOCKS proxy with an external filtering one; srt-gw is itself the filter, and does not chain to SOCKS proxies',
   tlsTerminate: 'srt-gw always terminates TLS with its own CA (srt-gw ca init); excludeDomains pass-through is not supported, and extraCaCertPaths map to `srt-gw serve --upstream-ca`',
   filterRequest: 'express request filters as rules with methods and paths',
 };
@@ -125,7 +142,7 @@ export function importSrtSettings(json: unknown, file: string): SrtImport {
     if (network?.[key] !== undefined) warnings.push(`network.${key} is ignored: ${why}`);
   }
   for (const key of Object.keys(network ?? {})) {
-    if (!['allowedDomains', 'deniedDomains', ...JAIL_NETWORK_KEYS, ...Object.keys(NETWORK_KEYS_WITH_NO_EQUIVALENT)].includes(key)) {
+    if (!['allowedDomains', 'deniedDomains', 'parentProxy', ...JAIL_NETWORK_KEYS, ...Object.keys(NETWORK_KEYS_WITH_NO_EQUIVALENT)].includes(key)) {
       warnings.push(`network.${key} is not an srt setting srt-gw knows; ignored`);
     }
   }
@@ -146,7 +163,55 @@ export function importSrtSettings(json: unknown, file: string): SrtImport {
       ? { jail: { ...(allowLocalBinding === true ? { allowLocalBinding } : {}), ...(allowUnixSockets.length > 0 ? { allowUnixSockets } : {}) } }
       : {}),
   };
-  return { policy, warnings };
+  const upstreamProxy = importParentProxy(network, file, warnings);
+  return { policy, warnings, ...(upstreamProxy === undefined ? {} : { upstreamProxy }) };
+}
+
+/** network.parentProxy → --upstream-proxy and --no-upstream-proxy-for, with what does not carry over. */
+function importParentProxy(network: Record<string, unknown> | undefined, file: string, warnings: string[]): ImportedUpstreamProxy | undefined {
+  const parent = network === undefined ? undefined : optionalRecord(network, 'parentProxy', file);
+  // Without it srt falls back to HTTP_PROXY/HTTPS_PROXY from its own environment, which the
+  // import cannot see: docs/serve.md ("Upstream proxy") says srt-gw reads no proxy variables.
+  if (parent === undefined) return undefined;
+  const field = (key: string): string | undefined => {
+    const value = parent[key];
+    if (value === undefined) return undefined;
+    if (typeof value !== 'string') throw invalid(file, `"parentProxy.${key}" must be a string`);
+    return value;
+  };
+  const http = field('http');
+  const https = field('https');
+  const noProxy = field('noProxy');
+  for (const key of Object.keys(parent)) {
+    if (!['http', 'https', 'noProxy'].includes(key)) warnings.push(`network.parentProxy.${key} is not an srt setting srt-gw knows; ignored`);
+  }
+  const url = https ?? http;
+  if (url === undefined) {
+    if (noProxy !== undefined) warnings.push('network.parentProxy.noProxy is ignored: no parentProxy.http or .https to bypass');
+    return undefined;
+  }
+  const shown = url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, '$1***@');
+  if (http !== undefined && https !== undefined && http !== https) {
+    warnings.push(`network.parentProxy.http (${http.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, '$1***@')}) is not carried over: srt-gw sends all traffic, plain HTTP included, through one proxy with CONNECT, and uses parentProxy.https`);
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\/[^@/]*@/i.test(url)) {
+    warnings.push(`network.parentProxy credentials: give them as SRT_GW_UPSTREAM_PROXY_AUTH=user:password rather than in the --upstream-proxy URL, which other local users can read in ps`);
+  }
+  const bypass: string[] = [];
+  for (const raw of (noProxy ?? '').split(',')) {
+    const entry = raw.trim();
+    if (entry === '') continue;
+    if (entry.includes('/')) {
+      warnings.push(`network.parentProxy.noProxy entry ${JSON.stringify(entry)} skipped: --no-upstream-proxy-for takes host names and suffixes, not address ranges`);
+      continue;
+    }
+    // srt drops a ":port" from an entry: the bypass is for the host on every port.
+    bypass.push(/^[^:[\]]+:\d+$/.test(entry) ? entry.slice(0, entry.lastIndexOf(':')) : entry);
+  }
+  warnings.push(
+    `network.parentProxy: run srt-gw with --upstream-proxy ${shown}${bypass.length > 0 ? ` --no-upstream-proxy-for ${bypass.join(',')}` : ''}; srt-gw still checks, resolves and refuses private destinations itself before it asks the proxy, and loopback goes through the proxy unless listed`,
+  );
+  return { url, bypass };
 }
 
 const WORKING_DIRECTORY_ENTRIES = new Set(['.', './']);

@@ -32,6 +32,8 @@ export interface RedirectedConnectionOptions {
   monitor: boolean;
   /** Asks about hosts no rule mentions (the library's onUnknownHost); null: they are denied. */
   unknownHosts?: UnknownHostQuestions | null;
+  /** Opaque TCP through the upstream proxy (--upstream-proxy); null (or absent): connect directly. */
+  tcpThroughProxy?: (host: string, port: number) => Promise<Duplex> | null;
 }
 
 const NOTHING_READ = Buffer.alloc(0);
@@ -111,7 +113,9 @@ export class RedirectedConnections {
       (addresses) => {
         if (socket.destroyed) return;
         allow();
-        relayTcp(socket, addresses, port, rest);
+        const tunnelled = options.tcpThroughProxy?.(host, port) ?? null;
+        if (tunnelled !== null) relayThroughProxy(socket, tunnelled, rest);
+        else relayTcp(socket, addresses, port, rest);
       },
       (error: unknown) => {
         if (isSrtGwError(error, ErrorCodes.UPSTREAM_PRIVATE_DESTINATION)) {
@@ -151,6 +155,28 @@ function refuseWithHttpAnswer(socket: Duplex, rest: Buffer, rule: string, reason
   }
   socket.once('data', answer);
   socket.resume();
+}
+
+/** Opaque TCP through a CONNECT tunnel of the upstream proxy; a proxy failure closes the connection. */
+function relayThroughProxy(socket: Duplex, tunnelled: Promise<Duplex>, rest: Buffer): void {
+  socket.on('error', () => undefined);
+  tunnelled.then(
+    (upstream) => {
+      if (socket.destroyed) {
+        upstream.destroy();
+        return;
+      }
+      upstream.on('error', () => socket.destroy());
+      socket.on('error', () => upstream.destroy());
+      if (rest.length > 0) upstream.write(rest);
+      socket.pipe(upstream);
+      upstream.pipe(socket);
+      socket.resume();
+      socket.once('close', () => upstream.destroy());
+      upstream.once('close', () => socket.destroy());
+    },
+    () => socket.destroy(),
+  );
 }
 
 /** Opaque TCP for an explicit tcp rule: connect to the addresses the gateway resolved and checked. */

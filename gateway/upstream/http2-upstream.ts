@@ -26,6 +26,10 @@ export interface Http2UpstreamOptions {
   idleTimeoutMs: number;
   /** Bound on open sessions (one per origin); the least recently opened goes first. */
   maxSessions: number;
+  /** Whether connections to the target go through the upstream proxy. */
+  viaProxy?: (target: UpstreamTarget) => boolean;
+  /** The TLS connection (after its handshake) to the target through the upstream proxy. */
+  connectThroughProxy?: (target: UpstreamTarget) => Promise<import('node:stream').Duplex>;
 }
 
 function failure(code: string, message: string): Error {
@@ -37,6 +41,8 @@ export class Http2Upstream {
   readonly #sessions: BoundedMap<string, http2.ClientHttp2Session>;
   /** Why a session failed: its streams only learn that they were cancelled. */
   readonly #sessionErrors = new WeakMap<http2.ClientHttp2Session, Error>();
+  /** Tunnels through the upstream proxy being opened, one per origin, shared by the calls waiting. */
+  readonly #pendingTunnels = new Map<string, Promise<void>>();
 
   constructor(private readonly options: Http2UpstreamOptions) {
     this.#sessions = new BoundedMap({ capacity: options.maxSessions, onEvict: (_key, session) => session.close() });
@@ -44,6 +50,33 @@ export class Http2Upstream {
 
   /** Forwards one call and streams the response, then its trailers, into `sink`. */
   forward(target: UpstreamTarget, request: UpstreamRequest, sink: ResponseSink): Promise<ForwardResult> {
+    const key = formatAuthority(target.host, target.port);
+    const known = this.#sessions.get(key);
+    if (known !== undefined && !known.closed && !known.destroyed) return this.#forwardOn(target, request, sink);
+    // Through the upstream proxy the connection is made before the session, which then runs on it.
+    let pending = this.#pendingTunnels.get(key);
+    if (pending === undefined) {
+      if (this.options.viaProxy?.(target) !== true) return this.#forwardOn(target, request, sink);
+      pending = this.options.connectThroughProxy!(target).then((socket) => {
+        if ((socket as tls.TLSSocket).alpnProtocol !== 'h2') {
+          socket.destroy();
+          throw failure(NOT_HTTP2_CODE, `${target.host} did not agree to HTTP/2`);
+        }
+        this.#openSession(key, () => socket);
+      });
+      this.#pendingTunnels.set(key, pending);
+      pending.finally(() => this.#pendingTunnels.delete(key)).catch(() => undefined);
+    }
+    return pending.then(
+      () => this.#forwardOn(target, request, sink),
+      (error: Error) => {
+        request.body?.destroy();
+        return { ok: false, failure: classifyUpstreamError(error, target.host), headersSent: false, bytesOut: 0 };
+      },
+    );
+  }
+
+  #forwardOn(target: UpstreamTarget, request: UpstreamRequest, sink: ResponseSink): Promise<ForwardResult> {
     return new Promise<ForwardResult>((resolve) => {
       let bytesOut = 0;
       let status = 0;
@@ -131,9 +164,12 @@ export class Http2Upstream {
     const key = formatAuthority(target.host, target.port);
     const known = this.#sessions.get(key);
     if (known !== undefined && !known.closed && !known.destroyed) return known;
+    // SECURITY: a target behind the upstream proxy never gets a direct connection (its session is
+    // made in forward(), on a tunnel); one that closed in between fails the call instead.
+    if (this.options.viaProxy?.(target) === true) throw failure('ECONNRESET', 'the session through the upstream proxy closed');
     const servername = upstreamServername(target);
-    const session = process.getBuiltinModule('node:http2').connect(`https://${key}`, {
-      createConnection: () => {
+    // The socket's handlers below use `session`: they run on its events, after it is assigned.
+    const session: http2.ClientHttp2Session = this.#openSession(key, () => {
         const socket = process.getBuiltinModule('node:tls').connect({
           host: target.host,
           port: target.port,
@@ -159,8 +195,12 @@ export class Http2Upstream {
           if (!this.#sessionErrors.has(session)) this.#sessionErrors.set(session, error);
         });
         return socket;
-      },
     });
+    return session;
+  }
+
+  #openSession(key: string, createConnection: () => import('node:stream').Duplex): http2.ClientHttp2Session {
+    const session = process.getBuiltinModule('node:http2').connect(`https://${key}`, { createConnection });
     const forget = () => {
       if (this.#sessions.get(key) === session) this.#sessions.delete(key);
     };

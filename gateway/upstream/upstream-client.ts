@@ -10,6 +10,7 @@ import { Http2Upstream } from './http2-upstream.js';
 import { ResponseDeadlines } from './response-deadlines.js';
 import { ResponseEnds } from './response-ends.js';
 import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.js';
+import { plainTunnel, tlsThroughTunnel, UpstreamProxy, type UpstreamProxyConfig } from './upstream-proxy.js';
 import { upstreamServername } from '../tls/upstream-servername.js';
 
 export type LookupFunction = UpstreamResolver['lookup'];
@@ -51,6 +52,8 @@ export interface UpstreamClientOptions {
    * gateway's own, shared with nothing else in the process; default: one for this client.
    */
   responseEnds?: ResponseEnds;
+  /** Connections leave through this proxy (CONNECT), except to hosts it bypasses; null: direct. */
+  upstreamProxy?: UpstreamProxyConfig | null;
 }
 
 export interface UpstreamTarget {
@@ -110,6 +113,7 @@ export class UpstreamClient {
   private http2Value: Http2Upstream | null = null;
   /** The head and body limits of HTTP/1.1 responses (undici's own timers are off: see there). */
   private readonly deadlines: ResponseDeadlines;
+  private readonly proxy: UpstreamProxy | null;
 
   constructor(options: UpstreamClientOptions) {
     this.options = {
@@ -121,8 +125,10 @@ export class UpstreamClient {
       connectionsPerOrigin: 64,
       literalRefusal: () => null,
       responseEnds: new ResponseEnds(),
+      upstreamProxy: null,
       ...options,
     };
+    this.proxy = this.options.upstreamProxy === null ? null : new UpstreamProxy(this.options.upstreamProxy, () => this.trustContext);
     this.pools = new BoundedMap({ capacity: this.options.maxOrigins, refreshOnGet: true, onEvict: (_origin, { pool }) => void pool.close().catch(() => undefined) });
     this.deadlines = new ResponseDeadlines({ headMs: this.options.headersTimeoutMs, bodyMs: this.options.bodyTimeoutMs }, (limit) =>
       limit === 'head' ? new undici!.errors.HeadersTimeoutError() : new undici!.errors.BodyTimeoutError(),
@@ -299,6 +305,8 @@ export class UpstreamClient {
       bodyTimeoutMs: this.options.bodyTimeoutMs,
       idleTimeoutMs: this.options.keepAliveTimeoutMs,
       maxSessions: this.options.maxOrigins,
+      viaProxy: (target) => this.viaProxy(target),
+      connectThroughProxy: (target) => this.connectThroughProxy(target, ['h2']),
     });
     return this.http2Value;
   }
@@ -307,6 +315,16 @@ export class UpstreamClient {
     const known = this.pools.get(origin);
     if (known) return known;
     const servername = upstreamServername(target);
+    // Through the proxy, each of the pool's connections is a tunnel: pooled per (proxy, host, port)
+    // as direct ones are per (host, port), the proxy being one for the whole client.
+    const tunnelConnector: import('undici').buildConnector.connector | null = this.viaProxy(target)
+      ? (_options, callback) => {
+          this.connectThroughProxy(target, ['http/1.1']).then(
+            (socket) => callback(null, socket as import('node:net').Socket),
+            (error: Error) => callback(error, null),
+          );
+        }
+      : null;
     const pool = new undici!.Pool(origin, {
       connections: this.options.connectionsPerOrigin,
       connectTimeout: this.options.connectTimeoutMs,
@@ -315,7 +333,7 @@ export class UpstreamClient {
       headersTimeout: 0,
       bodyTimeout: 0,
       keepAliveTimeout: this.options.keepAliveTimeoutMs,
-      connect: {
+      connect: tunnelConnector ?? {
         secureContext: this.trustContext,
         rejectUnauthorized: true,
         ...(servername !== undefined ? { servername } : {}),
@@ -327,6 +345,61 @@ export class UpstreamClient {
     const entry: PoolEntry = { pool, servername };
     this.pools.set(origin, entry);
     return entry;
+  }
+
+  /**
+   * An opaque TCP connection (a `protocol: tcp` rule) through the upstream proxy: a CONNECT tunnel,
+   * once the destination is resolved and checked. Null when the host is reached directly.
+   */
+  tcpThroughProxy(host: string, port: number): Promise<Duplex> | null {
+    const target: UpstreamTarget = { scheme: 'http', host, port };
+    return this.viaProxy(target) ? this.connectThroughProxy(target, []) : null;
+  }
+
+  private viaProxy(target: UpstreamTarget): boolean {
+    return this.proxy !== null && this.proxy.applies(target.host);
+  }
+
+  /**
+   * A connection to the target through the upstream proxy: a CONNECT tunnel, then (https) TLS
+   * inside it with the same verification, server name and ALPN as a direct connection.
+   */
+  private connectThroughProxy(target: UpstreamTarget, alpn: string[]): Promise<Duplex> {
+    const proxy = this.proxy!;
+    const timeoutMs = this.options.connectTimeoutMs;
+    return new Promise<void>((resolve, reject) => {
+      // SECURITY: the gateway resolves and checks the destination itself before it asks the proxy:
+      // an allowed name that resolves to a private address is refused here as it is when direct,
+      // and a name that does not resolve fails as upstream-dns — test/e2e/upstream-proxy.test.ts
+      this.options.lookup(target.host, { all: true }, (error: Error | null) => (error ? reject(error) : resolve()));
+    })
+      .then(() => proxy.openTunnel(target.host, target.port, timeoutMs))
+      .then((tunnel) => {
+        tunnel.socket.setKeepAlive(true, 60_000);
+        if (target.scheme === 'http') return plainTunnel(tunnel);
+        const servername = upstreamServername(target);
+        const socket = tlsThroughTunnel(tunnel, {
+          host: target.host,
+          ...(servername !== undefined ? { servername } : {}),
+          secureContext: this.trustContext,
+          rejectUnauthorized: true,
+          ALPNProtocols: alpn,
+          highWaterMark: UPSTREAM_SOCKET_HIGH_WATER_MARK,
+        } as tls.ConnectionOptions);
+        return new Promise<Duplex>((resolve, reject) => {
+          const timer = setTimeout(() => socket.destroy(Object.assign(new Error('TLS handshake through the upstream proxy timed out'), { code: 'UND_ERR_CONNECT_TIMEOUT' })), timeoutMs);
+          socket.once('secureConnect', () => {
+            clearTimeout(timer);
+            socket.off('error', onError);
+            resolve(socket);
+          });
+          const onError = (error: Error) => {
+            clearTimeout(timer);
+            reject(error);
+          };
+          socket.once('error', onError);
+        });
+      });
   }
 }
 

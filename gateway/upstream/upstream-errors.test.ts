@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ErrorCodes, SrtGwError } from '../../errors.js';
 import { classifyUpstreamError, NOT_HTTP2_CODE } from './upstream-errors.js';
+import { UpstreamProxyError } from './upstream-proxy.js';
 
 function withCode(code: string, cause?: unknown): Error {
   return Object.assign(new Error('x'), { code, cause });
@@ -22,6 +23,9 @@ describe('classifyUpstreamError', () => {
     [new Error('strange'), 'other', 'request to api.example.test failed'],
     [new SrtGwError(ErrorCodes.UPSTREAM_PRIVATE_DESTINATION, 'destination 127.0.0.1 is a private address'), 'destination', 'destination 127.0.0.1 is a private address'],
     [withCode('UND_ERR_SOCKET', new SrtGwError(ErrorCodes.UPSTREAM_PRIVATE_DESTINATION, 'destination ::1 is a private address')), 'destination', 'destination ::1 is a private address'],
+    [new UpstreamProxyError('refused', 'the upstream proxy could not be reached (ECONNREFUSED)', { cause: withCode('ECONNREFUSED') }), 'proxy-refused', 'the upstream proxy could not be reached (ECONNREFUSED)'],
+    [withCode('UND_ERR_SOCKET', new UpstreamProxyError('auth-failed', 'bad proxy credentials')), 'proxy-auth-failed', 'bad proxy credentials'],
+    [new UpstreamProxyError('denied', 'proxy denied'), 'proxy-denied', 'proxy denied'],
   ])('%s → %s', (error, kind, reason) => {
     expect(classifyUpstreamError(error, 'api.example.test')).toEqual({ kind, reason });
   });

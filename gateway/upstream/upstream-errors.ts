@@ -2,6 +2,7 @@
 // internal error text (which may contain addresses or paths) into the sandbox.
 import { ErrorCodes, isSrtGwError } from '../../errors.js';
 import type { UpstreamFailureKind } from '../../reason-codes.js';
+import { UpstreamProxyError } from './upstream-proxy.js';
 
 const CERTIFICATE_CODES = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
@@ -32,6 +33,10 @@ export function classifyUpstreamError(error: unknown, host: string): UpstreamFai
   // Our own message ("destination 127.0.0.1 is a private address"), written for the client.
   const privateDestination = findError(error, ErrorCodes.UPSTREAM_PRIVATE_DESTINATION);
   if (privateDestination !== undefined) return { kind: 'destination', reason: privateDestination.message };
+  // Before the error's own code: a proxy that cannot be reached says ECONNREFUSED too, and the
+  // fix (the proxy, not the upstream) is another one.
+  const proxyFailure = findError(error, ErrorCodes.UPSTREAM_PROXY);
+  if (proxyFailure instanceof UpstreamProxyError) return { kind: `proxy-${proxyFailure.kind}`, reason: proxyFailure.message };
   const code = findCode(error);
   if (isSrtGwError(error, ErrorCodes.UPSTREAM_DNS) || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'ENODATA') {
     return { kind: 'dns', reason: `could not resolve ${host}` };

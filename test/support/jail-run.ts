@@ -28,6 +28,8 @@ export interface JailRunOptions {
   resolveToLoopback?: readonly string[];
   /** Extra environment for srt-gw, and so for the command. */
   env?: Record<string, string>;
+  /** More `srt-gw run` flags, before `--`. */
+  extraArgs?: readonly string[];
   timeoutMs?: number;
 }
 
@@ -69,7 +71,7 @@ export async function runInJailCli(options: JailRunOptions): Promise<JailRunResu
   for (const host of options.allow ?? []) args.push('--allow', host);
   for (const ca of options.upstreamCa ?? []) args.push('--upstream-ca', ca);
   for (const name of options.resolveToLoopback ?? []) args.push('--resolve', `${name}=127.0.0.1`);
-  args.push('--', ...options.command);
+  args.push(...(options.extraArgs ?? []), '--', ...options.command);
 
   const started = Date.now();
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
