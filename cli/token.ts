@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { ErrorCodes, SrtGwError } from '../errors.js';
 import { IssuedTokenLedger } from '../identity/issued-token-ledger.js';
 import { issueClientToken, MAX_ISSUED_TOKEN_TTL_SECONDS, readIssuedTokenForRevocation } from '../identity/issued-tokens.js';
-import { FileRevocationStore } from '../identity/revocation-store.js';
+import { FileRevocationStore, type RevokedToken } from '../identity/revocation-store.js';
 import { ensureTokenStateDirectory, tokenStatePaths } from '../identity/token-state-directory.js';
 import { CLIENT_ID_PATTERN } from '../policies/schema/clients.js';
 
@@ -58,6 +58,8 @@ export async function tokenIssue(flags: TokenIssueFlags): Promise<number> {
 export interface TokenRevokeFlags {
   readonly jti?: string;
   readonly stateDir?: string;
+  /** The shared state of `serve --state`: the revocation is written there too, for every replica. */
+  readonly state?: string;
 }
 
 export async function tokenRevoke(token: string | undefined, flags: TokenRevokeFlags): Promise<number> {
@@ -78,6 +80,7 @@ export async function tokenRevoke(token: string | undefined, flags: TokenRevokeF
   }
   const store = new FileRevocationStore(paths.revoked, { checkIntervalMs: 0 });
   const client = target.clientId === undefined ? '' : ` (client ${target.clientId})`;
+  if (flags.state !== undefined) await revokeInSharedState(flags.state, { ...target, revokedAt: Date.now() });
   if (await store.isRevoked(target.jti)) {
     process.stdout.write(`jti ${target.jti}${client} was already revoked\n`);
     return 0;
@@ -116,4 +119,22 @@ export async function tokenList(flags: TokenListFlags): Promise<number> {
   process.stdout.write(`${'JTI'.padEnd(36)}  ${'CLIENT'.padEnd(clientWidth)}  ${'EXPIRES'.padEnd(24)}  STATE\n`);
   for (const row of rows) process.stdout.write(`${row.jti.padEnd(36)}  ${row.client.padEnd(clientWidth)}  ${row.expiresAt.padEnd(24)}  ${row.state}\n`);
   return 0;
+}
+
+/** Writes the revocation to the Redis of `serve --state`, which every replica reads for each request. */
+async function revokeInSharedState(url: string, entry: RevokedToken): Promise<void> {
+  const { parseStateLocation } = await import('../gateway/state/state-url.js');
+  const { connectRedisState, waitUntilUp } = await import('../gateway/state/redis-state.js');
+  const { RedisRevocationStore } = await import('../gateway/state/redis-revocation-store.js');
+  const location = parseStateLocation(url);
+  const state = await connectRedisState(location, { commandTimeoutMs: 5000 });
+  try {
+    await waitUntilUp(state, 10_000);
+    await new RedisRevocationStore(state).revoke(entry);
+    process.stdout.write(`revoked jti ${entry.jti} in ${location.display}: every serve --state replica refuses it now\n`);
+  } catch (error) {
+    throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `could not write the revocation to ${location.display}: ${(error as Error).message}; nothing was revoked there (run it again)`, { cause: error });
+  } finally {
+    await state.close();
+  }
 }

@@ -20,7 +20,25 @@ export interface UnknownHostOptions {
   maxQuestions: number;
   /** Names the DNS resolver answers before anyone is asked; beyond, unknown names get the deny answer. */
   maxDeferredNames: number;
+  /** Approvals shared with other replicas (serve --state); absent: this gateway's own only. */
+  shared?: SharedApprovals;
+  /** How long a deny is kept before the shared approvals are read again for it. Default 5 s. */
+  sharedRecheckMs?: number;
+  now?: () => number;
 }
+
+/**
+ * Approvals other replicas made. A host:port one replica approved is approved on the others
+ * when they meet it, without asking; a state that cannot answer makes them ask, as without it.
+ * Denials are not shared: each replica's own callback may still say yes later.
+ */
+export interface SharedApprovals {
+  /** Rejects when the state cannot answer. */
+  isApproved(host: string, port: number): Promise<boolean>;
+  record(host: string, port: number): Promise<void>;
+}
+
+const DEFAULT_SHARED_RECHECK_MS = 5000;
 
 export const DEFAULT_UNKNOWN_HOST_TIMEOUT_MS = 30_000;
 export const DEFAULT_MAX_UNKNOWN_HOST_QUESTIONS = 256;
@@ -53,6 +71,8 @@ export class UnknownHostQuestions {
   private readonly answered = new Map<string, UnknownHostAnswer>();
   private readonly pending = new Map<string, { promise: Promise<UnknownHostAnswer>; settle: (answer: UnknownHostAnswer) => void }>();
   private readonly deferredNames = new Set<string>();
+  /** When each kept deny last looked at the shared approvals. */
+  private readonly sharedCheckedAt = new Map<string, number>();
   private closed = false;
 
   constructor(
@@ -65,7 +85,10 @@ export class UnknownHostQuestions {
   ask(host: string, port: number): Promise<UnknownHostAnswer> {
     const key = `${host}\u0000${port}`;
     const known = this.answered.get(key);
-    if (known) return Promise.resolve(known);
+    if (known) {
+      if (known.approved || this.options.shared === undefined || this.closed) return Promise.resolve(known);
+      return this.recheckShared(key, host, port, known);
+    }
     const waiting = this.pending.get(key);
     if (waiting) return waiting.promise;
     if (this.closed) return Promise.resolve({ approved: false, reason: 'the gateway is closing' });
@@ -83,6 +106,8 @@ export class UnknownHostQuestions {
         this.pending.delete(key);
         // Only answers from the callback are kept; "closing" is not an answer.
         if (!this.closed) this.answered.set(key, answer);
+        // The shared approvals were read just now: a deny looks at them again only later.
+        if (!answer.approved && this.options.shared !== undefined) this.sharedCheckedAt.set(key, (this.options.now ?? Date.now)());
         resolve(answer);
       };
       const seconds = this.options.timeoutMs / 1000;
@@ -93,10 +118,19 @@ export class UnknownHostQuestions {
 
     // The callback runs outside the caller's stack: a throw in it is a deny, never a crash here.
     Promise.resolve()
-      .then(() => this.options.ask(host, port))
+      .then(async () => {
+        if (this.options.shared === undefined) return this.options.ask(host, port);
+        // Approved on another replica: approved here too, unasked. A state that cannot answer
+        // makes this replica ask its own callback, as without shared state.
+        const approvedElsewhere = await this.options.shared.isApproved(host, port).catch(() => false);
+        if (approvedElsewhere) return 'shared' as const;
+        const answer = await this.options.ask(host, port);
+        if (answer === true) this.options.shared.record(host, port).catch(() => undefined);
+        return answer;
+      })
       .then(
         (answer) => {
-          if (answer !== true) {
+          if (answer !== true && answer !== 'shared') {
             settle({ approved: false, reason: 'onUnknownHost declined it' });
             return;
           }
@@ -114,6 +148,26 @@ export class UnknownHostQuestions {
         () => settle({ approved: false, reason: 'onUnknownHost failed' }),
       );
     return promise;
+  }
+
+  /** A kept deny: approved meanwhile on another replica? Read at most every sharedRecheckMs. */
+  private async recheckShared(key: string, host: string, port: number, known: UnknownHostAnswer): Promise<UnknownHostAnswer> {
+    const now = (this.options.now ?? Date.now)();
+    const checkedAt = this.sharedCheckedAt.get(key) ?? -Infinity;
+    if (now - checkedAt < (this.options.sharedRecheckMs ?? DEFAULT_SHARED_RECHECK_MS)) return known;
+    this.sharedCheckedAt.set(key, now);
+    const approvedElsewhere = await this.options.shared!.isApproved(host, port).catch(() => false);
+    if (!approvedElsewhere || this.closed || this.answered.get(key) !== known) return this.answered.get(key) ?? known;
+    let ruleId: string;
+    try {
+      ruleId = this.approve(host, port);
+    } catch {
+      return known;
+    }
+    const approved: UnknownHostAnswer = { approved: true, ruleId };
+    this.answered.set(key, approved);
+    this.sharedCheckedAt.delete(key);
+    return approved;
   }
 
   /**

@@ -12,6 +12,8 @@ packages=(
   dnsutils iodine procps util-linux bsdutils                  # dig, iodine, ps, setpriv/unshare, script
   prometheus                                                  # monitoring tests (promtool, server)
   faketime                                                    # clock-jump fault tests (libfaketime)
+  tinyproxy                                                   # --upstream-proxy tests (a real CONNECT proxy)
+  redis-server                                                # serve --state tests (the shared state server)
 )
 
 if [ "${SRT_GW_SKIP_APT:-0}" != 1 ]; then

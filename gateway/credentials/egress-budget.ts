@@ -8,12 +8,19 @@ import type { EgressBudget } from '../../policies/types.js';
 /** The per-minute window: 60 one-second buckets, so the window slides in 1-second steps. */
 const WINDOW_SECONDS = 60;
 
+/** A refusal of the shared budgets (serve --state): over the limit, or the state could not say. */
+export interface BudgetRefusal {
+  readonly reason: string;
+  readonly code: 'budget-exceeded' | 'budget-state-unavailable';
+}
+
 export interface BudgetAccount {
   /**
    * Counts `bytes` against the rule if both limits leave room for them and returns null;
    * otherwise counts nothing and returns why (a sentence that names the rule and the limit).
+   * The in-process budgets answer at once; shared ones (serve --state) answer with a promise.
    */
-  tryCharge(bytes: number): string | null;
+  tryCharge(bytes: number): string | null | Promise<BudgetRefusal | null>;
   /** Counts `bytes` unconditionally (bytes --monitor let through over the limit). */
   charge(bytes: number): void;
 }
@@ -48,8 +55,11 @@ export class EgressBudgets {
   /** `now` in milliseconds; injectable for tests. */
   constructor(private readonly now: () => number = Date.now) {}
 
-  /** The account of rule `ruleId` under `budget` (the limits of the policy in force). */
-  account(ruleId: string, budget: EgressBudget): BudgetAccount {
+  /**
+   * The account of rule `ruleId` under `budget` (the limits of the policy in force). In one
+   * process the rule's count is shared by all its clients; `clientId` keys the shared budgets.
+   */
+  account(ruleId: string, budget: EgressBudget, _clientId?: string): BudgetAccount {
     let usage = this.usage.get(ruleId);
     if (usage === undefined) {
       usage = new RuleUsage();
