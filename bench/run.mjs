@@ -47,7 +47,7 @@ const CASES = [
   { id: 'up-1mib-c4', label: 'upload 1MiB', mode: 'upload', path: '/upload', concurrency: 4, bulk: true },
 ];
 
-const SYSTEM_IDS = ['direct', 'srt-gw', 'squid', 'mitmproxy'];
+const SYSTEM_IDS = ['direct', 'srt-gw', 'srt-gw-2w', 'squid', 'mitmproxy'];
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -108,8 +108,9 @@ const SYSTEMS = {
   'srt-gw': {
     label: 'srt-gw',
     available: () => (existsSync(GATEWAY_CLI) ? null : `${GATEWAY_CLI} not built (run npm run build)`),
-    async start({ workDir, upstream, options }) {
-      const dir = join(workDir, 'srt-gw');
+    /** `workers` > 1: `serve --workers N`, its processes free to run on both bench CPUs. */
+    async start({ workDir, upstream, options, workers = 1 }) {
+      const dir = join(workDir, workers === 1 ? 'srt-gw' : `srt-gw-${workers}w`);
       rmSync(dir, { recursive: true, force: true });
       mkdirSync(dir, { recursive: true });
       const policyPath = join(dir, 'policy.yaml');
@@ -128,9 +129,10 @@ const SYSTEMS = {
       ].join('\n'));
       const logPath = join(dir, 'audit.log');
       const resolveFlags = benchNames(options).flatMap((name) => ['--resolve', `${name}=127.0.0.1`]);
-      const child = spawnPinned(SERVER_CPU, process.execPath, [
+      const child = spawnPinned(workers === 1 ? SERVER_CPU : `${SERVER_CPU},${CLIENT_CPU}`, process.execPath, [
         ...gatewayNodeFlags(),
         GATEWAY_CLI, 'serve',
+        ...(workers === 1 ? [] : ['--workers', String(workers)]),
         '--listen', '127.0.0.1:0',
         '--ca-dir', join(dir, 'ca'),
         '--policy', policyPath,
@@ -151,10 +153,19 @@ const SYSTEMS = {
         version: `srt-gw ${pkg.version} (${gitRevision()})`,
         logPath,
         target: (port) => ['--proxy', `127.0.0.1:${proxyPort}`, '--connect', `${UPSTREAM_NAME}:${port}`],
-        extras: true,
+        extras: workers === 1,
         stop: () => stopProcess(child),
       };
     },
+  },
+  // Two worker processes on the bench's two CPUs, so they compete with the load generator and
+  // the upstream on the client CPU: the row shows what a second process buys on a small machine,
+  // not how the gateway scales. Only the request-rate cases, to keep the run short.
+  'srt-gw-2w': {
+    label: 'srt-gw --workers 2',
+    available: () => SYSTEMS['srt-gw'].available(),
+    start: (context) => SYSTEMS['srt-gw'].start({ ...context, workers: 2 }),
+    cases: ['ka-c32', 'newconn-c16'],
   },
   squid: {
     label: 'squid ssl-bump',
@@ -359,7 +370,8 @@ const cpuUsPerRequest = (result) => (result.serverCpuSeconds !== null && result.
 
 /** Runs every selected case against `system`, appending one row per case to `rows`. */
 async function runCases(system, upstream, options, clientPids, rows) {
-  for (const benchCase of CASES.filter((c) => options.cases.includes(c.id))) {
+  const systemCases = SYSTEMS[system.id]?.cases;
+  for (const benchCase of CASES.filter((c) => options.cases.includes(c.id) && (systemCases?.includes(c.id) ?? true))) {
     const args = caseArgs(system, upstream, benchCase, options, clientPids);
     process.stderr.write(`  ${system.id} ${benchCase.label} c=${benchCase.concurrency} ...`);
     const row = { system: system.id, systemLabel: system.label, case: benchCase.id, caseLabel: benchCase.label, concurrency: benchCase.concurrency, bulk: Boolean(benchCase.bulk) };
