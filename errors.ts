@@ -56,6 +56,11 @@ export const ErrorCodes = {
   UPSTREAM_CERT: 'SRTGW_UPSTREAM_CERT',
   /** The upstream did not answer in time. */
   UPSTREAM_TIMEOUT: 'SRTGW_UPSTREAM_TIMEOUT',
+  /**
+   * The upstream proxy (--upstream-proxy) failed: refused, timed out, asked for or rejected
+   * credentials, refused the CONNECT, or its certificate did not verify; the message says which.
+   */
+  UPSTREAM_PROXY: 'SRTGW_UPSTREAM_PROXY',
   /** Every synthetic DNS address is taken (names are never silently reassigned). */
   DNS_POOL_EXHAUSTED: 'SRTGW_DNS_POOL_EXHAUSTED',
   /** Any other upstream failure. */

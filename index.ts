@@ -37,6 +37,22 @@ export {
 export type { DnsDecision as DnsOutcome, DnsQueryEvent, TunnelSignal } from './gateway/dns/query-events.js';
 export { DEFAULT_LIMITS, type GatewayLimits } from './gateway/limits.js';
 export { REASON_CODES, REASON_CODE_MEANINGS, isReasonCode, type ReasonCode } from './reason-codes.js';
+export type { UpstreamProxyOptions } from './gateway/upstream/upstream-proxy.js';
+// State shared by several gateways (startGateway's sharedState): Redis, connected on demand.
+export { connectRedisState, StateUnavailableError, type SharedStateConnection, type RedisStateOptions } from './gateway/state/redis-state.js';
+export { parseStateLocation, type StateLocation } from './gateway/state/state-url.js';
+export { RedisRevocationStore } from './gateway/state/redis-revocation-store.js';
+// Clients of the explicit proxy (policy `clients:`; GatewayOptions.clientAuthentication, proxyTls).
+export type { ExplicitProxyTls } from './gateway/listeners/explicit-proxy.js';
+export type {
+  ClientAuthentication,
+  ClientAuthenticationCode,
+  ClientAuthenticationInput,
+  ClientAuthenticationMethod,
+  ClientAuthenticator,
+  ClientAuthenticatorOptions,
+} from './identity/authenticate-client.js';
+export type { RevocationStore, RevokedToken } from './identity/revocation-store.js';
 
 // Commands in the jail.
 export { run, type JailedCommand, type RunOptions, type RunStdio } from './jail/jailed-command.js';
@@ -50,6 +66,7 @@ import type { policyFileSchema } from './policies/schema.js';
 export { loadPolicyFile as loadPolicy, loadPolicyFile, parsePolicy } from './policies/loader.js';
 export { compilePolicy, type CompiledPolicy } from './policies/match.js';
 export type {
+  ClientCredential,
   CredentialAction,
   CredentialLocation,
   CredentialRule,
@@ -59,6 +76,7 @@ export type {
   FilesystemPolicy,
   JailPolicy,
   Policy,
+  PolicyClient,
   PrivateDestinationEntry,
   RequestFacts,
   Rule,

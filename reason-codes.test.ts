@@ -8,7 +8,7 @@ import { dnsReasonCode, type DnsDecision } from './gateway/dns/query-events.js';
 import { denialResponse, upstreamFailureResponse } from './gateway/http/responses.js';
 import { parsePolicy } from './policies/loader.js';
 import { compilePolicy } from './policies/match.js';
-import { isReasonCode, REASON_CODE_MEANINGS, REASON_CODES, upstreamFailureCode, type UpstreamFailureKind } from './reason-codes.js';
+import { isReasonCode, REASON_CODE_MEANINGS, REASON_CODES, UPSTREAM_FAILURE_KINDS, upstreamFailureCode, type UpstreamFailureKind } from './reason-codes.js';
 
 const MONITORING = readFileSync(new URL('docs/monitoring.md', import.meta.url), 'utf8');
 const SCHEMA = JSON.parse(readFileSync(new URL('docs/audit-log.schema.json', import.meta.url), 'utf8')) as { $defs: { reasonCode: { enum: string[] } } };
@@ -82,8 +82,16 @@ rules:
     expect(dnsReasonCode(decision, capped)).toBe(code);
   });
 
-  it.each<UpstreamFailureKind>(['dns', 'refused', 'certificate', 'timeout', 'reset', 'other'])('upstream failure %s has a code', (kind) => {
+  it.each<UpstreamFailureKind>(UPSTREAM_FAILURE_KINDS)('upstream failure %s has a code', (kind) => {
     expect(isReasonCode(upstreamFailureCode(kind))).toBe(true);
+  });
+
+  it.each([
+    ['proxy-refused', 'upstream-proxy-refused'],
+    ['proxy-auth-failed', 'upstream-proxy-auth-failed'],
+    ['proxy-denied', 'upstream-proxy-denied'],
+  ] as const)('upstream proxy failure %s is %s', (kind, code) => {
+    expect(upstreamFailureCode(kind)).toBe(code);
   });
 
   it("the gateway's own answers carry the code in their JSON body", () => {
@@ -94,5 +102,12 @@ rules:
       reason: 'no rule allows host evil.test',
     });
     expect(JSON.parse(upstreamFailureResponse('could not resolve x.test', 'upstream-dns').body)).toMatchObject({ error: 'upstream', code: 'upstream-dns' });
+  });
+});
+
+describe('client authentication codes', () => {
+  it('every code a 407 can carry is a reason code', async () => {
+    const { CLIENT_AUTHENTICATION_CODES } = await import('./identity/authenticate-client.js');
+    for (const code of CLIENT_AUTHENTICATION_CODES) expect(isReasonCode(code), code).toBe(true);
   });
 });

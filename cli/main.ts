@@ -69,7 +69,13 @@ const serve = program
   .option('--transparent <socket>', 'unix socket for PROXY-v2-framed connections from the jail\'s redirector (mode 0600)')
   .addOption(new Option('--dns-deny <rcode>', 'answer for names no rule allows').choices(['nxdomain', 'refused']).default('nxdomain'))
   .addOption(new Option('--monitor', 'report mode: log what would be denied, deny nothing (lets data out: trusted clients only)').default(false))
-  .option('--write-policy <file>', 'on shutdown, write a draft policy (YAML) from the requests seen: one rule per host with the methods and path prefixes');
+  .option('--write-policy <file>', 'on shutdown, write a draft policy (YAML) from the requests seen: one rule per host with the methods and path prefixes')
+  .option('--tls-cert <file>', 'serve the proxy over TLS (an HTTPS proxy: clients use https:// proxy URLs) with this PEM certificate chain')
+  .option('--tls-key <file>', 'PEM private key of --tls-cert')
+  .option('--client-ca <file>', 'with --tls-cert: ask clients for a certificate and verify it against these PEM CA certificates (mtls clients of the policy)')
+  .option('--state-dir <dir>', 'state directory whose client-tokens/ holds the key and revocations of tokens from srt-gw token issue (default: $XDG_STATE_HOME/srt-gw or ~/.local/state/srt-gw)')
+  .option('--state <url>', `share egress budgets, onUnknownHost approvals and token revocations with other replicas through Redis: redis://HOST:PORT[/DB] or rediss://… (password in the URL or ${'$'}SRT_GW_STATE_PASSWORD)`)
+  .option('--workers <n>', 'serve the port from N processes (auto: one per core); they share the policy, the CA, the audit log and /metrics', '1');
 addUpstreamOptions(serve).action(async (flags) => {
     const { serve } = await import('./serve.js');
     await serve(flags);
@@ -211,7 +217,8 @@ token
   .argument('[token]', 'the token (- reads it from standard input)')
   .option('--jti <id>', 'the jti srt-gw token list shows, instead of the token')
   .option('--state-dir <dir>', 'state directory holding client-tokens/')
-  .action(async (value: string | undefined, flags: { jti?: string; stateDir?: string }) => {
+  .option('--state <url>', 'also revoke it in the Redis of serve --state (redis://HOST:PORT[/DB]; password in the URL or $SRT_GW_STATE_PASSWORD), for every replica')
+  .action(async (value: string | undefined, flags: { jti?: string; stateDir?: string; state?: string }) => {
     process.exitCode = await (await import('./token.js')).tokenRevoke(value, flags);
   });
 token
@@ -299,6 +306,9 @@ policy
 function addUpstreamOptions(command: Command): Command {
   return command
     .option('--upstream-ca <file>', 'extra PEM CA trusted for upstream certificates (repeatable)', collect, [])
+    .option('--upstream-proxy <url>', `send allowed traffic through this proxy with CONNECT (http://host:port or https://host:port; credentials from ${'$'}SRT_GW_UPSTREAM_PROXY_AUTH=user:password)`)
+    // commander reads a "--no-" flag as the negation of "--upstream-proxy-for": the value lands in upstreamProxyFor.
+    .option('--no-upstream-proxy-for <hosts>', 'hosts reached directly, not through --upstream-proxy: example.com (and subdomains), .example.com, * (comma-separated, repeatable)', collect, [])
     .option('--resolve <host=ip>', "connect to IP for HOST instead of resolving it (repeatable; curl's HOST:PORT:IP works too)", collect, [])
     .option('--dns-upstream <ip:port>', "DNS server for the gateway's own lookups (repeatable; default: the system's)", collect, [])
     .option('--upstream-timeout <seconds>', 'upstream connect, response-header and between-chunks timeout (default 10 s / 60 s / 300 s)');

@@ -1,13 +1,16 @@
 // `srt-gw serve`: the gateway as a long-running explicit proxy.
-import { lstatSync, readlinkSync, statSync, watch, type FSWatcher } from 'node:fs';
+import { lstatSync, readFileSync, readlinkSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
+import { setConnectionIdPrefix } from '../gateway/connection-context.js';
 import { startGateway } from '../gateway/gateway.js';
+import type { SharedStateConnection } from '../gateway/state/redis-state.js';
 import { policyFiles } from '../policies/policy-files.js';
 import type { Policy } from '../policies/types.js';
-import { auditLogDestination, parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds } from './flags.js';
+import { auditLogDestination, parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds, upstreamProxyFromFlags } from './flags.js';
 import { tuneHeapForProxying } from './heap-tuning.js';
 import { policyFromFlags } from './policy-source.js';
+import { announceWorkerListening, isServeWorker, parseWorkerCount, serveWithWorkers, workerConnectionIdPrefix } from './serve-workers.js';
 
 export interface ServeFlags {
   policy?: string;
@@ -15,6 +18,9 @@ export interface ServeFlags {
   listen: string;
   caDir?: string;
   upstreamCa: string[];
+  upstreamProxy?: string;
+  /** --no-upstream-proxy-for (commander names a "--no-" flag's value after the rest of its name). */
+  upstreamProxyFor: string[];
   resolve: string[];
   dnsUpstream: string[];
   log?: string;
@@ -27,20 +33,37 @@ export interface ServeFlags {
   dnsDeny: 'nxdomain' | 'refused';
   monitor: boolean;
   writePolicy?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  clientCa?: string;
+  /** Where client-tokens/ (keys and revocations of `srt-gw token issue`) is read. */
+  stateDir?: string;
+  /** --workers: a count or "auto"; above 1 this process becomes the primary of a cluster. */
+  workers?: string;
+  /** --state: the Redis URL replicas share budgets, approvals and revocations through. */
+  state?: string;
 }
 
 export async function serve(flags: ServeFlags): Promise<void> {
   if (!flags.policy && flags.allow.length === 0) {
     throw new SrtGwError(ErrorCodes.CONFIG_INVALID, 'serve needs --policy FILE or at least one --allow HOST (default deny would refuse everything)');
   }
+  const workerCount = parseWorkerCount(flags.workers);
+  const worker = isServeWorker();
+  if (workerCount > 1 && !worker) return serveWithWorkers(flags, workerCount);
+  if (worker) setConnectionIdPrefix(workerConnectionIdPrefix());
   const listen = parseListenAddress('--listen', flags.listen);
   const metrics = flags.metrics ? parseListenAddress('--metrics', flags.metrics) : null;
   const dns = flags.dns ? parseListenAddress('--dns', flags.dns) : null;
   const resolve = new Map(flags.resolve.map(parseResolveOverride));
   const dnsUpstream = flags.dnsUpstream.map(parseDnsServer);
+  const upstreamProxy = upstreamProxyFromFlags(flags.upstreamProxy, flags.upstreamProxyFor, process.env, (message) => process.stderr.write(`${message}\n`));
   const upstreamTimeoutMs = flags.upstreamTimeout === undefined ? undefined : parseSeconds('--upstream-timeout', flags.upstreamTimeout) * 1000;
   const headersTimeoutMs = flags.headerTimeout === undefined ? undefined : parseSeconds('--header-timeout', flags.headerTimeout) * 1000;
+  const proxyTls = readProxyTls(flags);
   const policy = await policyFromFlags(flags.policy, flags.allow);
+  // The state client loads only with --state: a serve without it never touches it.
+  const sharedState = flags.state === undefined ? undefined : await connectSharedState(flags.state);
   const observedTraffic = flags.writePolicy === undefined ? null : await import('../gateway/audit/observed-traffic.js');
   if (flags.writePolicy !== undefined) observedTraffic?.checkDraftPolicyPath(flags.writePolicy);
   tuneHeapForProxying();
@@ -55,15 +78,20 @@ export async function serve(flags: ServeFlags): Promise<void> {
   // logrotate's postrotate sends SIGUSR1: the audit log is opened again under its name.
   let reopenAuditLog = () => {};
   process.on('SIGUSR1', () => reopenAuditLog());
+  let stopAnsweringMetrics = () => {};
+  const { answerMetricsRequests } = worker && metrics ? await import('../gateway/audit/worker-metrics.js') : { answerMetricsRequests: () => () => {} };
   const gateway = await startGateway({
     policy,
     caDir: flags.caDir,
     listen,
     upstreamCaFiles: flags.upstreamCa,
+    upstreamProxy,
     resolve,
     dnsUpstream,
     auditLog: auditLogDestination(flags.log, 2),
-    metrics,
+    // A worker's metrics go to the primary, which serves one /metrics for all workers.
+    metrics: worker ? null : metrics,
+    collectMetrics: worker && metrics ? (workerMetrics) => (stopAnsweringMetrics = answerMetricsRequests(workerMetrics)) : undefined,
     dns,
     transparentSocket: flags.transparent,
     dnsSocket: flags.dnsSocket,
@@ -71,6 +99,10 @@ export async function serve(flags: ServeFlags): Promise<void> {
     limits: headersTimeoutMs === undefined ? undefined : { headersTimeoutMs },
     dnsDenyRcode: flags.dnsDeny === 'refused' ? 'REFUSED' : 'NXDOMAIN',
     monitor: flags.monitor,
+    sharedState,
+    // The policy's clients: (if it names any) authenticate every request to the proxy.
+    clientAuthentication: { stateDirectory: flags.stateDir },
+    ...(proxyTls === null ? {} : { proxyTls }),
   });
   reopenAuditLog = () => gateway.reopenAuditLog();
   const observed = observedTraffic ? new observedTraffic.ObservedTraffic(gateway.events) : null;
@@ -90,7 +122,8 @@ export async function serve(flags: ServeFlags): Promise<void> {
   };
   process.on('SIGHUP', () => void reload('SIGHUP'));
   const format = (a: { host: string; port: number }) => `${a.host.includes(':') ? `[${a.host}]` : a.host}:${a.port}`;
-  process.stdout.write(
+  if (worker) announceWorkerListening(gateway.address);
+  else process.stdout.write(
     JSON.stringify({
       event: 'listening',
       proxy: format(gateway.address),
@@ -110,11 +143,34 @@ export async function serve(flags: ServeFlags): Promise<void> {
   await stopRequested;
   watcher?.close();
   await gateway.close();
+  await sharedState?.close();
+  stopAnsweringMetrics();
+  // The IPC channel would keep a worker alive; its audit lines are written by now.
+  if (worker) process.disconnect();
   observed?.stop();
   if (observed && flags.writePolicy !== undefined) {
     observed.writeDraft(flags.writePolicy, "srt-gw serve's clients");
     process.stderr.write(`srt-gw: draft policy written to ${flags.writePolicy} (review it, then: srt-gw policy check ${flags.writePolicy})\n`);
   }
+}
+
+/** The proxy's TLS files (--tls-cert, --tls-key, --client-ca), read once at start; null without --tls-cert. */
+function readProxyTls(flags: Pick<ServeFlags, 'tlsCert' | 'tlsKey' | 'clientCa'>): { cert: Buffer; key: Buffer; ca?: Buffer } | null {
+  if (flags.tlsCert === undefined && flags.tlsKey === undefined) {
+    if (flags.clientCa !== undefined) throw new SrtGwError(ErrorCodes.CONFIG_INVALID, '--client-ca needs --tls-cert and --tls-key: client certificates are asked for on a TLS listener');
+    return null;
+  }
+  if (flags.tlsCert === undefined || flags.tlsKey === undefined) throw new SrtGwError(ErrorCodes.CONFIG_INVALID, '--tls-cert and --tls-key go together: give both');
+  const read = (flag: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `${flag} ${file}: cannot read it (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`, { cause: error });
+    }
+  };
+  const cert = read('--tls-cert', flags.tlsCert);
+  const key = read('--tls-key', flags.tlsKey);
+  return flags.clientCa === undefined ? { cert, key } : { cert, key, ca: read('--client-ca', flags.clientCa) };
 }
 
 /** Symlink hops followed when listing what a policy path's content depends on. */
@@ -233,4 +289,11 @@ class PolicyWatcher {
     for (const watcher of this.watchers.values()) watcher.close();
     this.watchers.clear();
   }
+}
+
+async function connectSharedState(url: string): Promise<SharedStateConnection> {
+  const { parseStateLocation } = await import('../gateway/state/state-url.js');
+  const location = parseStateLocation(url);
+  const { connectRedisState } = await import('../gateway/state/redis-state.js');
+  return connectRedisState(location, { log: (line) => process.stderr.write(`srt-gw: ${line}\n`) });
 }

@@ -21,10 +21,19 @@ export interface ConnectionContext {
 }
 
 let nextConnectionId = 0;
+let connectionIdPrefix = 'c';
+
+/**
+ * Each worker of `srt-gw serve --workers` counts its own connections: its prefix (`w3-c`) keeps
+ * the ids in the shared audit log unique and says which worker served the connection.
+ */
+export function setConnectionIdPrefix(prefix: string): void {
+  connectionIdPrefix = `${prefix}c`;
+}
 
 export function newConnectionId(): string {
   nextConnectionId = (nextConnectionId + 1) % Number.MAX_SAFE_INTEGER;
-  return `c${nextConnectionId.toString(36)}`;
+  return `${connectionIdPrefix}${nextConnectionId.toString(36)}`;
 }
 
 export function describeClient(socket: net.Socket): string {

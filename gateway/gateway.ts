@@ -12,8 +12,11 @@ import type { Policy } from '../policies/types.js';
 import type { AuditLog } from './audit/audit-log.js';
 import { DecisionHub, type DecisionKinds, type DecisionStream, type DecisionStreamOptions } from './audit/decisions.js';
 import { GatewayEvents } from './audit/events.js';
-import type { GatewayMetrics } from './audit/metrics.js';
+import type { GatewayHealth, GatewayMetrics } from './audit/metrics.js';
 import { EgressBudgets } from './credentials/egress-budget.js';
+import type { SharedStateConnection } from './state/redis-state.js';
+import { SharedEgressBudgets } from './state/shared-egress-budgets.js';
+import { RedisApprovals } from './state/redis-approvals.js';
 import { DnsResponder } from './dns/responder.js';
 import { SyntheticAddressPool } from './dns/synthetic-pool.js';
 import { UpstreamResolver } from './dns/upstream-resolver.js';
@@ -21,7 +24,8 @@ import { WildcardNameCap } from './dns/wildcard-names.js';
 import { RequestPipeline } from './http/request-pipeline.js';
 import { DEFAULT_LIMITS, type GatewayLimits } from './limits.js';
 import { ClientConnections } from './listeners/client-connections.js';
-import { createExplicitProxyServer } from './listeners/explicit-proxy.js';
+import { createExplicitProxyServer, type ExplicitProxyTls } from './listeners/explicit-proxy.js';
+import type { ClientAuthenticatorOptions } from '../identity/authenticate-client.js';
 import { GatewayListeners, type ListenAddress } from './listeners/gateway-listeners.js';
 import { JailDoors, type JailEndpoints } from './listeners/jail-endpoints.js';
 import { RedirectedConnections } from './listeners/redirected-connections.js';
@@ -38,6 +42,7 @@ import {
 import { DestinationCheck } from './upstream/destination-check.js';
 import { ResponseEnds } from './upstream/response-ends.js';
 import { UpstreamClient } from './upstream/upstream-client.js';
+import { parseUpstreamProxy, type UpstreamProxyOptions } from './upstream/upstream-proxy.js';
 
 export type { JailEndpoints, ListenAddress };
 
@@ -53,6 +58,11 @@ export interface GatewayOptions {
   listen?: ListenAddress;
   /** Extra PEM files trusted for upstream certificates, on top of the system store. */
   upstreamCaFiles?: readonly string[];
+  /**
+   * Send allowed traffic through this proxy with HTTP CONNECT (docs/serve.md, "Upstream proxy"):
+   * the gateway still decides, resolves and checks each destination first.
+   */
+  upstreamProxy?: UpstreamProxyOptions;
   /**
    * Host → addresses overrides for upstream connections (like curl --resolve). A pinned address
    * may be private (loopback, the LAN): pinning is the operator's choice, so it is not refused.
@@ -82,6 +92,11 @@ export interface GatewayOptions {
   /** Serve Prometheus metrics here. */
   metrics?: ListenAddress | null;
   /**
+   * Collect metrics without serving them, and hand the registry to this callback: a worker of
+   * `srt-gw serve --workers` passes it to the primary, which serves one /metrics for all.
+   */
+  collectMetrics?: (metrics: Pick<GatewayMetrics, 'registry' | 'countPending'>) => void;
+  /**
    * Report mode: policy, credential and budget denials are logged but let through, and a name no
    * rule allows is resolved (A/AAAA only, upstream) instead of refused. It lets data out: use it
    * only for a trusted command, to learn the policy it needs.
@@ -110,6 +125,20 @@ export interface GatewayOptions {
   onUnknownHost?: UnknownHostCallback;
   /** How long onUnknownHost may take before the host is denied. Default 30 s. */
   unknownHostTimeoutMs?: number;
+  /**
+   * State shared with the other replicas (serve --state): egress budgets are counted there and
+   * onUnknownHost approvals recorded there. Absent: all of it lives in this process. The caller
+   * opens it (connectRedisState) and closes it after the gateway.
+   */
+  sharedState?: SharedStateConnection;
+  /**
+   * Make every request to the explicit proxy authenticate as one of the policy's `clients:`
+   * (407 otherwise), each client limited to its rules. Without it `clients:` is not enforced.
+   * The jail's redirected connections are never asked (a jail is its gateway's only client).
+   */
+  clientAuthentication?: ClientAuthenticatorOptions;
+  /** Serve the explicit proxy over TLS (an HTTPS proxy); `ca` asks clients for certificates (mTLS clients). */
+  proxyTls?: ExplicitProxyTls;
 }
 
 /** The gateway's local CA, as far as a library user needs it. */
@@ -176,6 +205,20 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+/**
+ * With shared state (serve --state), issued tokens are checked against its revocations as well as
+ * against this host's file (`srt-gw token revoke` without --state), unless the caller chose a store.
+ */
+async function withSharedRevocations(options: GatewayOptions): Promise<ClientAuthenticatorOptions | undefined> {
+  const state = options.sharedState;
+  if (state === undefined || options.clientAuthentication?.revocations !== undefined) return options.clientAuthentication;
+  const { CombinedRevocationStore, RedisRevocationStore } = await import('./state/redis-revocation-store.js');
+  const { FileRevocationStore } = await import('../identity/revocation-store.js');
+  const { tokenStatePaths } = await import('../identity/token-state-directory.js');
+  const file = new FileRevocationStore(tokenStatePaths(options.clientAuthentication?.stateDirectory).revoked);
+  return { ...options.clientAuthentication, revocations: new CombinedRevocationStore([new RedisRevocationStore(state), file]) };
+}
+
 /** Bounds on what onUnknownHost may cost one gateway (questions asked, names answered before asking). */
 const UNKNOWN_HOST_LIMITS = { maxQuestions: DEFAULT_MAX_UNKNOWN_HOST_QUESTIONS, maxDeferredNames: DEFAULT_MAX_DEFERRED_NAMES };
 
@@ -184,30 +227,33 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
   const monitor = options.monitor ?? false;
   const events = new GatewayEvents(randomBytes(4).toString('hex'));
   // Before anything listens: a policy or a secret that cannot be read fails the start.
-  const policy = await PolicyState.load(options.policy, events, { secretEnv: options.secretEnv });
+  const policy = await PolicyState.load(options.policy, events, { secretEnv: options.secretEnv, clientAuthentication: await withSharedRevocations(options) });
   const ca = await loadOrCreateCertificateAuthority(options.caDir ?? defaultCaDir());
   const leafContexts = new LeafContextCache(ca, { onLookup: (hit) => events.emit('leafCache', { hit }) });
   // Shared by the DNS answers and the gateway's own lookups: a name counts once, whichever comes first.
   const wildcardNames = new WildcardNameCap(() => policy.current.policy);
   const resolver = createResolver(options, policy, wildcardNames);
   const upstream = createUpstreamClient(options, resolver);
-  const budgets = new EgressBudgets();
+  const budgets = options.sharedState ? new SharedEgressBudgets(options.sharedState) : new EgressBudgets();
   const syntheticAddresses = new SyntheticAddressPool();
-  const observers = await startObservers(options, events, policy, budgets, syntheticAddresses);
+  let ready = false;
+  const observers = await startObservers(options, events, policy, budgets, syntheticAddresses, { ready: () => ready });
   const unknownHosts = monitor ? null : askAboutUnknownHosts(options, policy);
   const currentPolicy = () => policy.current;
-  const pipeline = new RequestPipeline({ currentPolicy, currentCredentials: () => policy.credentials, budgets, upstream, events, monitor });
+  const clientPolicy = (clientId: string) => policy.clients?.policyFor(clientId);
+  const pipeline = new RequestPipeline({ currentPolicy, currentCredentials: () => policy.credentials, clientPolicy, budgets, upstream, events, monitor });
   const terminator = new TunnelTerminator({ leafContexts, pipeline, events, limits });
   const connections = new ClientConnections(events, limits.maxConnections);
-  const proxyServer = createExplicitProxyServer({ currentPolicy, terminator, pipeline, events, limits, monitor, unknownHosts });
+  const proxyServer = createExplicitProxyServer({ currentPolicy, terminator, pipeline, events, limits, monitor, unknownHosts, clients: () => policy.clients, tls: options.proxyTls });
   proxyServer.on('connection', (socket) => connections.track(socket));
-  const redirected = new RedirectedConnections({ currentPolicy, syntheticAddresses, resolver, terminator, events, limits, monitor, unknownHosts });
+  const redirected = new RedirectedConnections({ currentPolicy, syntheticAddresses, resolver, terminator, events, limits, monitor, unknownHosts, tcpThroughProxy: (host, port) => upstream.tcpThroughProxy(host, port) });
   const dnsResponder = createDnsResponder(options, events, policy, { syntheticAddresses, wildcardNames, resolver, unknownHosts, monitor });
   const jailDoors = new JailDoors(dnsResponder, connections, redirected);
 
   const listeners = new GatewayListeners();
   let closing: Promise<void> | null = null;
   const closeAll = async () => {
+    ready = false;
     connections.stopAdmitting();
     unknownHosts?.close();
     listeners.stopTransparent();
@@ -228,9 +274,10 @@ export async function startGateway(options: GatewayOptions): Promise<Gateway> {
       dns: dnsListen ? { responder: dnsResponder, address: dnsListen, unixSocketPath: options.dnsSocket } : null,
       transparent: options.transparentSocket ? { socketPath: options.transparentSocket, redirected, events, limits } : null,
     });
+    ready = true;
     return {
       address,
-      proxyUrl: `http://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`,
+      proxyUrl: `${options.proxyTls ? 'https' : 'http'}://${address.host.includes(':') ? `[${address.host}]` : address.host}:${address.port}`,
       metricsAddress,
       dnsAddress,
       syntheticAddresses,
@@ -277,6 +324,7 @@ function createUpstreamClient(options: GatewayOptions, resolver: UpstreamResolve
     trustedCa: loadUpstreamTrust(options.upstreamCaFiles),
     lookup: resolver.lookup,
     literalRefusal: (host) => resolver.literalRefusal(host),
+    upstreamProxy: options.upstreamProxy === undefined ? null : parseUpstreamProxy(options.upstreamProxy),
     // This gateway's own: another gateway in the process never delays or batches its responses.
     responseEnds: new ResponseEnds(),
     ...(timeout !== undefined ? { connectTimeoutMs: timeout, headersTimeoutMs: timeout, bodyTimeoutMs: timeout } : {}),
@@ -292,18 +340,20 @@ interface Observers {
   close(): Promise<void>;
 }
 
-async function startObservers(options: GatewayOptions, events: GatewayEvents, policy: PolicyState, budgets: EgressBudgets, pool: SyntheticAddressPool): Promise<Observers> {
+async function startObservers(options: GatewayOptions, events: GatewayEvents, policy: PolicyState, budgets: EgressBudgets, pool: SyntheticAddressPool, health: GatewayHealth): Promise<Observers> {
   // pino and prom-client load only when asked for: a run without --log or --metrics starts faster.
   const auditLog = options.auditLog === false ? null : (await import('./audit/audit-log.js')).startAuditLog(events, options.auditLog ?? 2);
   let metrics: GatewayMetrics | null = null;
   let metricsServer: http.Server | null = null;
   let dnsMetrics: { close(): void } | null = null;
-  if (options.metrics) {
+  if (options.metrics || options.collectMetrics) {
     const metricsModule = await import('./audit/metrics.js');
     metrics = metricsModule.startGatewayMetrics(events, policy.current, budgets);
     const registry = metrics.registry;
     dnsMetrics = (await import('./dns/metrics.js')).registerDnsMetrics(registry, (listener) => events.on('dns', listener), pool);
-    metricsServer = metricsModule.createMetricsServer(metrics);
+    if (options.sharedState) (await import('./state/state-metrics.js')).registerStateMetrics(registry, options.sharedState);
+    if (options.metrics) metricsServer = metricsModule.createMetricsServer(metrics, health);
+    options.collectMetrics?.(metrics);
     const gatewayMetrics = metrics;
     // Host labels follow the rules in force (after a reload or an onUnknownHost approval).
     policy.onChange = (compiled: CompiledPolicy) => gatewayMetrics.setPolicy(compiled);
@@ -326,7 +376,8 @@ async function startObservers(options: GatewayOptions, events: GatewayEvents, po
 function askAboutUnknownHosts(options: GatewayOptions, policy: PolicyState): UnknownHostQuestions | null {
   if (!options.onUnknownHost) return null;
   const timeoutMs = options.unknownHostTimeoutMs ?? DEFAULT_UNKNOWN_HOST_TIMEOUT_MS;
-  return new UnknownHostQuestions({ ask: options.onUnknownHost, timeoutMs, ...UNKNOWN_HOST_LIMITS }, (host, port) => policy.approve(host, port));
+  const shared = options.sharedState ? new RedisApprovals(options.sharedState) : undefined;
+  return new UnknownHostQuestions({ ask: options.onUnknownHost, timeoutMs, ...UNKNOWN_HOST_LIMITS, ...(shared ? { shared } : {}) }, (host, port) => policy.approve(host, port));
 }
 
 /** One responder for every way DNS reaches this gateway (UDP/TCP, the jails' unix sockets). */

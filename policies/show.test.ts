@@ -129,3 +129,34 @@ describe('showPolicy (--json)', () => {
     expect(showPolicy(parsePolicy('version: 1\nrules: []\n', 'p.yaml'), 'p.yaml').jail).toBeNull();
   });
 });
+
+describe('clients', () => {
+  const policy = parsePolicy(`version: 1
+rules:
+  - { id: api, host: api.example.test }
+clients:
+  - { id: ci, token: { sha256: "${'a'.repeat(64)}" }, rules: [api] }
+  - { id: laptops, issued: {} }
+`);
+
+  test('--json lists each client by id, kind and rules, never its credential', () => {
+    const shown = showPolicy(policy, 'policy.yaml');
+    expect(shown.clients?.map(({ id, kind, rules }) => ({ id, kind, rules }))).toEqual([
+      { id: 'ci', kind: 'token', rules: ['api'] },
+      { id: 'laptops', kind: 'issued', rules: undefined },
+    ]);
+    expect(JSON.stringify(shown)).not.toContain('a'.repeat(64));
+  });
+
+  test('the YAML names them in its header, and still loads as a policy', () => {
+    const text = renderShownPolicy(policy, 'policy.yaml');
+    expect(text).toContain('#   ci: token, rules api');
+    expect(text).toContain('#   laptops: issued, every rule');
+    expect(text).not.toContain('a'.repeat(64));
+    expect(parsePolicy(text).clients).toBeUndefined();
+  });
+
+  test('a policy without clients shows no clients key', () => {
+    expect('clients' in showPolicy(parsePolicy('version: 1\nrules: []\n'), 'p.yaml')).toBe(false);
+  });
+});

@@ -4,7 +4,7 @@
 import { resolve } from 'node:path';
 import { Document, isMap, isScalar, isSeq, Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
 import { describeOrigin, extendedChain, formatLocation } from './source-location.js';
-import type { CredentialRule, DeletesMode, DnsPolicy, FilesystemPathEntry, FilesystemPolicyKey, Policy, Rule, SourceLocation, WriteMode } from './types.js';
+import type { CredentialRule, DeletesMode, DnsPolicy, FilesystemPathEntry, FilesystemPolicyKey, Policy, PolicyClient, Rule, SourceLocation, WriteMode } from './types.js';
 
 const FILESYSTEM_KEYS: readonly FilesystemPolicyKey[] = ['denyRead', 'allowRead', 'allowWrite', 'denyWrite'];
 
@@ -77,6 +77,11 @@ export interface ShownPolicy {
   readonly allowPrivateDestinations: readonly { readonly range: string; readonly source: string | null; readonly extendedAt: readonly string[] }[] | null;
   /** The `dns:` settings; null when no file has a `dns:` section (the defaults apply). */
   readonly dns: DnsPolicy | null;
+  /**
+   * The `clients:` of srt-gw serve: id, how it authenticates and the rules it may use (absent:
+   * all). Never its credential's details (hashes, keys, subjects). Absent when there are none.
+   */
+  readonly clients?: readonly { readonly id: string; readonly kind: PolicyClient['credential']['kind']; readonly rules?: readonly string[]; readonly source: string | null; readonly extendedAt: readonly string[] }[];
 }
 
 /** The resolved policy as data (`policy show --json`). */
@@ -105,6 +110,7 @@ export function showPolicy(policy: Policy, file: string): ShownPolicy {
     jail: policy.jail?.allowLocalBinding === undefined ? null : { allowLocalBinding: { value: policy.jail.allowLocalBinding, ...at(policy.jail.sources?.allowLocalBinding) } },
     allowPrivateDestinations: policy.allowPrivateDestinations === undefined ? null : policy.allowPrivateDestinations.map((entry) => ({ range: entry.range, ...at(entry.source) })),
     dns: policy.dns === undefined ? null : { ...policy.dns },
+    ...(policy.clients === undefined ? {} : { clients: policy.clients.map((client) => ({ id: client.id, kind: client.credential.kind, ...(client.rules === undefined ? {} : { rules: [...client.rules] }), ...at(client.source) })) }),
   };
 }
 
@@ -121,6 +127,11 @@ export function renderShownPolicy(policy: Policy, file: string): string {
       const repeat = source.repeatOf === undefined ? '' : ` — already extended at ${source.repeatOf}, so this adds nothing`;
       header.push(`   ${source.name}${parameters} (at ${source.extendedAt.join(', extended at ')})${repeat}`);
     }
+  }
+  if (shown.clients !== undefined) {
+    // A comment, not YAML: the credentials are not shown, so a `clients:` section would not load.
+    header.push(' Clients of srt-gw serve (how each authenticates, not its credential):');
+    for (const client of shown.clients) header.push(`   ${client.id}: ${client.kind}, ${client.rules === undefined ? 'every rule' : `rules ${client.rules.join(', ')}`}${client.source === null ? '' : ` (${client.source})`}`);
   }
   const data: Record<string, unknown> = { version: 1, rules: policy.rules.map(ruleAsWritten) };
   if (shown.filesystem !== null) {

@@ -6,6 +6,7 @@
 // - vendor/NAME.cjs: the large dependencies that only some runs load, on first use: undici (the
 //   first upstream request), yaml and zod (a policy file), pino (--log), prom-client (--metrics),
 //   jose (client tokens: srt-gw token, and a policy with clients:).
+//   @redis/client (serve --state only).
 //   Outside the main file because every start reads and decodes that file whole (~2.3 MB more).
 //   Each is compiled through a code cache of its own (cli/code-cache.ts requireWithCodeCache).
 // - srt-gw.js: the launcher (cli/launcher.ts), the package's bin; dist/bin/package.json makes
@@ -18,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const outdir = join(root, 'dist', 'bin');
-const VENDORED = ['undici', 'zod', 'yaml', 'pino', 'prom-client', 'jose'];
+const VENDORED = ['undici', 'zod', 'yaml', 'pino', 'prom-client', 'jose', '@redis/client'];
 /**
  * What a vendored file holds, when not the whole package. The command line uses undici's Pool
  * (with the request API, pool.upgrade) and its error classes, nothing else: its index also loads

@@ -23,6 +23,11 @@ export type RequestOutcome = 'allow' | 'deny' | 'error';
 export interface RequestEvent {
   kind: 'request';
   conn: string;
+  /**
+   * The policy client that sent it (`clients:`, explicit proxy of srt-gw serve); absent when the
+   * policy names no clients, or when the request did not authenticate (then code client-*).
+   */
+  clientId?: string;
   protocol: HttpProtocol;
   method: string;
   host: string;
@@ -62,14 +67,17 @@ export interface RequestEvent {
   grpcStatus?: number;
 }
 
-export type RequestStep = 'framing' | 'authority' | 'policy' | 'credentials' | 'budget' | 'destination' | 'upstream';
+export type RequestStep = 'framing' | 'authentication' | 'authority' | 'policy' | 'credentials' | 'budget' | 'destination' | 'upstream';
 export type CredentialOutcomeField = 'injected' | 'required-ok' | 'stripped' | 'refused';
 
 /** One per CONNECT tunnel (or transparent connection) decision. */
 export interface ConnectEvent {
   kind: 'connect';
   conn: string;
+  /** The client's address ("ip:port"). */
   client: string;
+  /** The policy client the CONNECT authenticated as (see RequestEvent.clientId). */
+  clientId?: string;
   host: string;
   port: number;
   decision: 'allow' | 'deny';

@@ -3,6 +3,7 @@
 // zero so dashboards and alerts see a series before the first event of its kind.
 import client from 'prom-client';
 import type { CompiledPolicy } from '../../policies/match.js';
+import { UPSTREAM_FAILURE_KINDS } from '../../reason-codes.js';
 
 export const METRIC_NAMES = {
   requests: 'srtgw_requests_total',
@@ -21,6 +22,10 @@ export const METRIC_NAMES = {
   budgetUsed: 'srtgw_budget_used_bytes',
   budgetLimit: 'srtgw_budget_limit_bytes',
   auditLinesLost: 'srtgw_audit_lines_lost_total',
+  stateBackendUp: 'srtgw_state_backend_up',
+  stateErrors: 'srtgw_state_errors_total',
+  clientRequests: 'srtgw_client_requests_total',
+  clientAuthenticationFailures: 'srtgw_client_authentication_failures_total',
 } as const;
 
 /** The gateway's instruments, registered on one registry. */
@@ -107,6 +112,18 @@ export function createMetricTable(registry: client.Registry) {
       labelNames: ['rule'] as const,
       registers: [registry],
     }),
+    clientRequests: new client.Counter({
+      name: METRIC_NAMES.clientRequests,
+      help: 'Requests to the explicit proxy by policy client (the id the policy names; "other" for requests that did not authenticate) and final decision. Only when the policy has a clients: section.',
+      labelNames: ['client', 'decision'] as const,
+      registers: [registry],
+    }),
+    clientAuthenticationFailures: new client.Counter({
+      name: METRIC_NAMES.clientAuthenticationFailures,
+      help: 'Requests and CONNECTs refused with 407 because they did not authenticate as a policy client, by reason code (client-credentials-missing, client-token-expired, ...).',
+      labelNames: ['code'] as const,
+      registers: [registry],
+    }),
     auditLinesLost: new client.Counter({
       name: METRIC_NAMES.auditLinesLost,
       help: 'Audit log lines that were never written: the destination failed (disk full, I/O error) or fell over 16 MiB behind. The gateway keeps serving; the first failure of each kind is also told on stderr.',
@@ -119,7 +136,7 @@ export function createMetricTable(registry: client.Registry) {
   for (const result of ['hit', 'miss']) table.leafCache.inc({ result }, 0);
   for (const decision of ['allow', 'deny']) table.connects.inc({ decision }, 0);
   for (const reason of ['framing', 'authority', 'policy', 'credentials', 'budget', 'destination', 'connect']) table.denied.inc({ reason }, 0);
-  for (const kind of ['dns', 'refused', 'certificate', 'timeout', 'reset', 'other']) table.upstreamErrors.inc({ kind }, 0);
+  for (const kind of UPSTREAM_FAILURE_KINDS) table.upstreamErrors.inc({ kind }, 0);
   for (const outcome of ['ok', 'failed']) table.reloads.inc({ outcome }, 0);
   for (const outcome of ['ok', 'failed']) table.upstreamConnect.zero({ outcome });
   return table;

@@ -11,6 +11,7 @@ import { DNS_METRIC_NAMES, registerDnsMetrics } from '../dns/metrics.js';
 import { EgressBudgets } from '../credentials/egress-budget.js';
 import { GatewayEvents } from './events.js';
 import { createMetricsServer, METRIC_NAMES, startGatewayMetrics, type GatewayMetrics } from './metrics.js';
+import { registerStateMetrics } from '../state/state-metrics.js';
 
 const CATALOGUE = readFileSync(new URL('../../docs/metrics.md', import.meta.url), 'utf8');
 /** The metric names of the catalogue's table rows (`| \`srtgw_…\` | type | …`). */
@@ -33,6 +34,8 @@ describe('metrics catalogue', () => {
     const events = new GatewayEvents('t');
     metrics = startGatewayMetrics(events, POLICY, new EgressBudgets());
     registerDnsMetrics(metrics.registry, (listener) => events.on('dns', listener));
+    // serve --state adds the shared state's health.
+    registerStateMetrics(metrics.registry, { keyPrefix: 'srtgw', up: true, errors: 0, command: async () => null, onStatusChange: () => () => undefined, close: async () => undefined });
     const exposed = (await metrics.registry.getMetricsAsJSON()).map((metric) => metric.name).filter((name) => name.startsWith('srtgw_'));
     expect(exposed.sort()).toEqual([...DOCUMENTED].sort());
   });

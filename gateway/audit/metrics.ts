@@ -10,6 +10,7 @@ import type { CompiledPolicy } from '../../policies/match.js';
 import type { EgressBudget } from '../../policies/types.js';
 import type { EgressBudgets } from '../credentials/egress-budget.js';
 import { EndOfTurnQueue } from '../end-of-turn-queue.js';
+import { clientLabeler } from '../../identity/client-metrics-label.js';
 import type { ConnectEvent, GatewayEvents, RequestEvent } from './events.js';
 import { createMetricTable, initialiseRuleSeries, METRIC_NAMES, type MetricTable } from './metric-table.js';
 import { timeUpstreamConnects } from './upstream-connect-timing.js';
@@ -39,11 +40,15 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
   let budgetRules = rulesWithBudgets(policy);
   if (budgets !== undefined) registerBudgetGauges(registry, budgets, () => budgetRules);
   let hostLabel = hostLabeller(policy);
+  let clientLabel = clientLabelFor(policy, table);
   // Counted at the end of the loop turn, with the turn's other requests: 2 % less gateway CPU per
   // request at 32 kept-alive connections than counting each as it ends (end-of-turn-queue.ts;
   // two gateways on one core loaded at once, five rounds: median ratio 0.984).
   const requestCounts = new EndOfTurnQueue<RequestEvent>(
-    (event) => countRequest(table, event, hostLabel(event.host)),
+    (event) => {
+      countRequest(table, event, hostLabel(event.host));
+      if (clientLabel !== null && (event.clientId !== undefined || event.step === 'authentication')) table.clientRequests.inc({ client: clientLabel(event.clientId), decision: event.decision });
+    },
     (_event, error) => process.stderr.write(`srt-gw: metrics: a request was not counted: ${String(error)}\n`),
   );
   const unsubscribe = [
@@ -65,6 +70,7 @@ export function startGatewayMetrics(events: GatewayEvents, policy: CompiledPolic
     setPolicy(next) {
       requestCounts.flush(); // the requests of the old policy get its host labels
       hostLabel = hostLabeller(next);
+      clientLabel = clientLabelFor(next, table);
       budgetRules = rulesWithBudgets(next);
       initialiseRuleSeries(table, next);
     },
@@ -81,6 +87,7 @@ function countRequest(table: MetricTable, event: RequestEvent, host: string): vo
   table.requests.inc({ decision: event.decision, rule, host, method: KNOWN_METHODS.has(event.method) ? event.method : 'OTHER' });
   table.duration.observe({ decision: event.decision }, event.durationMs / 1000);
   if (event.decision === 'deny' && !event.monitored) table.denied.inc({ reason: event.step });
+  if (event.step === 'authentication') table.clientAuthenticationFailures.inc({ code: event.code });
   if (event.upstreamError) table.upstreamErrors.inc({ kind: event.upstreamError });
   if (event.bytesIn > 0) table.bytes.inc({ direction: 'up', rule }, event.bytesIn);
   if (event.bytesOut > 0) table.bytes.inc({ direction: 'down', rule }, event.bytesOut);
@@ -88,9 +95,22 @@ function countRequest(table: MetricTable, event: RequestEvent, host: string): vo
   if (event.step === 'budget' && event.decision === 'deny' && !event.monitored) table.budgetRejections.inc({ rule });
 }
 
+/**
+ * The `client` label of the policy's clients (bounded: the ids it names, else "other"), with
+ * their series started at zero; null when it names none, and then no client series exist.
+ */
+function clientLabelFor(policy: CompiledPolicy, table: MetricTable): ((clientId: string | undefined) => string) | null {
+  const clients = policy.policy.clients;
+  if (clients === undefined || clients.length === 0) return null;
+  const label = clientLabeler(clients);
+  for (const client of clients) for (const decision of ['allow', 'deny']) table.clientRequests.inc({ client: client.id, decision }, 0);
+  return label;
+}
+
 /** One CONNECT tunnel or jail connection decision. */
 function countConnect(table: MetricTable, event: ConnectEvent): void {
   table.connects.inc({ decision: event.decision });
+  if (event.decision === 'deny' && event.code.startsWith('client-')) table.clientAuthenticationFailures.inc({ code: event.code });
   if (event.decision === 'deny') table.denied.inc({ reason: 'connect' });
 }
 
@@ -151,10 +171,23 @@ function hostLabeller(policy: CompiledPolicy): (host: string) => string {
   };
 }
 
-/** Serves GET /metrics in the Prometheus text format. */
-export function createMetricsServer(metrics: Pick<GatewayMetrics, 'registry' | 'countPending'>): http.Server {
+/** What /readyz reports (createMetricsServer). */
+export interface GatewayHealth {
+  /** True once the policy is loaded and the listeners are up, false again when the gateway starts closing. */
+  ready(): boolean;
+}
+
+/** Serves GET /metrics in the Prometheus text format, and /healthz and /readyz when `health` is given. */
+export function createMetricsServer(metrics: Pick<GatewayMetrics, 'registry' | 'countPending'>, health?: GatewayHealth): http.Server {
   const registry = metrics.registry;
   return http.createServer((req, res) => {
+    if (health !== undefined && req.method === 'GET' && (req.url === '/healthz' || req.url === '/readyz')) {
+      // /healthz: the process answers. /readyz: the policy is loaded, the listeners are up and
+      // the gateway is not closing (a load balancer stops sending before the drain ends).
+      const ok = req.url === '/healthz' || health.ready();
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'text/plain', 'cache-control': 'no-store' }).end(ok ? 'ok\n' : 'not ready\n');
+      return;
+    }
     if (req.method !== 'GET' || (req.url !== '/metrics' && !req.url?.startsWith('/metrics?'))) {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('srt-gw serves metrics at /metrics\n');
       return;

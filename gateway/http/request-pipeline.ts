@@ -6,7 +6,7 @@
 import type http from 'node:http';
 import type http2 from 'node:http2';
 import { finished, pipeline, type Duplex } from 'node:stream';
-import { upstreamFailureCode, type UpstreamFailureKind } from '../../reason-codes.js';
+import { upstreamFailureCode, type ReasonCode, type UpstreamFailureKind } from '../../reason-codes.js';
 import type { GatewayEvents, HttpProtocol, RequestEvent } from '../audit/events.js';
 import type { ConnectionContext } from '../connection-context.js';
 import { createMaskingResponseSink, type MaskingResponseSink } from '../credentials/masked-response.js';
@@ -14,16 +14,24 @@ import { maskText } from '../credentials/secret-masker.js';
 import { createWebSocketMaskingTransform, WebSocketMaskingError } from '../credentials/websocket-masker.js';
 import type { ResponseSink, UpstreamClient } from '../upstream/upstream-client.js';
 import { classifyUpstreamError } from '../upstream/upstream-errors.js';
+import type { BudgetRefusal } from '../credentials/egress-budget.js';
 import { BudgetedUpload, markMonitored } from './budgeted-upload.js';
 import type { ExchangeHead, ExchangeReadResult } from './exchange.js';
 import { readHttp1Exchange } from './http1-exchange.js';
 import { readHttp2Exchange } from './http2-exchange.js';
-import { evaluateRequest, type Verdict, type VerdictDependencies } from './request-verdict.js';
+import { evaluateRequest, settleSharedBudget, type Verdict, type VerdictDependencies } from './request-verdict.js';
 import { denialResponse, upstreamFailureResponse, writeRawResponse, type GatewayResponse } from './responses.js';
 
 export interface PipelineDependencies extends VerdictDependencies {
   upstream: UpstreamClient;
   events: GatewayEvents;
+}
+
+/** A request whose verdict waited for the shared budget: judged once, then handled. */
+interface JudgedRequest {
+  started: number;
+  read: ExchangeReadResult;
+  verdict: Verdict;
 }
 
 type ClientRequest = http.IncomingMessage | http2.Http2ServerRequest;
@@ -35,13 +43,19 @@ export class RequestPipeline {
   constructor(private readonly deps: PipelineDependencies) {}
 
   /** Handles one request from an HTTP/1.1 connection or one HTTP/2 stream. */
-  handleRequest(req: ClientRequest, res: ClientResponse, connection: ConnectionContext | null, connId: string): void {
-    const started = performance.now();
+  handleRequest(req: ClientRequest, res: ClientResponse, connection: ConnectionContext | null, connId: string, clientId?: string, judged?: JudgedRequest): void {
+    const started = judged?.started ?? performance.now();
     const isH2 = req.httpVersionMajor === 2;
-    const read: ExchangeReadResult = isH2 ? readHttp2Exchange(req as http2.Http2ServerRequest) : readHttp1Exchange(req as http.IncomingMessage);
+    const read: ExchangeReadResult = judged?.read ?? (isH2 ? readHttp2Exchange(req as http2.Http2ServerRequest) : readHttp1Exchange(req as http.IncomingMessage));
     const protocol: HttpProtocol = isH2 ? 'h2' : 'http/1.1';
-    const verdict = evaluateRequest(read, connection, this.deps);
-    const event = this.eventFor(read, connection, connId, protocol, verdict);
+    const verdict = judged?.verdict ?? evaluateRequest(read, connection, this.deps, clientId);
+    if (verdict.kind === 'forward' && verdict.pendingBudget !== undefined) {
+      // serve --state: the shared budget answers over the network (within its command deadline);
+      // the request waits for it, its body unread.
+      void settleSharedBudget(verdict, this.deps.monitor).then((settled) => this.handleRequest(req, res, connection, connId, clientId, { started, read, verdict: settled }));
+      return;
+    }
+    const event = this.eventFor(read, connection, connId, protocol, verdict, clientId);
 
     if (verdict.kind === 'reject') {
       const response = denialResponse(verdict.status, verdict.rule, verdict.reason, verdict.code);
@@ -59,13 +73,13 @@ export class RequestPipeline {
     const head = (read as { ok: true; head: ExchangeHead }).head;
     let body: BudgetedUpload | null = null;
     const bytesIn = () => body?.bytes ?? 0;
-    let budgetRefusal: string | null = null;
+    let budgetRefusal: { reason: string; code: BudgetRefusal['code'] } | null = null;
     if (head.hasBody) {
       const account = verdict.budget;
       const monitor = this.deps.monitor;
       // SECURITY: the chunk that would cross the budget is never forwarded; the upstream request
       // is aborted — test/e2e/credentials.test.ts "budgets".
-      body = new BudgetedUpload(account, monitor, event, (refusal) => (budgetRefusal = refusal));
+      body = new BudgetedUpload(account, monitor, event, (reason, code) => (budgetRefusal = { reason, code }));
       // Not pipeline(): a budget refusal errors the body, and that must not destroy the client
       // request before the 429 is written.
       const upload = body;
@@ -94,9 +108,9 @@ export class RequestPipeline {
           return;
         }
         if (budgetRefusal !== null) {
-          denyOverBudget(event, budgetRefusal);
+          denyOverBudget(event, budgetRefusal.reason, budgetRefusal.code);
           if (!res.headersSent) {
-            sendGatewayResponse(res, denialResponse(429, verdict.rule, budgetRefusal, 'budget-exceeded'));
+            sendGatewayResponse(res, denialResponse(429, verdict.rule, budgetRefusal.reason, budgetRefusal.code));
             this.finish(event, started, 429, bytesIn(), 0);
           } else {
             res.destroy();
@@ -126,14 +140,24 @@ export class RequestPipeline {
   }
 
   /** Handles an HTTP/1.1 Upgrade (WebSocket): checked like any request, then relayed byte for byte. */
-  handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, connection: ConnectionContext | null, connId: string): void {
+  handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer, connection: ConnectionContext | null, connId: string, clientId?: string): void {
     const started = performance.now();
     const read = readHttp1Exchange(req);
-    let verdict = evaluateRequest(read, connection, this.deps);
+    const verdict = evaluateRequest(read, connection, this.deps, clientId);
+    if (verdict.kind === 'forward' && verdict.pendingBudget !== undefined) {
+      // serve --state: an upgrade is judged by the shared budget before anything is forwarded.
+      void settleSharedBudget(verdict, this.deps.monitor).then((settled) => this.upgradeJudged(req, socket, head, connection, connId, clientId, started, read, settled));
+      return;
+    }
+    this.upgradeJudged(req, socket, head, connection, connId, clientId, started, read, verdict);
+  }
+
+  private upgradeJudged(req: http.IncomingMessage, socket: Duplex, head: Buffer, connection: ConnectionContext | null, connId: string, clientId: string | undefined, started: number, read: ExchangeReadResult, judged: Verdict): void {
+    let verdict = judged;
     if (read.ok && verdict.kind === 'forward' && read.head.upgrade !== 'websocket') {
       verdict = { kind: 'reject', step: 'framing', status: 400, rule: null, reason: 'only WebSocket upgrades are supported', code: 'upgrade-not-supported' };
     }
-    const event = this.eventFor(read, connection, connId, 'http/1.1', verdict);
+    const event = this.eventFor(read, connection, connId, 'http/1.1', verdict, clientId);
     if (verdict.kind === 'reject') {
       writeRawResponse(socket, denialResponse(verdict.status, verdict.rule, verdict.reason, verdict.code));
       this.finish(event, started, verdict.status, 0);
@@ -154,7 +178,7 @@ export class RequestPipeline {
         const monitor = this.deps.monitor;
         // Client → upstream: counted, and against the rule's budget when it has one.
         // A WebSocket has no status left to send: the budget ends the connection.
-        const outbound = new BudgetedUpload(account, monitor, event, (refusal) => denyOverBudget(event, refusal));
+        const outbound = new BudgetedUpload(account, monitor, event, (reason, code) => denyOverBudget(event, reason, code));
         if (head.length > 0) socket.unshift(head);
         upstreamSocket.on('data', (chunk: Buffer) => (bytesOut += chunk.length));
         let ended = false;
@@ -189,11 +213,42 @@ export class RequestPipeline {
       });
   }
 
-  private eventFor(read: ExchangeReadResult, connection: ConnectionContext | null, connId: string, protocol: HttpProtocol, verdict: Verdict): RequestEvent {
+  /**
+   * The audit event of a request that did not authenticate as a policy client (407): nothing was
+   * read past its head, nothing forwarded.
+   */
+  refuseUnauthenticated(req: ClientRequest, connId: string, destination: { host: string; port: number } | null, code: ReasonCode, reason: string): void {
+    // The path only, like every request line: an absolute-form target loses scheme and authority.
+    const url = req.url ?? '';
+    const target = url.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '');
+    const queryStart = target.indexOf('?');
+    const event: RequestEvent = {
+      kind: 'request',
+      conn: connId,
+      protocol: req.httpVersionMajor === 2 ? 'h2' : 'http/1.1',
+      method: req.method ?? '-',
+      host: destination?.host ?? '-',
+      port: destination?.port ?? 0,
+      path: (queryStart < 0 ? target : target.slice(0, queryStart)).slice(0, MAX_LOGGED_PATH),
+      decision: 'deny',
+      rule: null,
+      reason,
+      code,
+      step: 'authentication',
+      status: 407,
+      bytesIn: 0,
+      bytesOut: 0,
+      durationMs: 0,
+    };
+    this.deps.events.emit('request', event);
+  }
+
+  private eventFor(read: ExchangeReadResult, connection: ConnectionContext | null, connId: string, protocol: HttpProtocol, verdict: Verdict, requestClientId?: string): RequestEvent {
     const head = read.ok ? read.head : null;
     const target = head?.target ?? '';
     const queryStart = target.indexOf('?');
     const path = (queryStart < 0 ? target : target.slice(0, queryStart)).slice(0, MAX_LOGGED_PATH);
+    const clientId = connection?.clientId ?? requestClientId;
     const event: RequestEvent = {
       kind: 'request',
       conn: connId,
@@ -212,6 +267,7 @@ export class RequestPipeline {
       bytesOut: 0,
       durationMs: 0,
     };
+    if (clientId !== undefined) event.clientId = clientId;
     if (verdict.credential !== undefined) event.credential = verdict.credential;
     if (verdict.kind === 'forward' && verdict.monitoredDenial !== null) markMonitored(event, verdict.monitoredDenial);
     return event;
@@ -237,11 +293,11 @@ export class RequestPipeline {
 }
 
 /** The rule's budget ended the exchange part-way (the body or a WebSocket crossed it). */
-function denyOverBudget(event: RequestEvent, refusal: string): void {
+function denyOverBudget(event: RequestEvent, refusal: string, code: BudgetRefusal['code']): void {
   event.decision = 'deny';
   event.step = 'budget';
   event.reason = refusal;
-  event.code = 'budget-exceeded';
+  event.code = code;
 }
 
 /** The upstream failed the exchange (or sent what cannot be masked): a 502, or the connection cut. */

@@ -9,7 +9,7 @@ import type { Rule } from '../../policies/types.js';
 import type { CredentialOutcomeField, RequestStep } from '../audit/events.js';
 import { formatAuthority, type ConnectionContext } from '../connection-context.js';
 import { EMPTY_RULE_CREDENTIALS, type RuleCredentials } from '../credentials/credential-secrets.js';
-import type { BudgetAccount, EgressBudgets } from '../credentials/egress-budget.js';
+import type { BudgetAccount, BudgetRefusal, EgressBudgets } from '../credentials/egress-budget.js';
 import type { MaskPair } from '../credentials/secret-masker.js';
 import type { UpstreamTarget } from '../upstream/upstream-client.js';
 import { refusedPathCode, type ExchangeHead, type ExchangeReadResult } from './exchange.js';
@@ -23,6 +23,8 @@ export interface VerdictDependencies {
   budgets?: EgressBudgets;
   /** Report mode: policy, credential and budget denials are recorded but let through. */
   monitor: boolean;
+  /** The policy an authenticated client's requests are decided by (only its rules); absent: no clients. */
+  clientPolicy?(clientId: string): CompiledPolicy | undefined;
 }
 
 export type Verdict =
@@ -42,7 +44,16 @@ export type Verdict =
       masks: MaskPair[];
       /** The rule's budget, when it has one and the body is counted as it streams. */
       budget: BudgetAccount | null;
+      /** The shared budget's judgement of the request head, still to come (serve --state). */
+      pendingBudget?: PendingBudget;
     };
+
+/** The request head's charge to a shared budget, not yet answered. */
+export interface PendingBudget {
+  judgement: Promise<BudgetRefusal | null>;
+  account: BudgetAccount;
+  bytes: number;
+}
 
 /** A denial report mode (--monitor) let through: the step, reason and code it would have had. */
 export interface MonitoredDenial {
@@ -51,7 +62,8 @@ export interface MonitoredDenial {
   code: ReasonCode;
 }
 
-export function evaluateRequest(read: ExchangeReadResult, connection: ConnectionContext | null, deps: VerdictDependencies): Verdict {
+/** `clientId`: the policy client an absolute-form request authenticated as (a tunnel's is on `connection`). */
+export function evaluateRequest(read: ExchangeReadResult, connection: ConnectionContext | null, deps: VerdictDependencies, clientId?: string): Verdict {
   if (!read.ok) return { kind: 'reject', step: 'framing', status: 400, rule: null, reason: read.reason, code: read.code ?? 'malformed-request' };
   const head = read.head;
   const host = head.authorityHost!;
@@ -87,12 +99,20 @@ export function evaluateRequest(read: ExchangeReadResult, connection: Connection
   if ('error' in normalized) return { kind: 'reject', step: 'framing', status: 400, rule: null, reason: normalized.error, code: 'invalid-path' };
   const path = normalized.path;
 
-  const policy = deps.currentPolicy();
+  const fullPolicy = deps.currentPolicy();
+  const client = connection?.clientId ?? clientId;
+  // SECURITY: an authenticated client is decided by its own rules only, so one client's token
+  // cannot use another's rule — test/e2e/serve-clients.test.ts "per-client rules"
+  const policy = client === undefined ? fullPolicy : (deps.clientPolicy?.(client) ?? fullPolicy);
   const credentials = deps.currentCredentials?.() ?? EMPTY_RULE_CREDENTIALS;
   const monitor = deps.monitor;
   const decision = policy.decide({ host: target.host, port: target.port, method: head.method, path });
   const policyDenied = decision.action === 'deny';
   if (policyDenied && !monitor) {
+    if (policy !== fullPolicy) {
+      const refusedForClient = notForClient(fullPolicy, { host: target.host, port: target.port, method: head.method, path }, client!);
+      if (refusedForClient !== null) return refusedForClient;
+    }
     return { kind: 'reject', step: 'policy', status: 403, rule: decision.ruleId, reason: decision.reason, code: decision.code };
   }
   // Upstream sees exactly the path the policy saw (normalised), with the original query.
@@ -103,6 +123,7 @@ export function evaluateRequest(read: ExchangeReadResult, connection: Connection
   let credential: CredentialOutcomeField | undefined;
   let masks: MaskPair[] = [];
   let budget: BudgetAccount | null = null;
+  let pendingBudget: PendingBudget | undefined;
 
   const rule = policyDenied ? undefined : ruleById(policy, decision.ruleId);
   const ruleCredentials = policyDenied ? undefined : credentials.get(decision.ruleId);
@@ -133,7 +154,7 @@ export function evaluateRequest(read: ExchangeReadResult, connection: Connection
   }
 
   if (rule?.budget !== undefined && deps.budgets !== undefined) {
-    const account = deps.budgets.account(rule.id, rule.budget);
+    const account = deps.budgets.account(rule.id, rule.budget, client ?? '-');
     const contentLength = head.upgrade !== null ? null : declaredContentLength(head);
     // SECURITY: the request line and headers count, not only the body: a long query or header
     // carries data out as well as a body, and body-less requests are unlimited in number —
@@ -142,10 +163,13 @@ export function evaluateRequest(read: ExchangeReadResult, connection: Connection
     // or it is a WebSocket (then counted as it flows: BudgetedUpload, handleUpgrade).
     const upFront = requestHeadBytes(head) + (contentLength ?? 0);
     const refusal = account.tryCharge(upFront);
-    if (refusal !== null) {
+    if (typeof refusal === 'string') {
       if (!monitor) return { kind: 'reject', step: 'budget', status: 429, rule: rule.id, reason: refusal, code: 'budget-exceeded', ...(credential ? { credential } : {}) };
       account.charge(upFront);
       monitoredDenial ??= { step: 'budget', reason: refusal, code: 'budget-exceeded' };
+    } else if (refusal !== null) {
+      // Shared budgets (serve --state) answer later: the pipeline waits for settleSharedBudget().
+      pendingBudget = { judgement: refusal, account, bytes: upFront };
     }
     if (contentLength === null) budget = account;
   }
@@ -162,7 +186,36 @@ export function evaluateRequest(read: ExchangeReadResult, connection: Connection
     ...(credential ? { credential } : {}),
     masks,
     budget,
+    ...(pendingBudget ? { pendingBudget } : {}),
   };
+}
+
+/**
+ * The verdict once the shared budget (serve --state) has judged the request head: the same
+ * forward, a 429 (over the budget, or the state unreachable: fail closed), or under --monitor the
+ * forward marked as a would-deny.
+ */
+export async function settleSharedBudget(verdict: Verdict & { kind: 'forward' }, monitor: boolean): Promise<Verdict> {
+  const pending = verdict.pendingBudget;
+  if (pending === undefined) return verdict;
+  const refusal = await pending.judgement.catch((error: unknown): BudgetRefusal => ({ reason: `the shared budget state failed: ${(error as Error).message}`, code: 'budget-state-unavailable' }));
+  const settled = { ...verdict };
+  delete settled.pendingBudget;
+  if (refusal === null) return settled;
+  if (!monitor) {
+    return { kind: 'reject', step: 'budget', status: 429, rule: verdict.rule, reason: refusal.reason, code: refusal.code, ...(verdict.credential ? { credential: verdict.credential } : {}) };
+  }
+  pending.account.charge(pending.bytes);
+  settled.monitoredDenial ??= { step: 'budget', reason: refusal.reason, code: refusal.code };
+  return settled;
+}
+
+/** A denial the whole policy would have allowed: the rule exists, but not for this client. */
+function notForClient(fullPolicy: CompiledPolicy, facts: { host: string; port: number; method: string; path: string }, clientId: string): Verdict | null {
+  const unrestricted = fullPolicy.decide(facts);
+  if (unrestricted.action !== 'allow') return null;
+  const reason = `rule ${unrestricted.ruleId} allows this request, but client ${clientId} may not use it (its rules: in clients:)`;
+  return { kind: 'reject', step: 'policy', status: 403, rule: unrestricted.ruleId, reason, code: 'rule-not-for-client' };
 }
 
 const rulesByPolicy = new WeakMap<CompiledPolicy, ReadonlyMap<string, Rule>>();

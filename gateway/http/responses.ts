@@ -47,10 +47,30 @@ function jsonResponse(status: number, payload: ResponseBody): GatewayResponse {
   };
 }
 
+/**
+ * 407 for a request or CONNECT that did not authenticate as a policy client. The body carries the
+ * code alone: the reason may name a key file or a JWKS URL, which the audit line keeps.
+ */
+export function proxyAuthenticationResponse(code: ReasonCode, challenge: string): GatewayResponse {
+  const body = JSON.stringify({ error: 'proxy-authentication-required', code }) + '\n';
+  return {
+    status: 407,
+    body,
+    headers: {
+      'content-type': 'application/json',
+      'content-length': String(Buffer.byteLength(body)),
+      'cache-control': 'no-store',
+      'proxy-authenticate': challenge,
+      [REASON_HEADER]: code,
+    },
+  };
+}
+
 const STATUS_TEXT: Record<number, string> = {
   200: 'Connection Established',
   400: 'Bad Request',
   403: 'Forbidden',
+  407: 'Proxy Authentication Required',
   421: 'Misdirected Request',
   429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',

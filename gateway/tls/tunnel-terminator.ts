@@ -6,7 +6,6 @@ import type http2 from 'node:http2';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type tls from 'node:tls';
-import type { LeafContextCache } from '../../ca/index.js';
 import { normalizeHost } from '../../policies/host.js';
 import type { ReasonCode } from '../../reason-codes.js';
 import type { ConnectionContext } from '../connection-context.js';
@@ -20,8 +19,16 @@ import { canSetDefaultSecureContext, checkTlsSocketWrapping, setDefaultSecureCon
 /** The first byte of a TLS connection (a handshake record); anything else is taken as plain HTTP. */
 export const TLS_HANDSHAKE_RECORD = 0x16;
 
+/**
+ * Where the terminator gets the leaf certificate for a name (the CA's LeafContextCache). Named by
+ * what it is used for, so the library's declarations do not reach the CA's node-forge types.
+ */
+export interface LeafContexts {
+  secureContextFor(host: string): tls.SecureContext;
+}
+
 export interface TunnelTerminatorOptions {
-  leafContexts: LeafContextCache;
+  leafContexts: LeafContexts;
   pipeline: RequestPipeline;
   events: GatewayEvents;
   limits: GatewayLimits;

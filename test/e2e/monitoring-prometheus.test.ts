@@ -16,10 +16,11 @@ import { capabilityGate, missingCommand } from '../support/capabilities.js';
 import { startGatewayFixture, type GatewayFixture } from '../support/gateway-fixture.js';
 import { curlThroughProxy, REPO_ROOT, type AuditLine, type GatewayProcess } from '../support/gateway-process.js';
 import { startPrometheus, type PrometheusServer } from '../support/prometheus.js';
+import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 import type { Upstream } from '../support/upstream.js';
 
 const run = promisify(execFile);
-const skip = capabilityGate(missingCommand('prometheus'), missingCommand('promtool'), missingCommand('curl'), missingCommand('dig'));
+const skip = capabilityGate(missingCommand('prometheus'), missingCommand('promtool'), missingCommand('curl'), missingCommand('dig'), missingCommand('redis-server'));
 
 const DASHBOARD_PATH = join(REPO_ROOT, 'dashboards', 'grafana', 'srt-gw.json');
 const DASHBOARD_SCHEMA_PATH = join(REPO_ROOT, 'dashboards', 'grafana', 'dashboard.schema.json');
@@ -149,17 +150,25 @@ describe.skipIf(skip !== null)('monitoring with a real Prometheus', () => {
   let upstream: Upstream;
   let gateway: GatewayProcess;
   let prometheus: PrometheusServer;
+  let redis: RedisServer | undefined;
   let auditLines: AuditLine[] = [];
   const statuses: Record<string, number> = {};
 
   beforeAll(async () => {
-    // BAD_CERT resolves to the upstream too, whose certificate is not for that name.
+    // BAD_CERT resolves to the upstream too, whose certificate is not for that name. The shared
+    // state (--state) is there for the alert on its health to have data.
+    redis = await startRedisServer();
     fixture = await startGatewayFixture({
       policyYaml: POLICY,
       names: [API],
-      args: ['--resolve', `${BAD_CERT}=127.0.0.1`, '--metrics', '127.0.0.1:0', '--dns', '127.0.0.1:0'],
+      args: ['--resolve', `${BAD_CERT}=127.0.0.1`, '--metrics', '127.0.0.1:0', '--dns', '127.0.0.1:0', '--state', redis.url],
     });
     ({ upstream, gateway } = fixture);
+    // The state connects in the background; budgeted requests before that would get 429.
+    for (const deadline = Date.now() + 15_000; !/^srtgw_state_backend_up 1$/m.test(await (await fetch(gateway.metricsUrl!)).text()); ) {
+      if (Date.now() > deadline) throw new Error('the gateway did not connect to redis-server');
+      await new Promise((r) => setTimeout(r, 50));
+    }
     statuses.allowed = (await curlThroughProxy(gateway, ['--http1.1', upstream.url('/v1/items')])).status;
     statuses.allowedH2 = (await curlThroughProxy(gateway, ['--http2', upstream.url('/v1/items-h2')])).status;
     statuses.upload = (await curlThroughProxy(gateway, [upstream.url('/v1/upload')], { input: randomBytes(4000) })).status;
@@ -187,6 +196,7 @@ describe.skipIf(skip !== null)('monitoring with a real Prometheus', () => {
   afterAll(async () => {
     await prometheus?.stop();
     await fixture?.close();
+    await redis?.stop();
   });
 
   it('the traffic behind these assertions went as expected', () => {
