@@ -166,14 +166,7 @@ function relayThroughProxy(socket: Duplex, tunnelled: Promise<Duplex>, rest: Buf
         upstream.destroy();
         return;
       }
-      upstream.on('error', () => socket.destroy());
-      socket.on('error', () => upstream.destroy());
-      if (rest.length > 0) upstream.write(rest);
-      socket.pipe(upstream);
-      upstream.pipe(socket);
-      socket.resume();
-      socket.once('close', () => upstream.destroy());
-      upstream.once('close', () => socket.destroy());
+      spliceConnections(socket, upstream, rest);
     },
     () => socket.destroy(),
   );
@@ -189,12 +182,22 @@ function relayTcp(socket: Duplex, addresses: readonly ResolvedAddress[], port: n
   const upstream = net.connect({ host: 'upstream.invalid', port, lookup, noDelay: true });
   upstream.on('error', () => socket.destroy());
   socket.on('error', () => upstream.destroy());
-  upstream.once('connect', () => {
-    if (rest.length > 0) upstream.write(rest);
-    socket.pipe(upstream);
-    upstream.pipe(socket);
-    socket.resume();
-  });
+  // The jail's side may go before the upstream answers.
+  socket.once('close', () => upstream.destroy());
+  upstream.once('connect', () => spliceConnections(socket, upstream, rest));
+}
+
+/**
+ * Relays bytes both ways between the jail's connection and an open upstream, `rest` (read
+ * before the decision) first; either side ending or failing ends both.
+ */
+function spliceConnections(socket: Duplex, upstream: Duplex, rest: Buffer): void {
+  upstream.on('error', () => socket.destroy());
+  socket.on('error', () => upstream.destroy());
+  if (rest.length > 0) upstream.write(rest);
+  socket.pipe(upstream);
+  upstream.pipe(socket);
+  socket.resume();
   socket.once('close', () => upstream.destroy());
   upstream.once('close', () => socket.destroy());
 }
