@@ -1,4 +1,4 @@
-// Processes for the benches (bench/run.mjs, bench/jail.mjs): CPU pinning, start/stop with
+// Processes for the benches (bench/proxy-comparison.mjs, bench/jail.mjs): CPU pinning, start/stop with
 // cleanup on every exit path, waiting for readiness, and the bench upstream.
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';

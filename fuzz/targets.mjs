@@ -1,4 +1,4 @@
-// The fuzz targets: name → module, and how Jazzer.js runs it. fuzz/run.mjs and the corpus replay
+// The fuzz targets: name → module, and how Jazzer.js runs it. fuzz/run-targets.mjs and the corpus replay
 // test (fuzz/corpus-replay.test.ts) both read this list, so a target added here runs in both.
 export const FUZZ_TARGETS = [
   { name: 'http1-request', sync: false },

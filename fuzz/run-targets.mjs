@@ -1,6 +1,6 @@
 // Runs the fuzz targets with Jazzer.js (libFuzzer) and prints, per target, executions, coverage
 // (libFuzzer's "cov", instrumented edges reached) and crashes.
-//   node fuzz/run.mjs [--target NAME] [--seconds N]      (default: every target, $SRT_GW_FUZZ_SECONDS or 60 s)
+//   node fuzz/run-targets.mjs [--target NAME] [--seconds N]      (default: every target, $SRT_GW_FUZZ_SECONDS or 60 s)
 // New corpus entries go to fuzz/.work/<target>/ (the seed corpus in fuzz/corpus/ is only read);
 // a crash is saved as fuzz/findings/<target>/crash-*; turn it into a regression input under
 // fuzz/regressions/<target>/ and a unit test beside the parser once fixed.

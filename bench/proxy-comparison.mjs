@@ -53,7 +53,7 @@ const SYSTEM_IDS = ['direct', 'srt-gw', 'srt-gw-2w', 'squid', 'mitmproxy'];
 // Options
 
 function usage() {
-  return `usage: node bench/run.mjs [--duration S] [--warmup S] [--quick] [--only ${SYSTEM_IDS.join(',')}]
+  return `usage: node bench/proxy-comparison.mjs [--duration S] [--warmup S] [--quick] [--only ${SYSTEM_IDS.join(',')}]
                         [--cases ${CASES.map((c) => c.id).join(',')}] [--names N] [--no-extras] [--rounds N]
   --duration S   measured seconds per case (default 8)
   --warmup S     warm-up seconds per case, not measured (default 2)
