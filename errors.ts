@@ -61,6 +61,11 @@ export const ErrorCodes = {
    * credentials, refused the CONNECT, or its certificate did not verify; the message says which.
    */
   UPSTREAM_PROXY: 'SRTGW_UPSTREAM_PROXY',
+  /**
+   * The remote gateway of `srt-gw run --gateway` cannot be used: unreachable, its certificate did
+   * not verify, or it refused the token (407); the message says which.
+   */
+  REMOTE_GATEWAY: 'SRTGW_REMOTE_GATEWAY',
   /** Every synthetic DNS address is taken (names are never silently reassigned). */
   DNS_POOL_EXHAUSTED: 'SRTGW_DNS_POOL_EXHAUSTED',
   /** Any other upstream failure. */

@@ -100,6 +100,9 @@ const runCommand = program
     new Option('--write-mode <mode>', "direct: write in place; overlay (Linux): writes are reviewed after the run, the safe ones applied, the rest held for srt-gw changes (default: the policy's filesystem.writeMode, else direct)").choices(['direct', 'overlay']),
   )
   .addOption(new Option('-q, --quiet', 'no notices and no denial summary on stderr').default(false))
+  .option('--gateway <url>', 'send the jail\'s traffic to this remote srt-gw serve (https://host:port), whose policy decides; token in $SRT_GW_GATEWAY_TOKEN (docs/fleet.md)')
+  .option('--gateway-ca <file>', "with --gateway: a CA certificate (PEM) to trust for the remote's TLS certificate and its interception CA (repeatable)", collect, [])
+  .option('--token <token>', 'with --gateway: the bearer token (prefer $SRT_GW_GATEWAY_TOKEN: arguments are visible in ps)')
   .passThroughOptions()
   .exitOverride(exitOnUsageError(RUN_SETUP_FAILED))
   .showHelpAfterError('usage: srt-gw run [flags] -- <command> [args...]   (srt-gw help run lists the flags)')
@@ -111,6 +114,8 @@ Examples:
   srt-gw run --policy policy.yaml -- claude          paths are relative to this directory
   srt-gw run --monitor -- ./build.sh                 report what a policy would deny, deny nothing
   srt-gw run -s ~/.srt-settings.json -- ./agent.sh    srt's settings, carried over with warnings
+  SRT_GW_GATEWAY_TOKEN=... srt-gw run --gateway https://gw.internal:8443 --gateway-ca gw-ca.pem -- ./agent.sh
+                                                     a central gateway decides (docs/fleet.md)
 
 Exit status: the command's own (128+N when signal N ended it); 125 when the run could not start
 (bad flag or policy, jail unavailable: the message says what to do).`,

@@ -62,7 +62,8 @@ export interface RunPolicy {
  * --allow HOST and --allow-local-binding add to whichever is used.
  */
 export async function runPolicyFromFlags(
-  flags: { policy?: string; srtSettings?: string; allow: readonly string[]; allowLocalBinding?: boolean },
+  /** `gateway`: a remote gateway decides the network (run --gateway), so no policy is no news. */
+  flags: { policy?: string; srtSettings?: string; allow: readonly string[]; allowLocalBinding?: boolean; gateway?: string },
   cwd: string,
   home: string = homedir(),
   env: NodeJS.ProcessEnv = process.env,
@@ -91,7 +92,7 @@ async function loadDiscoveredPolicy(path: string, check: (path: string, text: st
 }
 
 async function runPolicyFromFiles(
-  flags: { policy?: string; srtSettings?: string; allow: readonly string[] },
+  flags: { policy?: string; srtSettings?: string; allow: readonly string[]; gateway?: string },
   cwd: string,
   home: string,
   env: NodeJS.ProcessEnv,
@@ -112,7 +113,7 @@ async function runPolicyFromFiles(
   const srtFile = srtSettingsCandidate(cwd);
   if (existsSync(srtFile)) return fromSrtSettings(srtFile, flags.allow, discoveredFileCheck(home, env));
   const notices =
-    flags.allow.length > 0
+    flags.allow.length > 0 || flags.gateway !== undefined
       ? []
       : [
           `srt-gw: no policy (--policy FILE, ./.srt-gw.yaml or ~/.config/srt-gw/policy.yaml): the command runs with no network. Allow a host with --allow HOST.`,

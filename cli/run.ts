@@ -30,6 +30,10 @@ export interface RunFlags {
   writePolicy?: string;
   writeMode?: 'direct' | 'overlay';
   quiet: boolean;
+  /** --gateway: a remote srt-gw serve decides (jail/remote-gateway.ts). */
+  gateway?: string;
+  gatewayCa: string[];
+  token?: string;
 }
 
 /** How long after start `run` tunes V8's heap (cli/heap-tuning.ts): start-up is over by then. */
@@ -76,6 +80,7 @@ async function runToEnd(command: string, args: string[], flags: RunFlags): Promi
       monitor: flags.monitor,
       writePolicy: flags.writePolicy,
       writeMode: flags.writeMode,
+      ...(flags.gateway === undefined ? {} : { remoteGateway: (await import('./remote-gateway-flags.js')).remoteGatewayFromFlags(flags, process.env) }),
     };
     // A draft that could not be written would only be found out after the command ran.
     if (flags.writePolicy !== undefined) (await import('../gateway/audit/observed-traffic.js')).checkDraftPolicyPath(flags.writePolicy);
@@ -105,8 +110,13 @@ async function runToEnd(command: string, args: string[], flags: RunFlags): Promi
         forward = (signal) => jailed.signal(signal);
         for (const signal of pending.splice(0)) jailed.signal(signal);
       },
+      onRemoteStart: ({ process: jailed }) => {
+        forward = (signal) => jailed.signal(signal);
+        for (const signal of pending.splice(0)) jailed.signal(signal);
+      },
     });
-    if (!flags.quiet) process.stderr.write(formatDenialSummary(result.denials, result.omittedDenials));
+    const hint = flags.gateway === undefined ? undefined : `The gateway ${flags.gateway} decided: a host is allowed by a rule in its policy, for the client of the token.`;
+    if (!flags.quiet) process.stderr.write(formatDenialSummary(result.denials, result.omittedDenials, hint));
     // Held changes are said even with --quiet: the command's writes are not all on the host.
     if (result.changesId !== undefined || (!flags.quiet && result.applied.length > 0)) {
       const { formatHeldSummary } = await import('../jail/overlay/reviewed-writes.js');

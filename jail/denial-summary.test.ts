@@ -188,6 +188,12 @@ describe('formatDenialSummary', () => {
     expect(text).toContain('--monitor: these would have been denied');
     expect(text).toContain('... and 5 more (see the audit log: --log FILE)');
   });
+
+  it('ends with the advice it is given instead of the local policy hint (a run through a remote gateway)', () => {
+    const text = formatDenialSummary([{ kind: 'connection', host: 'h.test', port: 443, rule: 'default-deny', reason: 'r', count: 1, monitored: false }], 0, 'The gateway https://gw:1 decided.');
+    expect(text.trimEnd().split('\n').at(-1)).toBe('  The gateway https://gw:1 decided.');
+    expect(text).not.toContain('add a rule to the policy');
+  });
 });
 
 describe('names under wildcard rules', () => {

@@ -163,7 +163,11 @@ export class DenialCollector {
  * malformed requests, a Host that differs from the TLS name). A DNS denial of a host that was
  * also refused as a connection or request says nothing new, and is folded into it.
  */
-export function formatDenialSummary(all: readonly Denial[], omitted = 0): string {
+/** The summary's closing advice for a run whose own policy decided. */
+export const LOCAL_POLICY_HINT = 'To allow a host, add a rule to the policy (srt-gw policy explain shows which rule decides).';
+
+/** `hint`: the closing advice (a run through a remote gateway points at that gateway's policy). */
+export function formatDenialSummary(all: readonly Denial[], omitted = 0, hint: string = LOCAL_POLICY_HINT): string {
   if (all.length === 0 && omitted === 0) return '';
   const wildcardNames = all.filter((d) => d.kind === 'dns-names');
   const upstreamFailures = all.filter((d) => d.kind === 'upstream');
@@ -191,7 +195,7 @@ export function formatDenialSummary(all: readonly Denial[], omitted = 0): string
     for (const d of denied) lines.push(summaryLine(d, ''));
   }
   if (omitted > 0) lines.push(`  ... and ${omitted} more (see the audit log: --log FILE)`);
-  lines.push('  To allow a host, add a rule to the policy (srt-gw policy explain shows which rule decides).');
+  lines.push(`  ${hint}`);
   if (wouldBeDenied.length > 0) lines.push('  srt-gw run --monitor --write-policy FILE drafts a policy from what a run did.');
   return lines.join('\n') + '\n';
 }

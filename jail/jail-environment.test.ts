@@ -11,6 +11,8 @@ describe('jailEnvironment', () => {
     No_Proxy: 'localhost',
     SSH_AUTH_SOCK: '/run/user/1000/ssh-agent.sock',
     SRT_GW_CA_DIR: '/home/u/.config/srt-gw/ca',
+    SRT_GW_GATEWAY_TOKEN: 'remote-gateway-token',
+    SRT_GW_UPSTREAM_PROXY_AUTH: 'user:password',
     SSL_CERT_FILE: '/etc/custom.pem',
     UNSET: undefined,
   };
@@ -28,6 +30,11 @@ describe('jailEnvironment', () => {
   it('drops host agent sockets and where the CA key lives', () => {
     expect(env.SSH_AUTH_SOCK).toBeUndefined();
     expect(env.SRT_GW_CA_DIR).toBeUndefined();
+  });
+
+  it("drops srt-gw's own secrets: the remote gateway's token and the upstream proxy's credentials", () => {
+    expect(env.SRT_GW_GATEWAY_TOKEN).toBeUndefined();
+    expect(env.SRT_GW_UPSTREAM_PROXY_AUTH).toBeUndefined();
   });
 
   it('points every CA variable at the jail bundle, overriding the caller\'s', () => {

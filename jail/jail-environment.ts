@@ -41,6 +41,9 @@ const REMOVED = new Set(
     'DBUS_SESSION_BUS_ADDRESS',
     'DOCKER_HOST',
     'SRT_GW_CA_DIR',
+    // Secrets of srt-gw itself: the remote gateway's token and the upstream proxy's credentials.
+    'SRT_GW_GATEWAY_TOKEN',
+    'SRT_GW_UPSTREAM_PROXY_AUTH',
   ].map((name) => name.toUpperCase()),
 );
 

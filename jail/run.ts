@@ -23,6 +23,7 @@ import { LinuxJail } from './linux/linux-jail.js';
 import { NATIVE_BUILD_DIR, NATIVE_HELPER_FILES } from './linux/native-helpers.js';
 import type { MacosJailedProcess } from './macos/macos-jail.js';
 import type { Change } from './overlay/held-changes-store.js';
+import type { RemoteGateway, RemoteGatewayOptions } from './remote-gateway.js';
 import { RunDirectory, sweepLeftovers } from './run-directory.js';
 import { ensureStateDirectory } from './state-directory.js';
 
@@ -73,6 +74,13 @@ export interface RunInJailOptions extends JailRunSettings {
   stdio?: StdioOptions;
   /** Called once the command runs, with its handle (signals, stdio pipes) and the gateway. */
   onStart?: (started: { process: JailedProcess; gateway: Gateway }) => void;
+  /**
+   * Send the jail's traffic to this remote `srt-gw serve` (jail/remote-gateway.ts), which decides
+   * and terminates TLS, instead of an embedded gateway: the policy's network rules, the gateway
+   * options and `gateway` are then unused, and onStart is not called (onRemoteStart is). Linux.
+   */
+  remoteGateway?: RemoteGatewayOptions;
+  onRemoteStart?: (started: { process: JailedProcess }) => void;
   /** Default: the platform's jail. */
   jail?: Jail;
   /**
@@ -116,6 +124,9 @@ let sharedRuns = 0;
 export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
   const jail = options.jail ?? (await platformJail());
   jail.checkAvailable();
+  if (options.remoteGateway !== undefined && jail.platform !== 'linux') {
+    throw new SrtGwError(ErrorCodes.CONFIG_INVALID, `--gateway runs only with the Linux jail for now; on ${jail.platform}, point the programs at the remote gateway as an explicit proxy`);
+  }
   const shared = options.gateway ?? null;
   const policy = options.policy ?? shared?.policy.policy;
   if (!policy) throw new SrtGwError(ErrorCodes.CONFIG_INVALID, 'run needs a policy (or a started gateway to run through)');
@@ -178,6 +189,7 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
   let prepared: PreparedJail | null = null;
   let planted: PlantedFilesCheck | null = null;
   let stopUpstreamWarmUp: (() => void) | null = null;
+  let remote: RemoteGateway | null = null;
   try {
     // The jail is built while the gateway starts (bwrap, the network rules, the helpers); its
     // command waits until start() below. The trust bundle is filled in once the CA is loaded.
@@ -203,7 +215,10 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     if (reviewed === null) planted = PlantedFilesCheck.start(writableRoots(filesystem));
     // The gateway's code (tls, http, dns and the rest) loads only now, while bubblewrap builds
     // the jail on the other core, instead of before the jail could start.
-    gateway ??= await (await import('../gateway/gateway.js')).startGateway({
+    // Probed before the command runs: an unreachable remote, or one that refuses the token, is an
+    // error at start (exit 125), not a command that finds no network.
+    if (options.remoteGateway !== undefined) remote = await (await import('./remote-gateway.js')).RemoteGateway.connect(options.remoteGateway);
+    else gateway ??= await (await import('../gateway/gateway.js')).startGateway({
       policy,
       caDir,
       upstreamCaFiles,
@@ -220,8 +235,29 @@ export async function runInJail(options: RunInJailOptions): Promise<RunResult> {
     });
     // A run of its own gateway is that gateway's only client: every decision is this run's.
     const clientLabel = shared ? `jail-${process.pid}-${++sharedRuns}` : 'jail';
-    const opened = await gateway.openJailEndpoints(runDirectory.dnsSocketPath, clientLabel);
+    const opened = remote ? await remote.openJailEndpoints(runDirectory.dnsSocketPath, clientLabel) : await gateway!.openJailEndpoints(runDirectory.dnsSocketPath, clientLabel);
     endpoints = opened;
+    if (remote) {
+      runDirectory.rewriteJailFile(caBundle, buildTrustBundle(remote.caPem, SYSTEM_CA_BUNDLE));
+      const jailed = (running = prepared.start({ acceptRedirected: opened.acceptRedirected, dnsSocket: opened.dnsSocket, proxyAddress: { host: '127.0.0.1', port: 0 } }));
+      prepared = null;
+      options.onRemoteStart?.({ process: jailed });
+      const exitCode = await jailed.exited;
+      running = null;
+      const outcome = reviewed?.review(true);
+      const { denials, omitted } = remote.denials();
+      result = {
+        exitCode,
+        denials,
+        omittedDenials: omitted,
+        applied: outcome?.applied ?? [],
+        held: outcome?.held ?? [],
+        ...(outcome !== undefined && outcome.held.length > 0 ? { changesId: outcome.id } : {}),
+        readOnlyPlaceholders: mountPoints?.paths ?? [],
+      };
+      return result;
+    }
+    if (gateway === null) throw new SrtGwError(ErrorCodes.CONFIG_INVALID, 'run has no gateway');
     // On macOS the jail reaches the gateway's explicit proxy, where runs cannot be told apart.
     collector = new DenialCollector(gateway.events, shared && jail.platform === 'linux' ? { clientLabel } : {});
     if (options.writePolicy !== undefined) {

@@ -220,6 +220,8 @@ const SCENARIOS: Record<string, Scenario> = {
 const NOT_RUN: Record<string, string> = {
   'srt-gw run -q --policy examples/mcp-policy.yaml -- npx -y @modelcontextprotocol/server-filesystem .':
     'npx -y downloads @modelcontextprotocol/server-filesystem from registry.npmjs.org, which is not available offline',
+  'srt-gw run --gateway https://gw.internal:8443 --gateway-ca gw-certs.pem -- ./agent.sh':
+    'needs a central srt-gw serve with clients: and its certificates; test/e2e/run-remote-gateway.test.ts runs this against a real one',
 };
 
 const commands = documentedRunCommands();
