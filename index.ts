@@ -56,7 +56,7 @@ export type { RevocationStore, RevokedToken } from './identity/revocation-store.
 
 // Commands in the jail.
 export { run, type JailedCommand, type RunOptions, type RunStdio } from './jail/jailed-command.js';
-export type { RunResult } from './jail/run.js';
+export type { RunResult } from './jail/run-in-jail.js';
 export type { Denial } from './jail/denial-summary.js';
 export type { Change as ReviewedChange, ChangeKind as ReviewedChangeKind } from './jail/overlay/held-changes-store.js';
 

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { formatDenialSummary } from '../jail/denial-summary.js';
-import { runInJail } from '../jail/run.js';
+import { runInJail } from '../jail/run-in-jail.js';
 import { parsePolicy } from '../policies/loader.js';
 
 const DEMO_HOST = 'api.demo.test';

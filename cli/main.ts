@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // srt-gw command line. Exit codes: 0 ok, 1 runtime failure, 2 bad configuration or usage.
-import * as runModule from './run.js';
+import * as runModule from './run-command.js';
 import { Command, CommanderError, Help, Option } from 'commander';
 import { isSrtGwError } from '../errors.js';
 import { collect } from './flags.js';

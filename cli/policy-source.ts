@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
-import { policyCandidates, srtSettingsCandidate } from '../jail/run.js';
+import { policyCandidates, srtSettingsCandidate } from '../jail/run-in-jail.js';
 import { allowHostRule } from '../policies/allow-host-rule.js';
 import { policyFiles } from '../policies/policy-files.js';
 import type { Policy } from '../policies/types.js';

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ErrorCodes, SrtGwError } from '../errors.js';
-import { srtSettingsCandidate } from '../jail/run.js';
+import { srtSettingsCandidate } from '../jail/run-in-jail.js';
 import { PolicyTrustStore, sha256Hex, trustKey } from './policy-trust.js';
 
 /** The file a bare `policy trust` means: the project's .srt-gw.yaml, else its .srt.json. */

@@ -183,7 +183,7 @@ const CHECKS: Check[] = [
       } catch {
         return { status: 'fail', detail: 'not run: the native helpers are missing (see above)', fix: NATIVE_BUILD_HINT };
       }
-      const { runInJail } = await import('./run.js');
+      const { runInJail } = await import('./run-in-jail.js');
       const { LinuxJail } = await import('./linux/linux-jail.js');
       const scratch = mkdtempSync(join(tmpdir(), 'srt-gw-doctor-'));
       let stderr = '';

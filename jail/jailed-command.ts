@@ -7,7 +7,7 @@ import type { Gateway } from '../gateway/gateway.js';
 import { allowHostRule } from '../policies/allow-host-rule.js';
 import type { Policy } from '../policies/types.js';
 import type { JailedProcess } from './jail.js';
-import { runInJail, type JailRunSettings, type RunResult } from './run.js';
+import { runInJail, type JailRunSettings, type RunResult } from './run-in-jail.js';
 
 /** One of stdin, stdout, stderr: as for child_process.spawn ('pipe' gives a stream on the handle). */
 export type RunStdio = 'inherit' | 'pipe' | 'ignore' | number;

@@ -11,7 +11,7 @@ import { filesystemAccess, resolveFilesystemRules } from '../filesystem-rules.js
 import type { JailSpawnOptions } from '../jail.js';
 import { CA_BUNDLE_VARIABLES, jailEnvironment } from '../jail-environment.js';
 import { RunDirectory } from '../run-directory.js';
-import { runInJail } from '../run.js';
+import { runInJail } from '../run-in-jail.js';
 import { MacosJail, sandboxExecCommand, type MacosJailedProcess } from './macos-jail.js';
 import { errorOf } from '../../test/support/srt-gw-error.js';
 

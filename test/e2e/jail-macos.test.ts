@@ -11,7 +11,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSrtGwError, ErrorCodes } from '../../errors.js';
-import { runInJail } from '../../jail/run.js';
+import { runInJail } from '../../jail/run-in-jail.js';
 import { MacosJail, type MacosJailedProcess } from '../../jail/macos/macos-jail.js';
 import type { SeatbeltDenial } from '../../jail/macos/seatbelt-violations.js';
 import { parsePolicy } from '../../policies/loader.js';

@@ -11,7 +11,7 @@ import { resolveFilesystemRules } from '../../jail/filesystem-rules.js';
 import type { JailPrepareOptions } from '../../jail/jail.js';
 import { LinuxJail } from '../../jail/linux/linux-jail.js';
 import { RunDirectory } from '../../jail/run-directory.js';
-import { runInJail } from '../../jail/run.js';
+import { runInJail } from '../../jail/run-in-jail.js';
 import { parsePolicy } from '../../policies/loader.js';
 import { capabilityGate, missingCommand, missingRoot } from '../support/capabilities.js';
 import { rejectionOf } from '../support/srt-gw-error.js';

@@ -6,7 +6,7 @@ import { isAbsolute, relative } from 'node:path';
 import { isSrtGwError } from '../errors.js';
 import { formatDenialSummary } from '../jail/denial-summary.js';
 import { JAIL_SETUP_FAILED } from '../jail/jail.js';
-import { runInJail } from '../jail/run.js';
+import { runInJail } from '../jail/run-in-jail.js';
 import { auditLogDestination, parseDnsServer, parseListenAddress, parseResolveOverride, parseSeconds, upstreamProxyFromFlags } from './flags.js';
 import { tuneHeapForProxying } from './heap-tuning.js';
 import { runPolicyFromFlags } from './policy-source.js';
