@@ -20,6 +20,16 @@ describe('EgressBudgets', () => {
     expect(budgets.sent('uploads').perRun).toBe(1000);
   });
 
+  test('each client of a rule has its own budget; sent() adds them up', () => {
+    const budgets = new EgressBudgets();
+    const budget = { requestBytesPerRun: 100 };
+    expect(budgets.account('api', budget, 'ci').tryCharge(100)).toBeNull();
+    expect(budgets.account('api', budget, 'ci').tryCharge(1)).toContain('(0 left)');
+    expect(budgets.account('api', budget, 'builders').tryCharge(100)).toBeNull();
+    expect(budgets.account('api', budget).tryCharge(100)).toBeNull();
+    expect(budgets.sent('api').perRun).toBe(300);
+  });
+
   test('per run: a body larger than what is left is refused whole, and what is left stays usable', () => {
     const budgets = new EgressBudgets();
     const account = budgets.account('uploads', { requestBytesPerRun: 1024 });

@@ -49,21 +49,31 @@ class RuleUsage {
   }
 }
 
+/** The usage key of requests that no client identity covers (a jail's, or a policy without clients:). */
+const NO_CLIENT = '';
+
 export class EgressBudgets {
-  private readonly usage = new Map<string, RuleUsage>();
+  /** Rule id → client id → usage; client ids are the policy's (authenticated), so the map stays small. */
+  private readonly usage = new Map<string, Map<string, RuleUsage>>();
 
   /** `now` in milliseconds; injectable for tests. */
   constructor(private readonly now: () => number = Date.now) {}
 
   /**
-   * The account of rule `ruleId` under `budget` (the limits of the policy in force). In one
-   * process the rule's count is shared by all its clients; `clientId` keys the shared budgets.
+   * The account of rule `ruleId` for client `clientId` under `budget` (the limits of the policy
+   * in force): each client of a rule has its own budget, as with the shared budgets (serve --state).
    */
-  account(ruleId: string, budget: EgressBudget, _clientId?: string): BudgetAccount {
-    let usage = this.usage.get(ruleId);
+  account(ruleId: string, budget: EgressBudget, clientId?: string): BudgetAccount {
+    let byClient = this.usage.get(ruleId);
+    if (byClient === undefined) {
+      byClient = new Map();
+      this.usage.set(ruleId, byClient);
+    }
+    const client = clientId ?? NO_CLIENT;
+    let usage = byClient.get(client);
     if (usage === undefined) {
       usage = new RuleUsage();
-      this.usage.set(ruleId, usage);
+      byClient.set(client, usage);
     }
     const counted = usage;
     const second = () => Math.floor(this.now() / 1000);
@@ -88,11 +98,16 @@ export class EgressBudgets {
     };
   }
 
-  /** Bytes rule `ruleId` has sent in the sliding minute (the window its per-minute limit judges) and in this run. */
+  /** Bytes rule `ruleId` has sent, all clients together, in the sliding minute (the window its per-minute limit judges) and in this run. */
   sent(ruleId: string): { lastMinute: number; perRun: number } {
-    const usage = this.usage.get(ruleId);
-    if (usage === undefined) return { lastMinute: 0, perRun: 0 };
-    return { lastMinute: usage.inLastMinute(Math.floor(this.now() / 1000)), perRun: usage.perRun };
+    const second = Math.floor(this.now() / 1000);
+    let lastMinute = 0;
+    let perRun = 0;
+    for (const usage of this.usage.get(ruleId)?.values() ?? []) {
+      lastMinute += usage.inLastMinute(second);
+      perRun += usage.perRun;
+    }
+    return { lastMinute, perRun };
   }
 }
 
