@@ -82,13 +82,15 @@ describe.skipIf(skip)('the Linux jail held until the gateway is ready', () => {
     }
   });
 
-  it('start() refuses a gateway whose DNS socket is not the one the jail was built for', () => {
+  it('start() refuses a gateway whose DNS socket is not the one the jail was built for', async () => {
     const runDirectory = RunDirectory.create(root);
     const prepared = new LinuxJail().prepare(markingOptions(runDirectory, join(project, 'wrong-socket')));
     try {
       expect(() => prepared.start({ ...endpointsFor(runDirectory), dnsSocket: join(root, 'elsewhere.sock') })).toThrow(/DNS socket must be/);
     } finally {
-      void prepared.abort().then(() => runDirectory.dispose());
+      // Awaited: a jail still ending on a busy machine would be counted as the next test's.
+      await prepared.abort();
+      runDirectory.dispose();
     }
   });
 
