@@ -4,7 +4,6 @@
 // were, long before the idle sweep (120 s) would have closed the connections.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +13,7 @@ import { CLI_PATH, curlThroughProxy } from '../support/gateway-process.js';
 import { createJailWorkdir, jailTestEnv } from '../support/jail-run.js';
 import { createTestPki, type TestPki } from '../support/test-pki.js';
 import { startUpstream, type Upstream } from '../support/upstream.js';
+import { freePort } from '../support/free-port.js';
 
 const skip = capabilityGate(missingCommand('curl'), missingCommand('openssl'));
 const skipJail = capabilityGate(missingRoot(), missingCommand('bwrap'), missingCommand('nft'), missingCommand('curl'), missingCommand('openssl'), missingCommand('git'));
@@ -151,13 +151,3 @@ describe.skipIf(skipJail !== null)('connections a client closes are released (sr
 /** How long the jail and its 50 curls may take on a busy machine: only a hang takes longer. */
 const RUN_DEADLINE_MS = 120_000;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}

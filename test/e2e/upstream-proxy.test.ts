@@ -8,7 +8,7 @@
 // test names to 127.0.0.1, where the upstreams listen (as the gateway's --resolve pins do).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +17,7 @@ import { curlThroughProxy, startGatewayProcess, type AuditLine, type GatewayProc
 import { describeRun, runInJailCli } from '../support/jail-run.js';
 import { createTestPki, type TestPki } from '../support/test-pki.js';
 import { startUpstream, type EchoResponse, type Upstream } from '../support/upstream.js';
+import { freePort } from '../support/free-port.js';
 
 const skip = capabilityGate(missingRoot(), missingCommand('tinyproxy'), missingCommand('unshare'), missingCommand('curl'), missingCommand('openssl'));
 const skipJail = capabilityGate(skip, missingCommand('bwrap'), missingCommand('nft'));
@@ -52,14 +53,6 @@ interface UpstreamFailureBody {
   error: string;
   code: string;
   reason: string;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 interface Tinyproxy {

@@ -7,6 +7,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { capabilityGate, missingCommand } from './capabilities.js';
+import { freePort } from './free-port.js';
 
 /** null when redis-server is installed; else the skip reason (and under CI=true, a throw). */
 export function missingRedisServer(): string | null {
@@ -25,17 +26,6 @@ export interface RedisServer {
   pause(): void;
   resume(): void;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolvePort(address.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** Resolves once the server answers PING on `port`. */
